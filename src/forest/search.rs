@@ -1,0 +1,265 @@
+//! Querying the forest: best-first over all trees at once, as Annoy does,
+//! with the label filter applied while walking.
+
+use super::{Forest, Metric, NO_LABEL, Node, metric};
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Which items a query may return.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum LabelFilter {
+    #[default]
+    Any,
+    /// Only items with this label.
+    Equals(u32),
+    /// Only items whose label is one of these.
+    In(Vec<u32>),
+}
+
+impl LabelFilter {
+    #[inline]
+    fn accepts(&self, label: u32) -> bool {
+        match self {
+            LabelFilter::Any => true,
+            LabelFilter::Equals(wanted) => label == *wanted && label != NO_LABEL,
+            LabelFilter::In(wanted) => wanted.contains(&label),
+        }
+    }
+}
+
+/// What to look for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// How many neighbours to return.
+    pub k: usize,
+    /// Candidates to collect before ranking; `None` means Annoy's default,
+    /// `n_trees * k`. Larger is slower and more accurate.
+    pub search_k: Option<usize>,
+    pub filter: LabelFilter,
+}
+
+impl Query {
+    pub fn top(k: usize) -> Self {
+        Self { k, search_k: None, filter: LabelFilter::Any }
+    }
+
+    pub fn with_search_k(mut self, search_k: usize) -> Self {
+        self.search_k = Some(search_k);
+        self
+    }
+
+    pub fn with_filter(mut self, filter: LabelFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+}
+
+/// One result: an item and its similarity score (higher is more alike;
+/// cosine similarity for the angular metric).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Neighbor {
+    pub item: u32,
+    pub score: f32,
+}
+
+/// A heap entry: the best margin seen on the way to `node`.
+#[derive(Clone, Copy, PartialEq)]
+struct Pending {
+    priority: f32,
+    node: u32,
+}
+
+impl Eq for Pending {}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority.total_cmp(&other.priority)
+    }
+}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Forest {
+    /// The `k` items most like `item`, the item itself excluded.
+    pub fn search_item(&self, item: u32, query: &Query) -> Vec<Neighbor> {
+        self.search(self.vector(item), query, Some(item))
+    }
+
+    /// The `k` items most like `vector`.
+    pub fn search_vector(&self, vector: &[f32], query: &Query) -> Vec<Neighbor> {
+        assert_eq!(vector.len(), self.dims, "query vector has the wrong dimension");
+        let mut v = vector.to_vec();
+        if self.metric == Metric::Angular {
+            metric::normalize(&mut v);
+        }
+        self.search(&v, query, None)
+    }
+
+    /// Brute force over every item: the reference for recall and evaluation.
+    pub fn exact_search(&self, vector: &[f32], query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
+        let mut v = vector.to_vec();
+        if self.metric == Metric::Angular {
+            metric::normalize(&mut v);
+        }
+        let candidates = (0..self.len() as u32)
+            .filter(|&i| Some(i) != exclude && query.filter.accepts(self.labels[i as usize]));
+        self.rank(&v, candidates, query.k)
+    }
+
+    fn search(&self, vector: &[f32], query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
+        if query.k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let search_k = query.search_k.unwrap_or(self.n_trees().saturating_mul(query.k)).max(query.k);
+        let mut seen = vec![0u64; self.len().div_ceil(64)];
+        let mut candidates: Vec<u32> = Vec::with_capacity(search_k.min(self.len()));
+        let mut heap: BinaryHeap<Pending> = self
+            .roots
+            .iter()
+            .map(|&node| Pending { priority: f32::INFINITY, node })
+            .collect();
+        while candidates.len() < search_k {
+            let Some(Pending { priority, node }) = heap.pop() else { break };
+            match self.nodes[node as usize] {
+                Node::Leaf { start, len } => {
+                    for &item in &self.leaf_items[start as usize..(start + len) as usize] {
+                        let (word, bit) = (item as usize / 64, 1u64 << (item % 64));
+                        if seen[word] & bit != 0 {
+                            continue;
+                        }
+                        seen[word] |= bit;
+                        if Some(item) != exclude && query.filter.accepts(self.labels[item as usize]) {
+                            candidates.push(item);
+                        }
+                    }
+                }
+                Node::Split { split, left, right } => {
+                    let margin = self.margin(split, vector);
+                    heap.push(Pending { priority: priority.min(margin), node: right });
+                    heap.push(Pending { priority: priority.min(-margin), node: left });
+                }
+            }
+        }
+        self.rank(vector, candidates.into_iter(), query.k)
+    }
+
+    fn margin(&self, split: u32, vector: &[f32]) -> f32 {
+        let start = split as usize * self.dims;
+        metric::dot(&self.planes[start..start + self.dims], vector) + self.offsets[split as usize]
+    }
+
+    /// Scores candidates exactly and keeps the best `k`, best first.
+    fn rank(&self, vector: &[f32], candidates: impl Iterator<Item = u32>, k: usize) -> Vec<Neighbor> {
+        let mut scored: Vec<Neighbor> = candidates
+            .map(|item| Neighbor { item, score: self.metric.score(vector, self.vector(item)) })
+            .collect();
+        let by_score = |a: &Neighbor, b: &Neighbor| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k, by_score);
+            scored.truncate(k);
+        }
+        scored.sort_unstable_by(by_score);
+        scored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ForestParams, NO_LABEL};
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+    fn random_vectors(n: usize, dims: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n * dims).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    fn recall(forest: &Forest, queries: usize, k: usize, search_k: usize) -> f64 {
+        let mut found = 0;
+        for item in 0..queries as u32 {
+            let query = Query::top(k).with_search_k(search_k);
+            let approx = forest.search_item(item, &query);
+            let exact = forest.exact_search(forest.vector(item), &query, Some(item));
+            found += exact.iter().filter(|e| approx.iter().any(|a| a.item == e.item)).count();
+        }
+        found as f64 / (queries * k) as f64
+    }
+
+    #[test]
+    fn recall_against_brute_force_is_high_at_generous_search_k() {
+        for metric in [Metric::Angular, Metric::Euclidean] {
+            let vectors = random_vectors(2000, 24, 7);
+            let forest = Forest::build(vectors, 24, None, &ForestParams::new(metric)).unwrap();
+            let r = recall(&forest, 100, 10, 1500);
+            assert!(r >= 0.99, "{metric:?}: recall@10 {r}");
+        }
+    }
+
+    #[test]
+    fn filtered_query_returns_k_whenever_k_items_pass() {
+        let n = 3000;
+        let vectors = random_vectors(n, 16, 3);
+        // Label 1 is rare: every 100th item.
+        let labels: Vec<u32> = (0..n).map(|i| if i % 100 == 0 { 1 } else { 0 }).collect();
+        let forest = Forest::build(vectors, 16, Some(labels), &ForestParams::new(Metric::Angular)).unwrap();
+        let query = Query::top(10).with_filter(LabelFilter::Equals(1));
+        let hits = forest.search_item(5, &query);
+        assert_eq!(hits.len(), 10);
+        assert!(hits.iter().all(|h| forest.label(h.item) == 1));
+        // More asked than exist: all 30 that pass, no more.
+        let hits = forest.search_item(5, &Query::top(50).with_filter(LabelFilter::Equals(1)));
+        assert_eq!(hits.len(), 30);
+    }
+
+    #[test]
+    fn unlabelled_items_never_match_a_label_filter() {
+        assert!(!LabelFilter::Equals(NO_LABEL).accepts(NO_LABEL));
+        assert!(LabelFilter::In(vec![2, 3]).accepts(3));
+    }
+
+    #[test]
+    fn duplicates_and_tiny_inputs_build_and_search() {
+        let same = vec![0.5f32; 100 * 4];
+        let forest = Forest::build(same, 4, None, &ForestParams::new(Metric::Angular)).unwrap();
+        let hits = forest.search_item(0, &Query::top(5));
+        assert_eq!(hits.len(), 5);
+        assert!(hits.iter().all(|h| h.item != 0 && (h.score - 1.0).abs() < 1e-5));
+        let one = Forest::build(vec![1.0, 2.0], 2, None, &ForestParams::new(Metric::Angular)).unwrap();
+        assert!(one.search_item(0, &Query::top(3)).is_empty());
+    }
+
+    #[test]
+    fn builds_are_deterministic() {
+        let params = ForestParams::new(Metric::Angular);
+        let a = Forest::build(random_vectors(500, 8, 1), 8, None, &params).unwrap();
+        let b = Forest::build(random_vectors(500, 8, 1), 8, None, &params).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let params = ForestParams::new(Metric::Angular);
+        assert!(Forest::build(vec![1.0; 5], 2, None, &params).is_err());
+        assert!(Forest::build(vec![f32::NAN, 1.0], 2, None, &params).is_err());
+        assert!(Forest::build(vec![1.0; 4], 2, Some(vec![0]), &params).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Results are sorted, unique, never the query, and at most k.
+        #[test]
+        fn results_are_well_formed(seed in 0u64..1000, n in 2usize..300, k in 1usize..20) {
+            let forest = Forest::build(random_vectors(n, 6, seed), 6, None, &ForestParams::new(Metric::Angular)).unwrap();
+            let hits = forest.search_item(0, &Query::top(k));
+            prop_assert!(hits.len() <= k);
+            prop_assert!(hits.iter().all(|h| h.item != 0));
+            prop_assert!(hits.windows(2).all(|w| w[0].score >= w[1].score && w[0].item != w[1].item));
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! lookalike: find the products that look most alike, in the browser.
+//!
+//! The shared core, identical on both targets:
+//! - [`catalog`]: reading a brand's catalog (CSV, JSON, JSON Lines);
+//! - [`preprocess`]: decoding and pad-resizing images for the embedder;
+//! - [`model`]: EfficientNet-Lite as a Burn module and its weights;
+//! - [`forest`]: the approximate nearest-neighbour forest;
+//! - [`index_file`]: the static index file the site ships;
+//! - [`rank`]: recommendations in the report's JSON shape;
+//! - [`site`]: the built site's manifest.
+//!
+//! Target-specific code lives behind one `cfg` each: [`native`] (the
+//! command-line tool: build, query, serve) and `wasm` (the browser API).
+
+pub mod catalog;
+pub mod forest;
+pub mod index_file;
+pub mod model;
+pub mod preprocess;
+pub mod rank;
+pub mod site;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

@@ -1,0 +1,168 @@
+//! EfficientNet-Lite, the mobile variant of EfficientNet: no squeeze-excite,
+//! ReLU6 everywhere, and the stem and head widths fixed across sizes so the
+//! network quantises and runs well on small devices (and in a browser).
+//!
+//! Field names mirror the reference PyTorch implementation (`_conv_stem`,
+//! `_blocks.N._depthwise_conv`, ...) minus the leading underscore, so loading
+//! its weights is one key remapping and nothing else.
+//!
+//! Convolutions use TensorFlow's SAME padding (asymmetric for stride 2),
+//! because the weights were trained in TensorFlow; symmetric padding would
+//! shift every stride-2 feature map by half a pixel.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+
+/// Batch-norm epsilon of the TensorFlow original (PyTorch's default is 1e-5).
+const BATCH_NORM_EPSILON: f64 = 1e-3;
+/// Width of the stem; fixed in the Lite variants.
+const STEM_CHANNELS: usize = 32;
+/// Width of the head, and so of the pooled embedding; fixed in the Lite variants.
+pub const FEATURE_DIM: usize = 1280;
+/// ImageNet classes of the classifier head.
+pub const IMAGENET_CLASSES: usize = 1000;
+
+/// One stage of MBConv blocks: `repeats` blocks with the same kernel and
+/// expansion; only the first one strides and changes width.
+#[derive(Debug, Clone, Copy)]
+struct Stage {
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expand_ratio: usize,
+    channels_out: usize,
+}
+
+/// EfficientNet-B0's stage table, which Lite0 shares.
+const LITE0_STAGES: [Stage; 7] = [
+    Stage { repeats: 1, kernel: 3, stride: 1, expand_ratio: 1, channels_out: 16 },
+    Stage { repeats: 2, kernel: 3, stride: 2, expand_ratio: 6, channels_out: 24 },
+    Stage { repeats: 2, kernel: 5, stride: 2, expand_ratio: 6, channels_out: 40 },
+    Stage { repeats: 3, kernel: 3, stride: 2, expand_ratio: 6, channels_out: 80 },
+    Stage { repeats: 3, kernel: 5, stride: 1, expand_ratio: 6, channels_out: 112 },
+    Stage { repeats: 4, kernel: 5, stride: 2, expand_ratio: 6, channels_out: 192 },
+    Stage { repeats: 1, kernel: 3, stride: 1, expand_ratio: 6, channels_out: 320 },
+];
+
+fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clamp(0.0, 6.0)
+}
+
+fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(false)
+        .init(device)
+}
+
+fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels).with_epsilon(BATCH_NORM_EPSILON).init(device)
+}
+
+/// Mobile inverted bottleneck: 1x1 expand, depthwise KxK, 1x1 project, with
+/// a residual connection when the shape is unchanged.
+#[derive(Module, Debug)]
+pub struct MbConvBlock {
+    expand_conv: Option<Conv2d>,
+    bn0: Option<BatchNorm>,
+    depthwise_conv: Conv2d,
+    bn1: BatchNorm,
+    project_conv: Conv2d,
+    bn2: BatchNorm,
+    residual: bool,
+}
+
+impl MbConvBlock {
+    fn new(channels_in: usize, stage: &Stage, stride: usize, device: &Device) -> Self {
+        let hidden = channels_in * stage.expand_ratio;
+        let expands = stage.expand_ratio != 1;
+        Self {
+            expand_conv: expands.then(|| conv(channels_in, hidden, 1, 1, 1, device)),
+            bn0: expands.then(|| batch_norm(hidden, device)),
+            depthwise_conv: conv(hidden, hidden, stage.kernel, stride, hidden, device),
+            bn1: batch_norm(hidden, device),
+            project_conv: conv(hidden, stage.channels_out, 1, 1, 1, device),
+            bn2: batch_norm(stage.channels_out, device),
+            residual: stride == 1 && channels_in == stage.channels_out,
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let (Some(expand), Some(bn)) = (&self.expand_conv, &self.bn0) {
+            x = relu6(bn.forward(expand.forward(x)));
+        }
+        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
+        x = self.bn2.forward(self.project_conv.forward(x));
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// EfficientNet-Lite0. `fc` (the ImageNet classifier) is optional: the
+/// recommender only needs the pooled features, and leaving the head out of
+/// the shipped record saves 5 MB of download.
+#[derive(Module, Debug)]
+pub struct EfficientNetLite {
+    conv_stem: Conv2d,
+    bn0: BatchNorm,
+    blocks: Vec<MbConvBlock>,
+    conv_head: Conv2d,
+    bn1: BatchNorm,
+    fc: Option<Linear>,
+}
+
+impl EfficientNetLite {
+    /// A Lite0 with freshly initialised weights; load real ones with
+    /// [`crate::model::weights`].
+    pub fn lite0(with_classifier: bool, device: &Device) -> Self {
+        let mut blocks = Vec::new();
+        let mut channels = STEM_CHANNELS;
+        for stage in &LITE0_STAGES {
+            for repeat in 0..stage.repeats {
+                let stride = if repeat == 0 { stage.stride } else { 1 };
+                blocks.push(MbConvBlock::new(channels, stage, stride, device));
+                channels = stage.channels_out;
+            }
+        }
+        Self {
+            conv_stem: conv(3, STEM_CHANNELS, 3, 2, 1, device),
+            bn0: batch_norm(STEM_CHANNELS, device),
+            blocks,
+            conv_head: conv(channels, FEATURE_DIM, 1, 1, 1, device),
+            bn1: batch_norm(FEATURE_DIM, device),
+            fc: with_classifier.then(|| LinearConfig::new(FEATURE_DIM, IMAGENET_CLASSES).init(device)),
+        }
+    }
+
+    /// Globally average-pooled features, `[batch, 1280]`, from images laid out
+    /// as `[batch, 3, H, W]` and normalised by [`crate::preprocess::to_model_input`].
+    pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        let [batch, channels, height, width] = x.dims();
+        x.reshape([batch, channels, height * width]).mean_dim(2).reshape([batch, channels])
+    }
+
+    /// ImageNet logits, `[batch, 1000]`; `None` when the classifier was left out.
+    pub fn classify(&self, images: Tensor<4>) -> Option<Tensor<2>> {
+        let fc = self.fc.as_ref()?;
+        Some(fc.forward(self.features(images)))
+    }
+
+    /// Drops the ImageNet classifier (for records shipped to browsers).
+    pub fn without_classifier(mut self) -> Self {
+        self.fc = None;
+        self
+    }
+
+    pub fn has_classifier(&self) -> bool {
+        self.fc.is_some()
+    }
+}

@@ -1,0 +1,230 @@
+//! The `lookalike` command line.
+
+use super::eval::{column_values, evaluate};
+use super::site_builder::{BuildOptions, build_site};
+use crate::catalog::Columns;
+use crate::forest::{ForestParams, Metric};
+use crate::index_file::Index;
+use crate::model::{Embedder, weights};
+use crate::rank::{RecommendOptions, recommend_item, recommend_vector};
+use crate::site::{self, SiteManifest};
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Find the products that look most alike: build a static site from a
+/// catalog, query it, evaluate it, serve it.
+#[derive(Parser, Debug)]
+#[command(name = "lookalike", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Turn a catalog (CSV, JSON or JSON Lines) into a static site.
+    Build(BuildArgs),
+    /// Print the look-alikes of a product (or of a photo) as JSON.
+    Query(QueryArgs),
+    /// Precision@k of same label and recall against exact search.
+    Eval(EvalArgs),
+    /// Serve a built site on 127.0.0.1.
+    Serve {
+        /// The built site folder.
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Convert a PyTorch EfficientNet-Lite0 checkpoint into a Burnpack record.
+    ConvertModel {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct BuildArgs {
+    /// The catalog file; image paths in it are relative to it.
+    #[arg(long)]
+    catalog: PathBuf,
+    /// Folder to write the site into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Column with the product id [default: id, product_id, sku or item_id].
+    #[arg(long)]
+    id_col: Option<String>,
+    /// Column with the image path or URL [default: image, file, path, url...].
+    #[arg(long)]
+    image_col: Option<String>,
+    /// Column with the product's class, for same-class filtering.
+    #[arg(long)]
+    label_col: Option<String>,
+    /// Embedder weights: a .bpk record or a .pth checkpoint.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Folder holding index.html and www/ (with the built wasm in www/pkg).
+    #[arg(long)]
+    assets: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    n_trees: usize,
+    #[arg(long, default_value_t = 24)]
+    leaf_size: usize,
+    #[arg(long, default_value_t = 0x100c_a11c)]
+    seed: u64,
+    #[arg(long, default_value_t = 160)]
+    thumb_size: u32,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    /// The built site folder.
+    #[arg(long)]
+    site: PathBuf,
+    /// A product id of the catalog.
+    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    id: Option<String>,
+    /// A photo: its look-alikes in the catalog.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// Candidates to examine [default: n_trees * k].
+    #[arg(long)]
+    search_k: Option<usize>,
+    /// Keep only products with the query's label.
+    #[arg(long)]
+    same_label: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    #[arg(long)]
+    site: PathBuf,
+    /// Catalog column to judge by (e.g. articleType).
+    #[arg(long)]
+    label: String,
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    #[arg(long)]
+    search_k: Option<usize>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the project keeps its defaults: the working directory if it is a
+/// checkout, else the checkout this binary was built from.
+fn project_path(relative: &str) -> PathBuf {
+    let local = PathBuf::from(relative);
+    if local.exists() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(relative) }
+}
+
+pub const DEFAULT_MODEL: &str = "models/efficientnet-lite0.bpk";
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build(args) => build(args),
+        Command::Query(args) => query(args),
+        Command::Eval(args) => eval(args),
+        Command::Serve { dir, port } => super::serve::serve(&dir, port, |addr| {
+            eprintln!("serving {} on http://{addr}/ (Ctrl-C to stop)", dir.display());
+        }),
+        Command::ConvertModel { from, to } => {
+            let model = weights::from_pytorch_file(&from, &Device::flex())?;
+            weights::save_burnpack(&model, &to)?;
+            eprintln!("wrote {}", to.display());
+            Ok(())
+        }
+    }
+}
+
+fn build(args: BuildArgs) -> Result<()> {
+    let options = BuildOptions {
+        catalog: args.catalog,
+        out: args.out,
+        columns: Columns { id: args.id_col, image: args.image_col, label: args.label_col },
+        model: args.model.unwrap_or_else(|| project_path(DEFAULT_MODEL)),
+        assets: args.assets.unwrap_or_else(|| project_path(".")),
+        forest: ForestParams {
+            metric: Metric::Angular,
+            n_trees: args.n_trees,
+            leaf_size: args.leaf_size,
+            seed: args.seed,
+        },
+        thumb_size: args.thumb_size,
+        batch_size: args.batch_size,
+    };
+    let report = build_site(&options)?;
+    eprintln!(
+        "built {} with {} products ({} skipped) in {:.1}s; embedding took {:.1}s ({:.1} images/s)",
+        options.out.display(),
+        report.products,
+        report.skipped.len(),
+        report.total_seconds,
+        report.embed_seconds,
+        (report.products + report.skipped.len()) as f64 / report.embed_seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Loads a built site's index and manifest.
+pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
+    let index_path = dir.join(site::INDEX_PATH);
+    let bytes = std::fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
+    let index = Index::from_bytes(&bytes).with_context(|| format!("loading {}", index_path.display()))?;
+    let manifest_path = dir.join(site::MANIFEST_PATH);
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
+    let manifest: SiteManifest =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
+    if manifest.products.len() != index.forest.len() {
+        bail!("{} lists {} products but the index has {}", manifest_path.display(), manifest.products.len(), index.forest.len());
+    }
+    Ok((index, manifest))
+}
+
+fn query(args: QueryArgs) -> Result<()> {
+    let (index, _) = load_site(&args.site)?;
+    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label };
+    let results = match (&args.id, &args.image) {
+        (Some(id), _) => {
+            let item = index.item_of(id).with_context(|| format!("no product with id '{id}' in {}", args.site.display()))?;
+            recommend_item(&index, item, &options)
+        }
+        (None, Some(image)) => {
+            let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+            let decoded = crate::preprocess::decode(&bytes).with_context(|| format!("decoding {}", image.display()))?;
+            let model = weights::from_file(&args.site.join(site::MODEL_PATH), &Device::flex())?;
+            let vector = Embedder::new(model, Device::flex())
+                .embed_batch(&[crate::preprocess::model_input(&decoded)])?
+                .remove(0);
+            recommend_vector(&index, &image.display().to_string(), &vector, None, &options)
+        }
+        (None, None) => bail!("pass --id or --image"),
+    };
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let (index, manifest) = load_site(&args.site)?;
+    let labels = column_values(&manifest, &args.label);
+    if labels.iter().all(Option::is_none) {
+        bail!("no product of {} has a value in column '{}'", args.site.display(), args.label);
+    }
+    let report = evaluate(&index, &labels, &args.label, args.k, args.search_k);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} products, k={}: precision@{} of same {} {:.3} (exact search {:.3}); recall vs exact {:.3}",
+            report.n, report.k, report.k, report.label, report.precision_at_k, report.exact_precision_at_k, report.recall_vs_exact
+        );
+    }
+    Ok(())
+}

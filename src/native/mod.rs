@@ -1,0 +1,9 @@
+//! The native command-line tool: turns a catalog into the static site
+//! (fetch, embed, build the forest), answers queries, evaluates and serves.
+
+pub mod cli;
+pub mod eval;
+pub mod fsutil;
+pub mod progress;
+pub mod serve;
+pub mod site_builder;

@@ -1,0 +1,132 @@
+//! `lookalike serve`: a small static file server for the built site, bound to
+//! loopback only. Enough HTTP for a browser: GET and HEAD, correct MIME types
+//! (WebAssembly streaming compilation requires `application/wasm`), no
+//! directory listings, and no way out of the site folder.
+
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Component, Path, PathBuf};
+
+/// Binds 127.0.0.1:`port` (0 picks a free port) and serves `root` forever.
+/// `on_ready` receives the bound address before the first request is accepted.
+pub fn serve(root: &Path, port: u16, on_ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+    let root = root.canonicalize().with_context(|| format!("site folder {}", root.display()))?;
+    let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    on_ready(listener.local_addr()?);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let root = root.clone();
+        std::thread::spawn(move || {
+            let _ = handle(stream, &root);
+        });
+    }
+    Ok(())
+}
+
+fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers; this server needs none of them.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    if method != "GET" && method != "HEAD" {
+        return respond(&mut stream, "405 Method Not Allowed", "text/plain", b"method not allowed", true);
+    }
+    let Some(path) = resolve(root, target) else {
+        return respond(&mut stream, "404 Not Found", "text/plain", b"not found", method == "GET");
+    };
+    match std::fs::read(&path) {
+        Ok(body) => respond(&mut stream, "200 OK", content_type(&path), &body, method == "GET"),
+        Err(_) => respond(&mut stream, "404 Not Found", "text/plain", b"not found", method == "GET"),
+    }
+}
+
+/// Maps a request target to a file under `root`, or `None` if it would
+/// escape the root or names no file.
+fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let decoded = percent_decode(path)?;
+    let relative = Path::new(decoded.trim_start_matches('/'));
+    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let mut full = root.join(relative);
+    if full.is_dir() {
+        full = full.join("index.html");
+    }
+    let canonical = full.canonicalize().ok()?;
+    (canonical.starts_with(root) && canonical.is_file()).then_some(canonical)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "wasm" => "application/wasm",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: &str, mime: &str, body: &[u8], with_body: bool) -> std::io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    if with_body {
+        stream.write_all(body)?;
+    }
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape_the_root() {
+        let root = std::env::temp_dir().join(format!("lookalike-serve-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("www")).unwrap();
+        std::fs::write(root.join("index.html"), "hi").unwrap();
+        std::fs::write(root.join("www/a b.js"), "x").unwrap();
+        let root = root.canonicalize().unwrap();
+        assert_eq!(resolve(&root, "/"), Some(root.join("index.html")));
+        assert_eq!(resolve(&root, "/www/a%20b.js?v=1"), Some(root.join("www/a b.js")));
+        assert_eq!(resolve(&root, "/../etc/passwd"), None);
+        assert_eq!(resolve(&root, "/www/%2e%2e/%2e%2e/etc/passwd"), None);
+        assert_eq!(resolve(&root, "/missing"), None);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

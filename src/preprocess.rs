@@ -1,0 +1,143 @@
+//! Image preprocessing shared by the native build and the browser, so the same
+//! bytes give the same model input on both sides.
+//!
+//! The report's recipe: keep the aspect ratio, pad to a square, resize to the
+//! model's input. Padding is white because catalog packshots are shot on white;
+//! black bars would be a strong, meaningless feature for the CNN.
+
+use image::{DynamicImage, ImageReader, RgbImage, imageops::FilterType};
+use std::io::Cursor;
+
+/// Side of the square the embedder sees.
+pub const EMBED_INPUT_SIZE: u32 = 224;
+/// The colour the square is padded with.
+pub const PAD_COLOUR: [u8; 3] = [255, 255, 255];
+/// Largest width or height accepted for decoding; bigger images are refused
+/// rather than allowed to exhaust memory (a decompression bomb).
+pub const MAX_DECODED_SIDE: u32 = 12_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a recognised image format")]
+    UnknownFormat,
+    #[error("cannot decode image: {0}")]
+    Decode(#[from] image::ImageError),
+    #[error("image is {width}x{height}, larger than the {MAX_DECODED_SIDE}px limit")]
+    TooLarge { width: u32, height: u32 },
+}
+
+/// Decodes encoded image bytes, sniffing the real format from the content
+/// rather than trusting a file extension or a Content-Type header.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Decode(image::ImageError::IoError(e)))?;
+    if reader.format().is_none() {
+        return Err(DecodeError::UnknownFormat);
+    }
+    let (width, height) = reader.into_dimensions()?;
+    if width > MAX_DECODED_SIDE || height > MAX_DECODED_SIDE {
+        return Err(DecodeError::TooLarge { width, height });
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Decode(image::ImageError::IoError(e)))?;
+    reader.no_limits();
+    Ok(reader.decode()?)
+}
+
+/// Scales `image` so its longer side is `size`, keeping the aspect ratio, and
+/// centres it on a `size` x `size` square of `pad`.
+///
+/// ```
+/// use image::{DynamicImage, RgbImage};
+/// let tall = DynamicImage::ImageRgb8(RgbImage::from_pixel(50, 100, image::Rgb([0, 0, 0])));
+/// let square = lookalike::preprocess::pad_resize(&tall, 20, [255, 255, 255]);
+/// assert_eq!(square.dimensions(), (20, 20));
+/// assert_eq!(square.get_pixel(0, 10).0, [255, 255, 255]); // padding at the side
+/// assert_eq!(square.get_pixel(10, 10).0, [0, 0, 0]); // the image in the middle
+/// ```
+pub fn pad_resize(image: &DynamicImage, size: u32, pad: [u8; 3]) -> RgbImage {
+    let (width, height) = (image.width().max(1), image.height().max(1));
+    let scale = size as f64 / width.max(height) as f64;
+    let new_width = ((width as f64 * scale).round() as u32).clamp(1, size);
+    let new_height = ((height as f64 * scale).round() as u32).clamp(1, size);
+    let resized = image.resize_exact(new_width, new_height, FilterType::Triangle).to_rgb8();
+    let mut canvas = RgbImage::from_pixel(size, size, image::Rgb(pad));
+    let left = (size - new_width) / 2;
+    let top = (size - new_height) / 2;
+    image::imageops::replace(&mut canvas, &resized, left as i64, top as i64);
+    canvas
+}
+
+/// Converts a square RGB image into the embedder's input layout: planar
+/// channels (CHW), each value mapped to `(x - 127) / 128` as EfficientNet-Lite
+/// was trained.
+pub fn to_model_input(image: &RgbImage) -> Vec<f32> {
+    let plane = (image.width() * image.height()) as usize;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (i, pixel) in image.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (pixel.0[c] as f32 - 127.0) / 128.0;
+        }
+    }
+    out
+}
+
+/// Decoded image to model input in one step: pad-resize to the embedder's
+/// square, then normalise.
+pub fn model_input(image: &DynamicImage) -> Vec<f32> {
+    to_model_input(&pad_resize(image, EMBED_INPUT_SIZE, PAD_COLOUR))
+}
+
+/// A thumbnail whose longer side is at most `max_side`, for the site's grid.
+pub fn thumbnail(image: &DynamicImage, max_side: u32) -> RgbImage {
+    if image.width().max(image.height()) <= max_side {
+        return image.to_rgb8();
+    }
+    image.resize(max_side, max_side, FilterType::Triangle).to_rgb8()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_image_is_padded_top_and_bottom() {
+        let wide = DynamicImage::ImageRgb8(RgbImage::from_pixel(300, 100, image::Rgb([10, 20, 30])));
+        let square = pad_resize(&wide, 224, PAD_COLOUR);
+        assert_eq!(square.get_pixel(112, 5).0, PAD_COLOUR);
+        assert_eq!(square.get_pixel(112, 112).0, [10, 20, 30]);
+        assert_eq!(square.get_pixel(112, 218).0, PAD_COLOUR);
+    }
+
+    #[test]
+    fn model_input_is_planar_and_centred() {
+        let mut img = RgbImage::from_pixel(2, 1, image::Rgb([255, 127, 0]));
+        img.put_pixel(1, 0, image::Rgb([0, 0, 0]));
+        let input = to_model_input(&img);
+        assert_eq!(input.len(), 6);
+        assert_eq!(input[0], 1.0); // R of pixel 0
+        assert_eq!(input[1], -127.0 / 128.0); // R of pixel 1
+        assert_eq!(input[2], 0.0); // G plane starts at 2
+    }
+
+    #[test]
+    fn garbage_bytes_are_refused_not_panicking() {
+        assert!(matches!(decode(b"definitely not an image"), Err(DecodeError::UnknownFormat)));
+        // A PNG signature followed by nothing: known format, broken content.
+        let truncated = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0];
+        assert!(decode(&truncated).is_err());
+    }
+
+    #[test]
+    fn png_round_trip_decodes() {
+        let img = RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3]));
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        let back = decode(&bytes).unwrap();
+        assert_eq!((back.width(), back.height()), (3, 2));
+    }
+}

@@ -1,0 +1,62 @@
+//! The converted weights are the real ImageNet weights: the classifier head
+//! recognises a cat and a cup, and the shipped record (no head) gives the
+//! same features as the checkpoint.
+
+mod common;
+
+use burn::tensor::Device;
+use lookalike::model::{Embedder, weights};
+use lookalike::preprocess;
+
+fn top5(logits: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    order.truncate(5);
+    order
+}
+
+fn input(name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(common::fixture(name)).unwrap();
+    preprocess::model_input(&preprocess::decode(&bytes).unwrap())
+}
+
+#[test]
+fn imagenet_head_recognises_a_cat_and_a_cup() {
+    let device = Device::flex();
+    let model = weights::from_pytorch_file(&common::pytorch_weights(), &device).unwrap();
+    let embedder = Embedder::new(model, device);
+    let logits = embedder.classify_batch(&[input("chelsea.png"), input("coffee.png")]).unwrap().unwrap();
+
+    // 281 tabby, 282 tiger cat, 283 Persian, 284 Siamese, 285 Egyptian cat.
+    let cat = top5(&logits[0]);
+    assert!((281..=285).contains(&cat[0]), "chelsea top-5 {cat:?}");
+    // 504 coffee mug, 967 espresso, 968 cup.
+    let cup = top5(&logits[1]);
+    assert!([504, 967, 968].contains(&cup[0]), "coffee top-5 {cup:?}");
+}
+
+#[test]
+fn shipped_record_matches_the_checkpoint() {
+    let device = Device::flex();
+    let full = Embedder::new(weights::from_pytorch_file(&common::pytorch_weights(), &device).unwrap(), device.clone());
+    let shipped = Embedder::new(weights::from_file(&common::burnpack_weights(), &device).unwrap(), device);
+    assert!(!shipped.model().has_classifier());
+    let x = input("chelsea.png");
+    let a = full.embed_batch(std::slice::from_ref(&x)).unwrap().remove(0);
+    let b = shipped.embed_batch(&[x]).unwrap().remove(0);
+    assert_eq!(a.len(), 1280);
+    let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-5, "features differ by {max_diff}");
+}
+
+#[test]
+fn weights_for_another_network_are_refused() {
+    let device = Device::flex();
+    let dir = std::env::temp_dir().join(format!("lookalike-badweights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bogus = dir.join("bogus.bpk");
+    std::fs::write(&bogus, b"this is not a burnpack record").unwrap();
+    let err = weights::from_file(&bogus, &device).unwrap_err().to_string();
+    assert!(err.contains("bogus.bpk"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
