@@ -282,13 +282,16 @@ fn read_csv(text: &str, source: &str) -> Result<(Vec<String>, Vec<RawRecord>), C
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
+    // Line numbers come from byte offsets: the csv crate's own line count
+    // drifts on CRLF files, and users open the file in an editor to find the row.
+    let mut lines = LineCounter::new(text);
     let mut records = Vec::new();
     for row in reader.records() {
         let row = row.map_err(|e| {
-            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+            let line = e.position().map(|p| lines.line_at(p.byte() as usize)).unwrap_or(0);
             syntax(source, line, e.to_string())
         })?;
-        let line = row.position().map(|p| p.line() as usize).unwrap_or(0);
+        let line = row.position().map(|p| lines.line_at(p.byte() as usize)).unwrap_or(0);
         let fields = header
             .iter()
             .zip(row.iter())
@@ -297,6 +300,36 @@ fn read_csv(text: &str, source: &str) -> Result<(Vec<String>, Vec<RawRecord>), C
         records.push(RawRecord { fields, line });
     }
     Ok((header, records))
+}
+
+/// Turns increasing byte offsets into 1-based line numbers in one pass.
+struct LineCounter<'a> {
+    text: &'a str,
+    byte: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, byte: 0, line: 1 }
+    }
+
+    /// The line of the first character at or after `byte` that is not a
+    /// line break (the csv crate can report a record as starting on the
+    /// `\n` of the previous record's CRLF).
+    fn line_at(&mut self, byte: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        let mut byte = byte.min(bytes.len());
+        while byte < bytes.len() && (bytes[byte] == b'\n' || bytes[byte] == b'\r') {
+            byte += 1;
+        }
+        if byte < self.byte {
+            *self = Self::new(self.text);
+        }
+        self.line += self.text.as_bytes()[self.byte..byte].iter().filter(|&&b| b == b'\n').count();
+        self.byte = byte;
+        self.line
+    }
 }
 
 fn object_keys_in_order(records: &[RawRecord]) -> Vec<String> {

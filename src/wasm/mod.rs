@@ -1,0 +1,198 @@
+//! The browser API, exported with wasm-bindgen. Thin by design: everything it
+//! does is the shared core (index file, forest, preprocessing, embedder); this
+//! module only chooses the device and converts values at the JS boundary.
+//!
+//! ```js
+//! import init, { LookalikeIndex, loadEmbedder } from './pkg/lookalike.js';
+//! await init();
+//! const index = LookalikeIndex.fromBytes(new Uint8Array(await (await fetch('data/index.lkf')).arrayBuffer()));
+//! const hits = index.queryItem(0, 10, undefined, false);   // [{item, id, score}, ...]
+//! const embedder = await loadEmbedder(modelBytes, 'auto'); // WebGPU, else CPU
+//! const vector = await embedder.embedImage(photoBytes);
+//! ```
+
+use crate::forest::{LabelFilter, NO_LABEL, Neighbor, Query};
+use crate::index_file::Index;
+use crate::model::{Embedder, weights};
+use crate::preprocess;
+use burn::tensor::Device;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// A search result as the page sees it.
+#[derive(Serialize)]
+struct Hit<'a> {
+    item: u32,
+    id: &'a str,
+    score: f32,
+}
+
+/// The forest and product ids of a built site.
+#[wasm_bindgen]
+pub struct LookalikeIndex {
+    index: Index,
+}
+
+#[wasm_bindgen]
+impl LookalikeIndex {
+    /// Parses and validates an index file fetched from the site.
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<LookalikeIndex, JsError> {
+        let index = Index::from_bytes(bytes).map_err(|e| JsError::new(&format!("index file: {e}")))?;
+        Ok(LookalikeIndex { index })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.index.forest.len()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn dims(&self) -> usize {
+        self.index.forest.dims()
+    }
+
+    #[wasm_bindgen(js_name = itemOf)]
+    pub fn item_of(&self, id: &str) -> Option<u32> {
+        self.index.item_of(id)
+    }
+
+    #[wasm_bindgen(js_name = labelNames)]
+    pub fn label_names(&self) -> Vec<String> {
+        self.index.label_names.clone()
+    }
+
+    /// The look-alikes of catalog item `item`, itself excluded; with
+    /// `same_label`, only items of its label.
+    #[wasm_bindgen(js_name = queryItem)]
+    pub fn query_item(&self, item: u32, k: usize, search_k: Option<usize>, same_label: bool) -> Result<JsValue, JsError> {
+        if item as usize >= self.index.forest.len() {
+            return Err(JsError::new(&format!("no item {item}")));
+        }
+        let label = self.index.forest.label(item);
+        let filter = if same_label && label != NO_LABEL { LabelFilter::Equals(label) } else { LabelFilter::Any };
+        let hits = self.index.forest.search_item(item, &Query { k, search_k, filter });
+        self.to_js(&hits)
+    }
+
+    /// The look-alikes of an outside vector (a shopper's photo); `label`
+    /// restricts them to one label name.
+    #[wasm_bindgen(js_name = queryVector)]
+    pub fn query_vector(&self, vector: &[f32], k: usize, search_k: Option<usize>, label: Option<String>) -> Result<JsValue, JsError> {
+        if vector.len() != self.index.forest.dims() {
+            return Err(JsError::new(&format!("vector has {} values, the index {}", vector.len(), self.index.forest.dims())));
+        }
+        let filter = match label {
+            Some(name) => match self.index.label_number(&name) {
+                Some(n) => LabelFilter::Equals(n),
+                None => return Err(JsError::new(&format!("unknown label '{name}'"))),
+            },
+            None => LabelFilter::Any,
+        };
+        let hits = self.index.forest.search_vector(vector, &Query { k, search_k, filter });
+        self.to_js(&hits)
+    }
+
+    /// The stored (unit-length) vector of an item.
+    #[wasm_bindgen(js_name = itemVector)]
+    pub fn item_vector(&self, item: u32) -> Result<Vec<f32>, JsError> {
+        if item as usize >= self.index.forest.len() {
+            return Err(JsError::new(&format!("no item {item}")));
+        }
+        Ok(self.index.forest.vector(item).to_vec())
+    }
+
+    fn to_js(&self, hits: &[Neighbor]) -> Result<JsValue, JsError> {
+        let hits: Vec<Hit> = hits
+            .iter()
+            .map(|n| Hit { item: n.item, id: &self.index.ids[n.item as usize], score: n.score })
+            .collect();
+        serde_wasm_bindgen::to_value(&hits).map_err(|e| JsError::new(&e.to_string()))
+    }
+}
+
+/// The embedder on the device it runs on.
+#[wasm_bindgen]
+pub struct LookalikeEmbedder {
+    embedder: Embedder,
+    backend: String,
+}
+
+#[wasm_bindgen]
+impl LookalikeEmbedder {
+    /// `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// Decodes an encoded image (JPEG, PNG, WebP, GIF), pad-resizes it exactly
+    /// as the native build does, and returns its 1280-d feature vector.
+    #[wasm_bindgen(js_name = embedImage)]
+    pub fn embed_image(&self, bytes: Vec<u8>) -> js_sys::Promise {
+        let embedder = self.embedder.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let image = preprocess::decode(&bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+            let input = preprocess::model_input(&image);
+            let mut vectors = embedder.embed_batch_async(&[input]).await.map_err(|e| JsError::new(&e.to_string()))?;
+            Ok(js_sys::Float32Array::from(vectors.remove(0).as_slice()).into())
+        })
+    }
+}
+
+/// Loads the embedder from a Burnpack record. `prefer`: `"auto"` (WebGPU when
+/// the browser offers an adapter, else CPU), `"webgpu"` or `"cpu"`.
+#[wasm_bindgen(js_name = loadEmbedder)]
+pub async fn load_embedder(model_bytes: Vec<u8>, prefer: String) -> Result<LookalikeEmbedder, JsError> {
+    let (device, backend) = choose_device(&prefer).await?;
+    let model = weights::from_burnpack_bytes(model_bytes, false, "model record", &device)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(LookalikeEmbedder { embedder: Embedder::new(model, device), backend: backend.to_string() })
+}
+
+async fn choose_device(prefer: &str) -> Result<(Device, &'static str), JsError> {
+    if prefer == "cpu" {
+        return Ok((Device::flex(), "cpu"));
+    }
+    let webgpu = if webgpu_adapter_available().await {
+        use burn::tensor::wgpu::WgpuBackend;
+        Device::wgpu_options()
+            .graphics_api(WgpuBackend::WebGpu)
+            .init_async()
+            .await
+            .map_err(|e| format!("WebGPU initialisation failed: {e:?}"))
+    } else {
+        Err("this browser offers no WebGPU adapter".to_string())
+    };
+    match (webgpu, prefer) {
+        (Ok(device), _) => Ok((device, "webgpu")),
+        (Err(reason), "webgpu") => Err(JsError::new(&reason)),
+        (Err(reason), _) => {
+            web_sys::console::info_1(&format!("lookalike: {reason}; using the CPU backend").into());
+            Ok((Device::flex(), "cpu"))
+        }
+    }
+}
+
+/// Asks `navigator.gpu.requestAdapter()` directly, so a browser without an
+/// adapter is detected before wgpu is asked to initialise.
+async fn webgpu_adapter_available() -> bool {
+    let Some(window) = web_sys::window() else { return false };
+    let gpu = js_sys::Reflect::get(&window.navigator(), &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
+    if gpu.is_undefined() || gpu.is_null() {
+        return false;
+    }
+    let Ok(request) = js_sys::Reflect::get(&gpu, &"requestAdapter".into()) else { return false };
+    let Ok(request) = request.dyn_into::<js_sys::Function>() else { return false };
+    let Ok(promise) = request.call0(&gpu) else { return false };
+    match JsFuture::from(js_sys::Promise::from(promise)).await {
+        Ok(adapter) => !adapter.is_null() && !adapter.is_undefined(),
+        Err(_) => false,
+    }
+}

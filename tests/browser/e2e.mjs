@@ -1,0 +1,206 @@
+// End-to-end test of the built site in headless Chromium (Debian's; never a
+// downloaded browser), once on the CPU wasm backend (no WebGPU adapter) and
+// once on WebGPU (SwiftShader's software adapter).
+//
+// It builds a 295-product catalog from the shared fashion data with the
+// native tool, serves it on loopback, and checks in the page that:
+//   - clicking a watch shows look-alikes that are mostly watches (labels.csv);
+//   - the wasm forest agrees with labels across every watch in the sample;
+//   - a photo upload is embedded in the page, on the expected backend, and
+//     the page's vector matches the native build's (cosine >= 0.999);
+//   - a hostile product name renders as text.
+// Every search goes through the wasm module, so a broken wasm path fails here.
+//
+// Environment: LOOKALIKE_BIN (native tool), LOOKALIKE_DATA (shared data),
+// LOOKALIKE_CACHE (scratch and artifacts).
+
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+
+const BIN = process.env.LOOKALIKE_BIN;
+const DATA = process.env.LOOKALIKE_DATA;
+const CACHE = process.env.LOOKALIKE_CACHE || path.join(os.homedir(), '.cache/lookalike');
+const ARTIFACTS = path.join(path.dirname(new URL(import.meta.url).pathname), 'artifacts');
+const HOSTILE_ID = 'hostile-1';
+const HOSTILE_NAME = '<img src=x onerror="window.__xss=1">';
+
+const results = { passed: 0, failed: 0 };
+function check(name, ok, detail = '') {
+  if (ok) results.passed++;
+  else results.failed++;
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${detail ? ` (${detail})` : ''}`);
+}
+
+// A tiny CSV reader for labels.csv (quoted fields, commas in quotes).
+function parseCsv(text) {
+  const rows = [];
+  let row = [], field = '', quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') { row.push(field); field = ''; }
+    else if (c === '\n') { row.push(field.replace(/\r$/, '')); rows.push(row); row = []; field = ''; }
+    else field += c;
+  }
+  if (field || row.length) { row.push(field); rows.push(row); }
+  const [header, ...body] = rows;
+  return { header, records: body.filter((r) => r.length === header.length).map((r) => Object.fromEntries(header.map((h, i) => [h, r[i]]))) };
+}
+
+const csvField = (v) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+
+function makeCatalog(dir) {
+  const source = path.join(DATA, 'fashion-product-images');
+  const { header, records } = parseCsv(fs.readFileSync(path.join(source, 'labels.csv'), 'utf8'));
+  // Every 7th product: a representative sample (16 watches, 47 t-shirts...).
+  const sample = records.filter((_, i) => i % 7 === 0).map((r) => ({ ...r, file: path.join(source, r.file) }));
+  sample.push({ ...sample[1], product_id: HOSTILE_ID, productDisplayName: HOSTILE_NAME });
+  const lines = [header.join(','), ...sample.map((r) => header.map((h) => csvField(r[h])).join(','))];
+  const file = path.join(dir, 'catalog.csv');
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  return { file, sample };
+}
+
+function startServer(site) {
+  return new Promise((resolve, reject) => {
+    const server = spawn(BIN, ['serve', site, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    server.stderr.on('data', (chunk) => {
+      const match = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(chunk.toString());
+      if (match) resolve({ server, url: `http://${match[1]}/` });
+    });
+    server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+const BASE_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+const MODES = {
+  cpu: [...BASE_FLAGS, '--disable-gpu'],
+  webgpu: [...BASE_FLAGS, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader',
+    '--enable-unsafe-swiftshader', '--use-angle=swiftshader'],
+};
+
+const cosine = (a, b) => {
+  let dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  return dot / Math.sqrt(na * nb);
+};
+
+async function runMode(mode, url, sample, catalogDir) {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), `lookalike-chromium-${mode}-`));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: '/usr/bin/chromium', headless: true, args: MODES[mode], viewport: { width: 1200, height: 900 },
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  try {
+    const opened = Date.now();
+    await page.goto(url);
+    await page.waitForFunction(() => document.body.dataset.ready === 'index' || document.body.dataset.ready === 'model' || document.body.dataset.error, null, { timeout: 120_000 });
+    const indexReadyMs = Date.now() - opened;
+    check(`[${mode}] page loads the wasm index`, !(await page.evaluate(() => document.body.dataset.error)), `${indexReadyMs} ms`);
+
+    const labelOf = new Map(sample.map((r) => [r.product_id, r.articleType]));
+    const watches = sample.filter((r) => r.articleType === 'Watches');
+    const watch = watches[0];
+
+    // Click a watch as a shopper would.
+    await page.click(`#catalog button.product[data-id="${watch.product_id}"]`);
+    await page.waitForSelector('#results:not([hidden])');
+    const clicked = await page.evaluate(() => window.lookalike.lastQuery);
+    const clickedWatches = clicked.hits.filter((h) => labelOf.get(h.id) === 'Watches').length;
+    check(`[${mode}] a watch's top 10 are mostly watches`, clicked.hits.length === 10 && clickedWatches >= 6,
+      `${clickedWatches}/10, query ${clicked.millis.toFixed(2)} ms`);
+    const shownCards = await page.locator('#results-list .product').count();
+    check(`[${mode}] results are drawn`, shownCards === clicked.hits.length, `${shownCards} cards`);
+
+    // Every watch, through the wasm forest.
+    const perWatch = await page.evaluate((ids) => ids.map((id) => {
+      const item = window.lookalike.index.itemOf(id);
+      const started = performance.now();
+      const hits = window.lookalike.index.queryItem(item, 10, undefined, false);
+      return { hits: hits.map((h) => h.id), ms: performance.now() - started };
+    }), watches.map((w) => w.product_id));
+    const precision = perWatch.reduce((s, q) => s + q.hits.filter((id) => labelOf.get(id) === 'Watches').length / 10, 0) / perWatch.length;
+    const meanMs = perWatch.reduce((s, q) => s + q.ms, 0) / perWatch.length;
+    check(`[${mode}] precision@10 over all ${watches.length} watches >= 0.6`, precision >= 0.6,
+      `${precision.toFixed(3)}, ${meanMs.toFixed(3)} ms/query in wasm`);
+
+    // The model, on the backend this browser offers.
+    await page.waitForFunction(() => document.body.dataset.ready === 'model' || document.body.dataset.error, null, { timeout: 300_000 });
+    const backend = await page.evaluate(() => window.lookalike.embedder && window.lookalike.embedder.backend);
+    check(`[${mode}] embedder runs on ${mode}`, backend === mode, `backend=${backend}, shown "${await page.textContent('#backend')}"`);
+
+    // Upload the watch's own photo: the page embeds it with Burn.
+    const photo = path.join(catalogDir, 'upload.jpg');
+    fs.copyFileSync(watch.file, photo);
+    const started = Date.now();
+    await page.setInputFiles('#photo', photo);
+    await page.waitForFunction(() => window.lookalike.lastQuery && window.lookalike.lastQuery.kind === 'photo' || document.body.dataset.error, null, { timeout: 300_000 });
+    const photoQuery = await page.evaluate((id) => {
+      const q = window.lookalike.lastQuery;
+      if (!q || q.kind !== 'photo') return { error: document.body.dataset.error };
+      const stored = Array.from(window.lookalike.index.itemVector(window.lookalike.index.itemOf(id)));
+      return { ...q, stored };
+    }, watch.product_id);
+    if (photoQuery.error) {
+      check(`[${mode}] photo search`, false, photoQuery.error);
+    } else {
+      const parity = cosine(photoQuery.vector, photoQuery.stored);
+      check(`[${mode}] wasm embedding matches the native build (cosine >= 0.999)`, parity >= 0.999, `cosine ${parity.toFixed(6)}`);
+      check(`[${mode}] the photo finds its own product first`, photoQuery.hits[0].id === watch.product_id,
+        `top hit ${photoQuery.hits[0].id}, embed ${photoQuery.embedMillis.toFixed(0)} ms, total ${Date.now() - started} ms`);
+    }
+
+    // A hostile name is text, not markup.
+    const hostile = await page.evaluate((id) => {
+      const card = document.querySelector(`#catalog button.product[data-id="${id}"] .title`);
+      return { text: card && card.textContent, injected: window.__xss === 1, imgs: card ? card.querySelectorAll('img').length : -1 };
+    }, HOSTILE_ID);
+    check(`[${mode}] hostile product name renders as text`, hostile.text === HOSTILE_NAME && !hostile.injected && hostile.imgs === 0);
+
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, `${mode}.png`) });
+    check(`[${mode}] no errors in the page`, pageErrors.length === 0, pageErrors.slice(0, 3).join(' | '));
+  } finally {
+    await context.close();
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  if (!BIN || !DATA) throw new Error('set LOOKALIKE_BIN and LOOKALIKE_DATA (./build.sh test does)');
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lookalike-e2e-'));
+  const { file, sample } = makeCatalog(work);
+  const site = path.join(work, 'site');
+  const built = Date.now();
+  execFileSync(BIN, ['build', '--catalog', file, '--out', site, '--id-col', 'product_id', '--image-col', 'file',
+    '--label-col', 'articleType'], { stdio: 'inherit' });
+  console.log(`built a ${sample.length}-product site in ${((Date.now() - built) / 1000).toFixed(1)} s`);
+  const { server, url } = await startServer(site);
+  try {
+    for (const mode of Object.keys(MODES)) {
+      await runMode(mode, url, sample, work);
+    }
+  } finally {
+    server.kill();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  console.log(`browser: ${results.passed} passed, ${results.failed} failed`);
+  process.exit(results.failed ? 1 : 0);
+}
+
+main().catch((error) => {
+  console.error(error);
+  console.log(`browser: ${results.passed} passed, ${results.failed + 1} failed`);
+  process.exit(1);
+});

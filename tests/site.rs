@@ -1,0 +1,180 @@
+//! The native pipeline on real data: a 295-product sample of the shared
+//! fashion catalog (every 7th product) becomes a site, and its look-alikes
+//! agree with the catalog's labels.
+
+mod common;
+
+use lookalike::catalog::Columns;
+use lookalike::forest::{ForestParams, Metric};
+use lookalike::native::cli::load_site;
+use lookalike::native::eval::{column_values, evaluate};
+use lookalike::native::site_builder::{BuildOptions, BuildReport, build_site};
+use lookalike::rank::Recommendation;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+struct Built {
+    dir: PathBuf,
+    report: BuildReport,
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lookalike-site-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Stand-ins for the page's assets: this test is about the native pipeline.
+fn fake_assets(dir: &Path) -> PathBuf {
+    let assets = dir.join("assets");
+    std::fs::create_dir_all(assets.join("www/pkg")).unwrap();
+    std::fs::write(assets.join("index.html"), "<!doctype html>").unwrap();
+    std::fs::write(assets.join("www/pkg/lookalike_bg.wasm"), b"\0asm").unwrap();
+    assets
+}
+
+/// Writes a sample catalog with absolute image paths, plus two broken rows.
+fn sample_catalog(dir: &Path) -> PathBuf {
+    let source = common::data_dir().join("fashion-product-images");
+    let text = std::fs::read_to_string(source.join("labels.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let file_col = header.iter().position(|h| h == "file").unwrap();
+    let mut writer = csv::Writer::from_path(dir.join("catalog.csv")).unwrap();
+    writer.write_record(&header).unwrap();
+    let mut template = None;
+    for (i, row) in reader.records().enumerate() {
+        let row = row.unwrap();
+        if i % 7 != 0 {
+            continue;
+        }
+        let mut fields: Vec<String> = row.iter().map(str::to_string).collect();
+        fields[file_col] = source.join(&fields[file_col]).display().to_string();
+        writer.write_record(&fields).unwrap();
+        template.get_or_insert(fields);
+    }
+    // A missing file and a file that is not an image: skipped, reported.
+    let mut missing = template.clone().unwrap();
+    missing[1] = "missing-1".into();
+    missing[file_col] = "/nonexistent/nothing.jpg".into();
+    writer.write_record(&missing).unwrap();
+    let mut not_image = template.unwrap();
+    not_image[1] = "not-an-image-1".into();
+    not_image[file_col] = source.join("SOURCE.md").display().to_string();
+    writer.write_record(&not_image).unwrap();
+    writer.flush().unwrap();
+    dir.join("catalog.csv")
+}
+
+fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
+    BuildOptions {
+        catalog,
+        out: dir.join("site"),
+        columns: Columns {
+            id: Some("product_id".into()),
+            image: Some("file".into()),
+            label: Some("articleType".into()),
+        },
+        model: common::burnpack_weights(),
+        assets: fake_assets(dir),
+        forest: ForestParams::new(Metric::Angular),
+        thumb_size: 160,
+        batch_size: 16,
+    }
+}
+
+/// The site is built once and shared by the tests below.
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = scratch("shared");
+        let catalog = sample_catalog(&dir);
+        let report = build_site(&options(&dir, catalog)).expect("build succeeds despite broken rows");
+        Built { dir: dir.join("site"), report }
+    })
+}
+
+fn lookalike(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lookalike")).args(args).output().unwrap()
+}
+
+#[test]
+fn broken_images_are_skipped_and_reported() {
+    let built = built();
+    assert_eq!(built.report.products, 295);
+    let skipped: Vec<String> = built.report.skipped.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(skipped, ["missing-1", "not-an-image-1"]);
+    assert!(built.report.skipped[0].reason.contains("/nonexistent/nothing.jpg"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(built.dir.join("data/skipped.json")).unwrap()).unwrap();
+    assert_eq!(report.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn lookalikes_agree_with_catalog_labels() {
+    let (index, manifest) = load_site(&built().dir).unwrap();
+    let labels = column_values(&manifest, "articleType");
+    let report = evaluate(&index, &labels, "articleType", 10, None);
+    // What random neighbours would score: the chance that another product
+    // shares the query's label (about 0.06 on this sample).
+    let known: Vec<&String> = labels.iter().flatten().collect();
+    let chance = known
+        .iter()
+        .map(|l| (known.iter().filter(|m| *m == l).count() - 1) as f64 / (known.len() - 1) as f64)
+        .sum::<f64>()
+        / known.len() as f64;
+    assert!(report.precision_at_k >= 6.0 * chance, "chance {chance:.3}: {report:?}");
+    // The forest loses almost nothing against exact search.
+    assert!(report.exact_precision_at_k - report.precision_at_k <= 0.02, "{report:?}");
+    assert!(report.recall_vs_exact >= 0.85, "{report:?}");
+    let watches: Vec<Option<String>> =
+        labels.iter().map(|l| l.clone().filter(|l| l == "Watches")).collect();
+    let watch_report = evaluate(&index, &watches, "Watches", 10, None);
+    assert!(watch_report.precision_at_k >= 0.6, "{watch_report:?}");
+    eprintln!("{report:?}\n{watch_report:?}");
+}
+
+#[test]
+fn query_prints_the_reports_json() {
+    let site = built().dir.to_str().unwrap();
+    let output = lookalike(&["query", "--site", site, "--id", "1563", "-k", "5"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let results: Vec<Recommendation> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(|r| r.original_product_id == "1563" && r.similar_product_id != "1563"));
+    assert!(results.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(results[0].score > 0.5 && results[0].score <= 1.0001);
+}
+
+#[test]
+fn same_label_query_keeps_the_query_class() {
+    let site = built().dir.to_str().unwrap();
+    let (_, manifest) = load_site(&built().dir).unwrap();
+    let label_of = |id: &str| manifest.products.iter().find(|p| p.id == id).unwrap().label.clone();
+    let output = lookalike(&["query", "--site", site, "--id", "1563", "-k", "8", "--same-label"]);
+    let results: Vec<Recommendation> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(results.len(), 8);
+    assert!(results.iter().all(|r| label_of(&r.similar_product_id) == label_of("1563")));
+}
+
+#[test]
+fn unknown_id_is_a_clear_error() {
+    let output = lookalike(&["query", "--site", built().dir.to_str().unwrap(), "--id", "no-such-product"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no product with id 'no-such-product'"));
+}
+
+#[test]
+fn a_bad_catalog_fails_with_file_and_line_and_keeps_the_built_site() {
+    let dir = scratch("bad");
+    let site = dir.join("site");
+    std::fs::create_dir_all(site.join("data")).unwrap();
+    std::fs::write(site.join("data/index.lkf"), b"previous index").unwrap();
+    let catalog = dir.join("bad.csv");
+    std::fs::write(&catalog, "product_id,file,articleType\n1,a.jpg,Watches\n1,b.jpg,Watches\n").unwrap();
+    let error = build_site(&options(&dir, catalog.clone())).unwrap_err().to_string();
+    assert!(error.contains(&format!("{}:3: duplicate product id '1'", catalog.display())), "{error}");
+    assert_eq!(std::fs::read(site.join("data/index.lkf")).unwrap(), b"previous index");
+    std::fs::remove_dir_all(dir).unwrap();
+}
