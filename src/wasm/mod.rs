@@ -20,8 +20,20 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+unsafe extern "C" {
+    /// Runs the static constructors (`.init_array`) that wasm-ld collects,
+    /// such as the `inventory` registrations of CubeCL's compiler (pliron).
+    fn __wasm_call_ctors();
+}
+
 #[wasm_bindgen(start)]
 fn start() {
+    // wasm-ld has a heuristic: when nothing calls `__wasm_call_ctors`
+    // explicitly, it wraps *every* export so that it re-runs all constructors
+    // first. With CubeCL linked in, that cost ~19 ms per call and made every
+    // query 100x slower than natively. Calling it here, once, turns that off.
+    // build.sh fails the build if wrapped (`.command_export`) exports reappear.
+    unsafe { __wasm_call_ctors() };
     console_error_panic_hook::set_once();
 }
 

@@ -107,7 +107,9 @@ async function runMode(mode, url, sample, catalogDir) {
     await page.goto(url);
     await page.waitForFunction(() => document.body.dataset.ready === 'index' || document.body.dataset.ready === 'model' || document.body.dataset.error, null, { timeout: 120_000 });
     const indexReadyMs = Date.now() - opened;
-    check(`[${mode}] page loads the wasm index`, !(await page.evaluate(() => document.body.dataset.error)), `${indexReadyMs} ms`);
+    const loadError = await page.evaluate(() => document.body.dataset.error);
+    check(`[${mode}] page loads the wasm index`, !loadError, loadError || `${indexReadyMs} ms`);
+    if (loadError) throw new Error(`page failed to load: ${loadError}; ${pageErrors.join(' | ')}`);
 
     const labelOf = new Map(sample.map((r) => [r.product_id, r.articleType]));
     const watches = sample.filter((r) => r.articleType === 'Watches');
