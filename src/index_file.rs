@@ -6,68 +6,18 @@
 //! node reference are checked, so a truncated, corrupted, foreign or newer
 //! file is an error with a reason, never a panic or an endless loop.
 
-use crate::forest::{Forest, Metric, NO_LABEL, Node};
+use crate::forest::{Encoding, Forest, Metric, NO_LABEL, Node, Projection, VectorStore};
 use std::collections::HashMap;
 
 pub const MAGIC: [u8; 8] = *b"LKALIKE\0";
 /// The newest format version this build reads and the one it writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER_LEN: usize = 64;
 const SECTION_ENTRY_LEN: usize = 24;
 const SECTION_ALIGN: usize = 64;
-
-/// How vectors and hyperplanes are stored in the file. Both decode to f32 on
-/// load, so search code is the same for every encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum VectorEncoding {
-    /// Exact, 4 bytes per value.
-    F32,
-    /// IEEE half precision, 2 bytes per value: ranking is unchanged in
-    /// practice (relative error 1e-3 on unit vectors) at half the download.
-    #[default]
-    F16,
-}
-
-impl VectorEncoding {
-    fn code(self) -> u8 {
-        match self {
-            VectorEncoding::F32 => 0,
-            VectorEncoding::F16 => 1,
-        }
-    }
-
-    fn from_code(code: u8) -> Option<Self> {
-        match code {
-            0 => Some(VectorEncoding::F32),
-            1 => Some(VectorEncoding::F16),
-            _ => None,
-        }
-    }
-
-    fn width(self) -> usize {
-        match self {
-            VectorEncoding::F32 => 4,
-            VectorEncoding::F16 => 2,
-        }
-    }
-
-    fn encode(self, values: &[f32]) -> Vec<u8> {
-        match self {
-            VectorEncoding::F32 => f32_bytes(values),
-            VectorEncoding::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
-        }
-    }
-
-    fn decode(self, bytes: &[u8]) -> Vec<f32> {
-        match self {
-            VectorEncoding::F32 => f32s(bytes),
-            VectorEncoding::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        }
-    }
-}
+/// Item and label numbers are written as u16 when they fit, which halves
+/// the leaf lists; this u16 stands for "no label".
+const NO_LABEL_U16: u16 = u16::MAX;
 
 /// Section kinds, in the order they are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +32,15 @@ pub enum Section {
     LeafItems = 7,
     Ids = 8,
     LabelNames = 9,
+    Scales = 10,
+    ProjectionMean = 11,
+    ProjectionBasis = 12,
+    Deleted = 13,
 }
 
-const ALL_SECTIONS: [Section; 9] = [
+const ALL_SECTIONS: [Section; 13] = [
     Section::Vectors,
+    Section::Scales,
     Section::Labels,
     Section::Roots,
     Section::Nodes,
@@ -94,6 +49,9 @@ const ALL_SECTIONS: [Section; 9] = [
     Section::LeafItems,
     Section::Ids,
     Section::LabelNames,
+    Section::ProjectionMean,
+    Section::ProjectionBasis,
+    Section::Deleted,
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -136,6 +94,26 @@ pub struct Index {
     pub label_names: Vec<String>,
 }
 
+/// The fixed-size fields of the header.
+struct Header {
+    version: u16,
+    metric: Metric,
+    encoding: Encoding,
+    /// Bytes per item number in leaf lists and per label: 2 or 4.
+    item_width: usize,
+    label_width: usize,
+    dims: usize,
+    n_items: usize,
+    n_trees: usize,
+    leaf_size: usize,
+    n_splits: usize,
+    n_nodes: usize,
+    n_sections: usize,
+    input_dims: usize,
+    max_norm: f32,
+    projection_dims: usize,
+}
+
 impl Index {
     /// The item number of a product id.
     pub fn item_of(&self, id: &str) -> Option<u32> {
@@ -156,59 +134,89 @@ impl Index {
         self.label_names.iter().position(|l| l == name).map(|i| i as u32)
     }
 
-    /// Serialises the index in format version [`FORMAT_VERSION`], vectors as f16.
+    /// Serialises the index in format version [`FORMAT_VERSION`], with the
+    /// forest's vector encoding. Hyperplanes are written as f16 unless the
+    /// vectors are exact f32.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_bytes_with(VectorEncoding::default())
-    }
-
-    /// Serialises the index with the given vector encoding.
-    pub fn to_bytes_with(&self, encoding: VectorEncoding) -> Vec<u8> {
         let f = &self.forest;
-        let payloads: Vec<(Section, Vec<u8>)> = ALL_SECTIONS
-            .iter()
-            .map(|&section| {
-                let bytes = match section {
-                    Section::Vectors => encoding.encode(&f.vectors),
-                    Section::Labels => u32_bytes(&f.labels),
-                    Section::Roots => u32_bytes(&f.roots),
-                    Section::Nodes => {
-                        u32_bytes(&f.nodes.iter().flat_map(|n| n.encode()).collect::<Vec<_>>())
+        let (nodes, leaf_items) = f.compacted_leaves();
+        let encoding = f.store.encoding();
+        let item_width = if f.len() < u16::MAX as usize { 2 } else { 4 };
+        let label_width = if self.label_names.len() < NO_LABEL_U16 as usize { 2 } else { 4 };
+        let plane_encoding = plane_encoding(encoding);
+        let projection = f.projection.as_ref();
+
+        let mut payloads: Vec<(Section, Vec<u8>)> = Vec::new();
+        for section in ALL_SECTIONS {
+            let bytes = match section {
+                Section::Vectors => match &f.store {
+                    VectorStore::F32 { values, .. } => encode_floats(values, encoding),
+                    VectorStore::I8 { codes, .. } => codes.iter().map(|&c| c as u8).collect(),
+                },
+                Section::Scales => match &f.store {
+                    VectorStore::I8 { scales, .. } => f32_bytes(scales),
+                    VectorStore::F32 { .. } => continue,
+                },
+                Section::Labels => narrow(&f.labels, label_width, NO_LABEL),
+                Section::Roots => u32_bytes(&f.roots),
+                Section::Nodes => u32_bytes(&nodes.iter().flat_map(|n| n.encode()).collect::<Vec<_>>()),
+                Section::Planes => encode_floats(&f.planes, plane_encoding),
+                Section::Offsets => f32_bytes(&f.offsets),
+                Section::LeafItems => narrow(&leaf_items, item_width, u32::MAX),
+                Section::Ids => string_table(&self.ids),
+                Section::LabelNames => string_table(&self.label_names),
+                Section::ProjectionMean => match projection {
+                    Some(p) => encode_floats(&p.mean, Encoding::F16),
+                    None => continue,
+                },
+                Section::ProjectionBasis => match projection {
+                    Some(p) => encode_floats(&p.basis, Encoding::F16),
+                    None => continue,
+                },
+                Section::Deleted => {
+                    if !f.deleted.iter().any(|d| *d) {
+                        continue;
                     }
-                    Section::Planes => encoding.encode(&f.planes),
-                    Section::Offsets => f32_bytes(&f.offsets),
-                    Section::LeafItems => u32_bytes(&f.leaf_items),
-                    Section::Ids => string_table(&self.ids),
-                    Section::LabelNames => string_table(&self.label_names),
-                };
-                (section, bytes)
-            })
-            .collect();
+                    let mut bitmap = vec![0u8; f.len().div_ceil(8)];
+                    for (i, _) in f.deleted.iter().enumerate().filter(|(_, d)| **d) {
+                        bitmap[i / 8] |= 1 << (i % 8);
+                    }
+                    bitmap
+                }
+            };
+            payloads.push((section, bytes));
+        }
 
         let mut out = vec![0u8; HEADER_LEN + payloads.len() * SECTION_ENTRY_LEN];
         out[0..8].copy_from_slice(&MAGIC);
         out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         out[12] = f.metric.to_code();
         out[13] = encoding.code();
+        out[14] = item_width as u8;
+        out[15] = label_width as u8;
         for (at, value) in [
             (16, f.dims),
             (20, f.len()),
             (24, f.n_trees()),
             (28, f.leaf_size),
             (32, f.offsets.len()),
-            (36, f.nodes.len()),
+            (36, nodes.len()),
             (40, payloads.len()),
+            (48, f.input_dims),
+            (56, projection.map_or(0, |p| p.out_dims)),
         ] {
             out[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes());
         }
-        let header_crc = crc32fast::hash(&out[0..44]);
-        out[44..48].copy_from_slice(&header_crc.to_le_bytes());
+        out[52..56].copy_from_slice(&f.max_norm.to_le_bytes());
+        let crc = header_crc(&out, FORMAT_VERSION);
+        out[44..48].copy_from_slice(&crc.to_le_bytes());
 
         for (i, (section, bytes)) in payloads.iter().enumerate() {
             out.resize(out.len().next_multiple_of(SECTION_ALIGN), 0);
             let entry = HEADER_LEN + i * SECTION_ENTRY_LEN;
+            let offset = out.len() as u64;
             out[entry..entry + 4].copy_from_slice(&(*section as u32).to_le_bytes());
             out[entry + 4..entry + 8].copy_from_slice(&crc32fast::hash(bytes).to_le_bytes());
-            let offset = out.len() as u64;
             out[entry + 8..entry + 16].copy_from_slice(&offset.to_le_bytes());
             out[entry + 16..entry + 24].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
             out.extend_from_slice(bytes);
@@ -216,93 +224,102 @@ impl Index {
         out
     }
 
-    /// Parses and validates an index file.
+    /// Parses and validates an index file (format version 1 or 2).
     pub fn from_bytes(bytes: &[u8]) -> Result<Index, IndexFileError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(IndexFileError::TooShort(bytes.len()));
-        }
-        if bytes[0..8] != MAGIC {
-            return Err(IndexFileError::NotAnIndex);
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version > FORMAT_VERSION {
-            return Err(IndexFileError::NewerVersion { found: version });
-        }
-        if read_u32(bytes, 44) != crc32fast::hash(&bytes[0..44]) {
-            return Err(IndexFileError::HeaderChecksum);
-        }
-        let metric = Metric::from_code(bytes[12])
-            .ok_or(IndexFileError::UnknownCode { what: "metric", code: bytes[12] })?;
-        let encoding = VectorEncoding::from_code(bytes[13])
-            .ok_or(IndexFileError::UnknownCode { what: "vector encoding", code: bytes[13] })?;
-        let header = |at: usize| read_u32(bytes, at) as usize;
-        let (dims, n_items, n_trees, leaf_size, n_splits, n_nodes, n_sections) =
-            (header(16), header(20), header(24), header(28), header(32), header(36), header(40));
-
-        let table_end = n_sections
-            .checked_mul(SECTION_ENTRY_LEN)
-            .and_then(|len| len.checked_add(HEADER_LEN))
-            .filter(|&end| end <= bytes.len())
-            .ok_or(IndexFileError::TableOutOfBounds)?;
-        let mut sections: HashMap<u32, &[u8]> = HashMap::new();
-        for entry in (HEADER_LEN..table_end).step_by(SECTION_ENTRY_LEN) {
-            let kind = read_u32(bytes, entry);
-            let crc = read_u32(bytes, entry + 4);
-            let offset = read_u64(bytes, entry + 8);
-            let length = read_u64(bytes, entry + 16);
-            let Some(section) = ALL_SECTIONS.iter().copied().find(|s| *s as u32 == kind) else {
-                continue; // sections from later minor revisions are skipped
-            };
-            let payload = offset
-                .checked_add(length)
-                .filter(|&end| end <= bytes.len() as u64)
-                .map(|end| &bytes[offset as usize..end as usize])
-                .ok_or(IndexFileError::SectionOutOfBounds(section))?;
-            if crc32fast::hash(payload) != crc {
-                return Err(IndexFileError::SectionChecksum(section));
-            }
-            sections.insert(kind, payload);
-        }
+        let h = read_header(bytes)?;
+        let sections = read_section_table(bytes, h.n_sections)?;
         let get = |section: Section, expected_len: Option<usize>| -> Result<&[u8], IndexFileError> {
             let payload = *sections.get(&(section as u32)).ok_or(IndexFileError::MissingSection(section))?;
             match expected_len {
-                Some(expected) if expected != payload.len() => Err(IndexFileError::SectionLength {
-                    section,
-                    expected,
-                    found: payload.len(),
-                }),
+                Some(expected) if expected != payload.len() => {
+                    Err(IndexFileError::SectionLength { section, expected, found: payload.len() })
+                }
                 _ => Ok(payload),
             }
         };
-        let size = |count: usize, width: usize| count.checked_mul(width);
-        let overflow = |section| IndexFileError::Malformed { section, reason: "sizes overflow".into() };
+        let size = |section: Section, parts: &[usize]| -> Result<usize, IndexFileError> {
+            parts
+                .iter()
+                .try_fold(1usize, |acc, &p| acc.checked_mul(p))
+                .ok_or(IndexFileError::Malformed { section, reason: "sizes overflow".into() })
+        };
 
-        let row_bytes = dims.checked_mul(encoding.width()).ok_or(overflow(Section::Vectors))?;
-        let vectors = encoding.decode(get(Section::Vectors, Some(size(n_items, row_bytes).ok_or(overflow(Section::Vectors))?))?);
-        let labels = u32s(get(Section::Labels, Some(size(n_items, 4).ok_or(overflow(Section::Labels))?))?);
-        let roots = u32s(get(Section::Roots, Some(size(n_trees, 4).ok_or(overflow(Section::Roots))?))?);
-        let raw_nodes = u32s(get(Section::Nodes, Some(size(n_nodes, 12).ok_or(overflow(Section::Nodes))?))?);
-        let planes = encoding.decode(get(Section::Planes, Some(size(n_splits, row_bytes).ok_or(overflow(Section::Planes))?))?);
-        let offsets = f32s(get(Section::Offsets, Some(size(n_splits, 4).ok_or(overflow(Section::Offsets))?))?);
+        let values = get(Section::Vectors, Some(size(Section::Vectors, &[h.n_items, h.dims, h.encoding.width()])?))?;
+        let store = match h.encoding {
+            Encoding::F32 | Encoding::F16 => VectorStore::F32 {
+                values: decode_floats(values, h.encoding),
+                from_f16: h.encoding == Encoding::F16,
+            },
+            Encoding::I8PerVector | Encoding::I8PerDim => {
+                let n_scales = h.encoding.scale_count(h.n_items, h.dims);
+                let scales = f32s(get(Section::Scales, Some(size(Section::Scales, &[n_scales, 4])?))?);
+                VectorStore::I8 {
+                    codes: values.iter().map(|&b| b as i8).collect(),
+                    scales,
+                    per_dim: h.encoding == Encoding::I8PerDim,
+                }
+            }
+        };
+        let labels = widen(get(Section::Labels, Some(size(Section::Labels, &[h.n_items, h.label_width])?))?, h.label_width, NO_LABEL);
+        let roots = u32s(get(Section::Roots, Some(size(Section::Roots, &[h.n_trees, 4])?))?);
+        let raw_nodes = u32s(get(Section::Nodes, Some(size(Section::Nodes, &[h.n_nodes, 12])?))?);
+        let plane_encoding = plane_encoding_for_version(h.encoding, h.version);
+        let planes = decode_floats(
+            get(Section::Planes, Some(size(Section::Planes, &[h.n_splits, h.dims, plane_encoding.width()])?))?,
+            plane_encoding,
+        );
+        let offsets = f32s(get(Section::Offsets, Some(size(Section::Offsets, &[h.n_splits, 4])?))?);
         let leaf_bytes = get(Section::LeafItems, None)?;
-        if leaf_bytes.len() % 4 != 0 {
+        if leaf_bytes.len() % h.item_width != 0 {
             return Err(IndexFileError::Malformed {
                 section: Section::LeafItems,
-                reason: "length is not a multiple of 4".into(),
+                reason: format!("length is not a multiple of {}", h.item_width),
             });
         }
-        let leaf_items = u32s(leaf_bytes);
+        let leaf_items = widen(leaf_bytes, h.item_width, u32::MAX);
         let ids = read_string_table(get(Section::Ids, None)?, Section::Ids)?;
         let label_names = read_string_table(get(Section::LabelNames, None)?, Section::LabelNames)?;
         let nodes: Vec<Node> = raw_nodes.chunks_exact(3).map(|c| Node::decode([c[0], c[1], c[2]])).collect();
+        let projection = if h.projection_dims > 0 {
+            let mean = get(Section::ProjectionMean, Some(size(Section::ProjectionMean, &[h.input_dims, 2])?))?;
+            let basis = get(
+                Section::ProjectionBasis,
+                Some(size(Section::ProjectionBasis, &[h.projection_dims, h.input_dims, 2])?),
+            )?;
+            Some(Projection {
+                in_dims: h.input_dims,
+                out_dims: h.projection_dims,
+                mean: decode_floats(mean, Encoding::F16),
+                basis: decode_floats(basis, Encoding::F16),
+            })
+        } else {
+            None
+        };
+        let deleted = match sections.get(&(Section::Deleted as u32)) {
+            None => vec![false; h.n_items],
+            Some(bitmap) => {
+                if bitmap.len() != h.n_items.div_ceil(8) {
+                    return Err(IndexFileError::SectionLength {
+                        section: Section::Deleted,
+                        expected: h.n_items.div_ceil(8),
+                        found: bitmap.len(),
+                    });
+                }
+                (0..h.n_items).map(|i| bitmap[i / 8] & (1 << (i % 8)) != 0).collect()
+            }
+        };
 
         let index = Index {
             forest: Forest {
-                metric,
-                dims,
-                vectors,
+                metric: h.metric,
+                input_dims: h.input_dims,
+                dims: h.dims,
+                projection,
+                max_norm: h.max_norm,
+                store,
                 labels,
-                leaf_size,
+                deleted,
+                leaf_size: h.leaf_size,
                 roots,
                 nodes,
                 planes,
@@ -321,8 +338,18 @@ impl Index {
     fn validate(&self) -> Result<(), IndexFileError> {
         let f = &self.forest;
         let malformed = |section, reason: String| Err(IndexFileError::Malformed { section, reason });
-        if f.dims == 0 {
+        if f.dims == 0 || f.input_dims == 0 {
             return malformed(Section::Vectors, "zero dimensions".into());
+        }
+        let augmented = usize::from(f.metric == Metric::Dot);
+        let expected_dims = f.projection.as_ref().map_or(f.input_dims, |p| p.out_dims) + augmented;
+        if f.dims != expected_dims {
+            return malformed(Section::Vectors, format!("{} stored dimensions, expected {expected_dims}", f.dims));
+        }
+        if let Some(p) = &f.projection
+            && p.out_dims > p.in_dims
+        {
+            return malformed(Section::ProjectionBasis, "projects to more dimensions than it takes".into());
         }
         if self.ids.len() != f.len() {
             return malformed(Section::Ids, format!("{} ids for {} items", self.ids.len(), f.len()));
@@ -356,6 +383,133 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// Hyperplanes only route queries: f16 is plenty unless vectors are exact.
+fn plane_encoding(vectors: Encoding) -> Encoding {
+    if vectors == Encoding::F32 { Encoding::F32 } else { Encoding::F16 }
+}
+
+/// Version 1 stored hyperplanes in the vectors' encoding (f32 or f16).
+fn plane_encoding_for_version(vectors: Encoding, version: u16) -> Encoding {
+    if version == 1 { vectors } else { plane_encoding(vectors) }
+}
+
+fn header_crc(bytes: &[u8], version: u16) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&bytes[0..44]);
+    if version >= 2 {
+        hasher.update(&bytes[48..HEADER_LEN]);
+    }
+    hasher.finalize()
+}
+
+fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(IndexFileError::TooShort(bytes.len()));
+    }
+    if bytes[0..8] != MAGIC {
+        return Err(IndexFileError::NotAnIndex);
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version > FORMAT_VERSION {
+        return Err(IndexFileError::NewerVersion { found: version });
+    }
+    if read_u32(bytes, 44) != header_crc(bytes, version) {
+        return Err(IndexFileError::HeaderChecksum);
+    }
+    let metric =
+        Metric::from_code(bytes[12]).ok_or(IndexFileError::UnknownCode { what: "metric", code: bytes[12] })?;
+    let encoding =
+        Encoding::from_code(bytes[13]).ok_or(IndexFileError::UnknownCode { what: "vector encoding", code: bytes[13] })?;
+    let width = |code: u8, what| match (version, code) {
+        (1, _) => Ok(4),
+        (_, 2 | 4) => Ok(code as usize),
+        _ => Err(IndexFileError::UnknownCode { what, code }),
+    };
+    let field = |at: usize| read_u32(bytes, at) as usize;
+    let dims = field(16);
+    Ok(Header {
+        version,
+        metric,
+        encoding,
+        item_width: width(bytes[14], "item width")?,
+        label_width: width(bytes[15], "label width")?,
+        dims,
+        n_items: field(20),
+        n_trees: field(24),
+        leaf_size: field(28),
+        n_splits: field(32),
+        n_nodes: field(36),
+        n_sections: field(40),
+        input_dims: if version == 1 { dims } else { field(48) },
+        max_norm: if version == 1 { 0.0 } else { f32::from_le_bytes(bytes[52..56].try_into().expect("4 bytes")) },
+        projection_dims: if version == 1 { 0 } else { field(56) },
+    })
+}
+
+fn read_section_table(bytes: &[u8], n_sections: usize) -> Result<HashMap<u32, &[u8]>, IndexFileError> {
+    let table_end = n_sections
+        .checked_mul(SECTION_ENTRY_LEN)
+        .and_then(|len| len.checked_add(HEADER_LEN))
+        .filter(|&end| end <= bytes.len())
+        .ok_or(IndexFileError::TableOutOfBounds)?;
+    let mut sections = HashMap::new();
+    for entry in (HEADER_LEN..table_end).step_by(SECTION_ENTRY_LEN) {
+        let kind = read_u32(bytes, entry);
+        let crc = read_u32(bytes, entry + 4);
+        let offset = read_u64(bytes, entry + 8);
+        let length = read_u64(bytes, entry + 16);
+        let Some(section) = ALL_SECTIONS.iter().copied().find(|s| *s as u32 == kind) else {
+            continue; // sections from later minor revisions are skipped
+        };
+        let payload = offset
+            .checked_add(length)
+            .filter(|&end| end <= bytes.len() as u64)
+            .map(|end| &bytes[offset as usize..end as usize])
+            .ok_or(IndexFileError::SectionOutOfBounds(section))?;
+        if crc32fast::hash(payload) != crc {
+            return Err(IndexFileError::SectionChecksum(section));
+        }
+        sections.insert(kind, payload);
+    }
+    Ok(sections)
+}
+
+fn encode_floats(values: &[f32], encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+        _ => f32_bytes(values),
+    }
+}
+
+fn decode_floats(bytes: &[u8], encoding: Encoding) -> Vec<f32> {
+    match encoding {
+        Encoding::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        _ => f32s(bytes),
+    }
+}
+
+/// Writes u32 numbers in `width` bytes; `none` (the "no value" marker) maps
+/// to the narrow type's maximum.
+fn narrow(values: &[u32], width: usize, none: u32) -> Vec<u8> {
+    if width == 4 {
+        return u32_bytes(values);
+    }
+    values.iter().flat_map(|&v| if v == none { u16::MAX } else { v as u16 }.to_le_bytes()).collect()
+}
+
+fn widen(bytes: &[u8], width: usize, none: u32) -> Vec<u32> {
+    if width == 4 {
+        return u32s(bytes);
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|c| match u16::from_le_bytes([c[0], c[1]]) {
+            u16::MAX => none,
+            v => v as u32,
+        })
+        .collect()
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
@@ -423,14 +577,18 @@ fn read_string_table(bytes: &[u8], section: Section) -> Result<Vec<String>, Inde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forest::ForestParams;
+    use crate::forest::{Encoding, ForestParams};
     use proptest::prelude::*;
 
     fn sample_index() -> Index {
+        sample_index_with(ForestParams::new(Metric::Angular))
+    }
+
+    fn sample_index_with(params: ForestParams) -> Index {
         let n = 300;
         let vectors: Vec<f32> = (0..n * 8).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
         let labels: Vec<u32> = (0..n as u32).map(|i| if i % 7 == 0 { NO_LABEL } else { i % 3 }).collect();
-        let forest = Forest::build(vectors, 8, Some(labels), &ForestParams::new(Metric::Angular)).unwrap();
+        let forest = Forest::build(vectors, 8, Some(labels), &params).unwrap();
         Index {
             forest,
             ids: (0..n).map(|i| format!("sku-{i}")).collect(),
@@ -439,24 +597,44 @@ mod tests {
     }
 
     #[test]
-    fn f16_round_trip_keeps_everything_but_the_last_bits() {
-        let index = sample_index();
-        let back = Index::from_bytes(&index.to_bytes()).unwrap();
-        assert_eq!((&back.ids, &back.label_names, &back.forest.nodes), (&index.ids, &index.label_names, &index.forest.nodes));
-        let max_error = back.forest.vectors.iter().zip(&index.forest.vectors).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-        assert!(max_error < 1e-3, "{max_error}");
-        let saved = index.to_bytes_with(VectorEncoding::F32).len() - index.to_bytes().len();
-        let halved = (index.forest.vectors.len() + index.forest.planes.len()) * 2;
-        assert!(saved + 128 >= halved, "saved {saved} of {halved} bytes");
+    fn every_configuration_round_trips_exactly() {
+        let configs = [
+            ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) },
+            ForestParams { encoding: Encoding::F16, ..ForestParams::new(Metric::Euclidean) },
+            ForestParams { encoding: Encoding::I8PerVector, ..ForestParams::new(Metric::Dot) },
+            ForestParams { encoding: Encoding::I8PerDim, pca_dims: Some(4), ..ForestParams::new(Metric::Angular) },
+        ];
+        for params in configs {
+            let mut index = sample_index_with(params.clone());
+            index.forest.remove(17);
+            let back = Index::from_bytes(&index.to_bytes()).unwrap();
+            // Hyperplanes are stored as f16 unless the vectors are exact.
+            if params.encoding != Encoding::F32 {
+                index.forest.planes.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+            }
+            assert_eq!(back, index, "{params:?}");
+            assert_eq!(back.label_name(1), Some("bag"));
+            assert_eq!(back.item_of("sku-42"), Some(42));
+            assert!(back.forest.is_deleted(17));
+        }
     }
 
     #[test]
-    fn round_trip_is_exact() {
-        let index = sample_index();
-        let back = Index::from_bytes(&index.to_bytes_with(VectorEncoding::F32)).unwrap();
-        assert_eq!(back, index);
-        assert_eq!(back.label_name(1), Some("bag"));
-        assert_eq!(back.item_of("sku-42"), Some(42));
+    fn smaller_encodings_make_smaller_files() {
+        let size = |encoding| sample_index_with(ForestParams { encoding, ..ForestParams::new(Metric::Angular) }).to_bytes().len();
+        let (f32_size, f16_size, i8_size) = (size(Encoding::F32), size(Encoding::F16), size(Encoding::I8PerDim));
+        assert!(f32_size > f16_size && f16_size > i8_size, "{f32_size} {f16_size} {i8_size}");
+    }
+
+    #[test]
+    fn incremental_changes_survive_a_round_trip() {
+        let mut index = sample_index();
+        let item = index.forest.add(&[1.0; 8], 2).unwrap();
+        index.ids.push("sku-new".into());
+        let back = Index::from_bytes(&index.to_bytes()).unwrap();
+        let hits = back.forest.search_vector(&[1.0; 8], &crate::forest::Query::top(1)).unwrap();
+        assert_eq!(hits[0].item, item);
+        assert!(back.forest.leaf_items.len() < index.forest.leaf_items.len(), "garbage is left out");
     }
 
     #[test]
@@ -483,7 +661,8 @@ mod tests {
     /// Re-signs a mutated file so the structural checks, not the checksums,
     /// are what stand between hostile bytes and the search code.
     fn resign(bytes: &mut [u8]) {
-        let crc = crc32fast::hash(&bytes[0..44]);
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        let crc = header_crc(bytes, version);
         bytes[44..48].copy_from_slice(&crc.to_le_bytes());
         let n_sections = read_u32(bytes, 40) as usize;
         for i in 0..n_sections.min(16) {

@@ -1,6 +1,6 @@
 //! Turning forest neighbours into the report's recommendation records.
 
-use crate::forest::{LabelFilter, Neighbor, NO_LABEL, Query};
+use crate::forest::{ForestError, LabelFilter, NO_LABEL, Neighbor, Query};
 use crate::index_file::Index;
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +53,9 @@ pub fn recommend_vector(
     vector: &[f32],
     label: Option<u32>,
     options: &RecommendOptions,
-) -> Vec<Recommendation> {
+) -> Result<Vec<Recommendation>, ForestError> {
     let query = options.query(label.unwrap_or(NO_LABEL));
-    to_recommendations(index, query_id, index.forest.search_vector(vector, &query))
+    Ok(to_recommendations(index, query_id, index.forest.search_vector(vector, &query)?))
 }
 
 fn to_recommendations(index: &Index, query_id: &str, neighbors: Vec<Neighbor>) -> Vec<Recommendation> {

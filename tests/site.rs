@@ -8,7 +8,7 @@ use lookalike::catalog::Columns;
 use lookalike::forest::{ForestParams, Metric};
 use lookalike::native::cli::load_site;
 use lookalike::native::eval::{column_values, evaluate};
-use lookalike::native::site_builder::{BuildOptions, BuildReport, build_site};
+use lookalike::native::site_builder::{BuildOptions, BuildReport, Storage, build_site};
 use lookalike::rank::Recommendation;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,6 +79,7 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
         model: common::burnpack_weights(),
         assets: fake_assets(dir),
         forest: ForestParams::new(Metric::Angular),
+        storage: Storage::default(),
         thumb_size: 160,
         batch_size: 16,
     }

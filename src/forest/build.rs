@@ -14,34 +14,28 @@ const MAX_IMBALANCE: f64 = 0.95;
 
 /// One tree's nodes, hyperplanes and leaf lists, indexed from zero.
 #[derive(Default)]
-struct TreeParts {
-    nodes: Vec<Node>,
-    planes: Vec<f32>,
-    offsets: Vec<f32>,
-    leaf_items: Vec<u32>,
+pub(super) struct TreeParts {
+    pub(super) nodes: Vec<Node>,
+    pub(super) planes: Vec<f32>,
+    pub(super) offsets: Vec<f32>,
+    pub(super) leaf_items: Vec<u32>,
 }
 
-struct TreeGrower<'a> {
+pub(super) struct TreeGrower<'a> {
     vectors: &'a [f32],
     dims: usize,
     metric: Metric,
     leaf_size: usize,
     rng: StdRng,
-    parts: TreeParts,
+    pub(super) parts: TreeParts,
 }
 
-pub(super) fn grow_trees(forest: &mut Forest, params: &ForestParams) {
+/// Grows `params.n_trees` trees over the tree-space `vectors` into `forest`.
+pub(super) fn grow_trees(forest: &mut Forest, vectors: &[f32], params: &ForestParams) {
     let grow_one = |tree: usize| {
         // Mix the tree number into the seed so trees differ but builds repeat.
         let seed = params.seed ^ (tree as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut grower = TreeGrower {
-            vectors: &forest.vectors,
-            dims: forest.dims,
-            metric: forest.metric,
-            leaf_size: forest.leaf_size,
-            rng: StdRng::seed_from_u64(seed),
-            parts: TreeParts::default(),
-        };
+        let mut grower = TreeGrower::new(vectors, forest.dims, forest.metric, forest.leaf_size, seed);
         let mut items: Vec<u32> = (0..forest.labels.len() as u32).collect();
         grower.grow(&mut items);
         grower.parts
@@ -60,7 +54,7 @@ pub(super) fn grow_trees(forest: &mut Forest, params: &ForestParams) {
 }
 
 /// Appends a tree, shifting its local indices into the forest's arrays.
-fn append_tree(forest: &mut Forest, tree: TreeParts) {
+pub(super) fn append_tree(forest: &mut Forest, tree: TreeParts) {
     let node_base = forest.nodes.len() as u32;
     let split_base = forest.offsets.len() as u32;
     let leaf_base = forest.leaf_items.len() as u32;
@@ -78,7 +72,11 @@ fn append_tree(forest: &mut Forest, tree: TreeParts) {
     forest.leaf_items.extend(tree.leaf_items);
 }
 
-impl TreeGrower<'_> {
+impl<'a> TreeGrower<'a> {
+    pub(super) fn new(vectors: &'a [f32], dims: usize, metric: Metric, leaf_size: usize, seed: u64) -> Self {
+        TreeGrower { vectors, dims, metric, leaf_size, rng: StdRng::seed_from_u64(seed), parts: TreeParts::default() }
+    }
+
     fn vector(&self, item: u32) -> &[f32] {
         let start = item as usize * self.dims;
         &self.vectors[start..start + self.dims]
@@ -86,7 +84,7 @@ impl TreeGrower<'_> {
 
     /// Grows the subtree over `items` and returns its root. The parent's slot
     /// is taken before the children's, so children always come later.
-    fn grow(&mut self, items: &mut [u32]) -> u32 {
+    pub(super) fn grow(&mut self, items: &mut [u32]) -> u32 {
         let index = self.parts.nodes.len() as u32;
         if items.len() <= self.leaf_size {
             let start = self.parts.leaf_items.len() as u32;
@@ -152,8 +150,8 @@ impl TreeGrower<'_> {
         let mut normal: Vec<f32> = p.iter().zip(&q).map(|(a, b)| a - b).collect();
         metric::normalize(&mut normal);
         let offset = match self.metric {
-            // Unit vectors: the bisecting plane passes through the origin.
-            Metric::Angular => 0.0,
+            // Items of equal norm: the bisecting plane passes through the origin.
+            Metric::Angular | Metric::Dot => 0.0,
             Metric::Euclidean => {
                 let midpoint: Vec<f32> = p.iter().zip(&q).map(|(a, b)| (a + b) / 2.0).collect();
                 -metric::dot(&normal, &midpoint)
@@ -165,8 +163,8 @@ impl TreeGrower<'_> {
 
 fn distance_for_means(metric: Metric, centre: &[f32], x: &[f32]) -> f32 {
     match metric {
-        // Centroids of unit vectors are shorter than 1: compare directions.
-        Metric::Angular => {
+        // Centroids of equal-norm vectors are shorter: compare directions.
+        Metric::Angular | Metric::Dot => {
             let norm = metric::dot(centre, centre).sqrt().max(f32::MIN_POSITIVE);
             1.0 - metric::dot(centre, x) / norm
         }

@@ -10,6 +10,11 @@ pub enum Metric {
     Angular,
     /// Negative Euclidean distance.
     Euclidean,
+    /// Inner product (maximum inner product search). Trees are built with
+    /// Annoy's reduction to the angular case: each item gets one extra
+    /// coordinate `sqrt(M^2 - |x|^2)`, so all items share the norm `M` and a
+    /// query (extra coordinate 0) ranks them by inner product.
+    Dot,
 }
 
 impl Metric {
@@ -17,6 +22,7 @@ impl Metric {
         match self {
             Metric::Angular => 0,
             Metric::Euclidean => 1,
+            Metric::Dot => 2,
         }
     }
 
@@ -24,15 +30,28 @@ impl Metric {
         match code {
             0 => Some(Metric::Angular),
             1 => Some(Metric::Euclidean),
+            2 => Some(Metric::Dot),
             _ => None,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Angular => "angular",
+            Metric::Euclidean => "euclidean",
+            Metric::Dot => "dot",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Metric> {
+        [Metric::Angular, Metric::Euclidean, Metric::Dot].into_iter().find(|m| m.name() == name)
     }
 
     /// Similarity of two vectors as stored (unit length for angular).
     #[inline]
     pub fn score(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
-            Metric::Angular => dot(a, b),
+            Metric::Angular | Metric::Dot => dot(a, b),
             Metric::Euclidean => -squared_distance(a, b).sqrt(),
         }
     }
@@ -50,6 +69,22 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     for (ca, cb) in chunks_a.zip(chunks_b) {
         for i in 0..8 {
             lanes[i] += ca[i] * cb[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Dot product of an f32 vector with 8-bit codes, in eight lanes like [`dot`].
+#[inline]
+pub fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut lanes = [0.0f32; 8];
+    let chunks_a = a.chunks_exact(8);
+    let chunks_b = b.chunks_exact(8);
+    let tail: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, &y)| x * y as f32).sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for i in 0..8 {
+            lanes[i] += ca[i] * cb[i] as f32;
         }
     }
     lanes.iter().sum::<f32>() + tail
@@ -103,8 +138,9 @@ mod tests {
         let a = [1.0, 0.0];
         let near = [0.9, 0.1];
         let far = [0.0, 1.0];
-        for metric in [Metric::Angular, Metric::Euclidean] {
+        for metric in [Metric::Angular, Metric::Euclidean, Metric::Dot] {
             assert!(metric.score(&a, &near) > metric.score(&a, &far), "{metric:?}");
+            assert_eq!(Metric::from_name(metric.name()), Some(metric));
         }
     }
 }

@@ -1,20 +1,25 @@
 //! A random-projection forest for approximate nearest neighbours, built the
-//! way Spotify's Annoy builds it.
+//! way Spotify's Annoy builds it, and stored compactly for the browser.
 //!
 //! Each tree splits the items recursively by a hyperplane that separates two
 //! centroids found by a short 2-means run, until at most `leaf_size` items
 //! remain. A query walks all trees at once, best-first by its margin to each
 //! hyperplane, collects `search_k` candidates from the leaves it reaches, and
-//! ranks them exactly. More trees and a larger `search_k` trade time for recall.
+//! scores them exactly against the stored vectors. More trees and a larger
+//! `search_k` trade time for recall.
 //!
-//! Unlike the report's code, the forest is built once and queried many times,
-//! and label filters are applied *inside* the walk: a filtered query keeps
-//! walking until it has enough candidates that pass, so it still returns `k`
-//! results whenever `k` items pass the filter.
+//! Everything happens in *tree space*: the input vector, normalised (angular),
+//! optionally projected by a PCA learned at build time ([`pca`]), and for the
+//! dot metric augmented by one coordinate. Vectors are stored as f32, f16 or
+//! 8-bit codes ([`storage`]).
 //!
-//! Layout: nodes live in one flat array; a parent always precedes its
-//! children, which makes every tree acyclic by construction and lets the file
-//! loader check that cheaply.
+//! Label filters are applied *inside* the walk: a filtered query keeps walking
+//! until it has enough candidates that pass, so it still returns `k` results
+//! whenever `k` items pass the filter.
+//!
+//! Nodes live in one flat array and a parent always precedes its children,
+//! which makes every tree acyclic by construction and lets the file loader
+//! check that cheaply.
 //!
 //! ```
 //! use lookalike::forest::{Forest, ForestParams, Metric, Query};
@@ -26,11 +31,16 @@
 //! ```
 
 mod build;
+mod incremental;
 pub mod metric;
+pub mod pca;
 mod search;
+pub mod storage;
 
 pub use metric::Metric;
+pub use pca::Projection;
 pub use search::{LabelFilter, Neighbor, Query};
+pub use storage::{Encoding, VectorStore};
 
 /// Marks an item without a label.
 pub const NO_LABEL: u32 = u32::MAX;
@@ -47,6 +57,10 @@ pub struct ForestParams {
     pub leaf_size: usize,
     /// Builds with the same seed and inputs are identical.
     pub seed: u64,
+    /// How item vectors are stored.
+    pub encoding: Encoding,
+    /// Project to this many dimensions by PCA first; `None` keeps them all.
+    pub pca_dims: Option<usize>,
 }
 
 impl ForestParams {
@@ -54,10 +68,12 @@ impl ForestParams {
         Self {
             metric,
             // On the 2,064-product catalog (1280-d): recall@10 0.93 at the
-            // default search_k and 0.98 at 200, for 3.9 KB per item in f16.
+            // default search_k and 0.98 at 200.
             n_trees: 10,
             leaf_size: 32,
             seed: 0x100c_a11c,
+            encoding: Encoding::F16,
+            pca_dims: None,
         }
     }
 }
@@ -76,6 +92,10 @@ pub enum ForestError {
     TooManyItems(usize),
     #[error("leaf_size and n_trees must be at least 1")]
     BadParams,
+    #[error("PCA to {pca} dimensions needs 1 <= dims <= {dims}")]
+    BadPca { pca: usize, dims: usize },
+    #[error("vector has {found} values, the index takes {expected}")]
+    WrongDimension { found: usize, expected: usize },
 }
 
 /// One node of the flat node array.
@@ -109,11 +129,19 @@ impl Node {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forest {
     pub(crate) metric: Metric,
+    /// Dimension of the vectors given to `build` and `search_vector`.
+    pub(crate) input_dims: usize,
+    /// Dimension of tree space (after projection and augmentation).
     pub(crate) dims: usize,
-    /// `n_items * dims`; unit length for the angular metric.
-    pub(crate) vectors: Vec<f32>,
+    pub(crate) projection: Option<Projection>,
+    /// For the dot metric: the norm every augmented item has.
+    pub(crate) max_norm: f32,
+    /// Tree-space vectors, `n_items * dims`.
+    pub(crate) store: VectorStore,
     /// One per item; [`NO_LABEL`] when unlabelled.
     pub(crate) labels: Vec<u32>,
+    /// Removed items (incremental changes); never returned by a search.
+    pub(crate) deleted: Vec<bool>,
     pub(crate) leaf_size: usize,
     /// The root node of each tree.
     pub(crate) roots: Vec<u32>,
@@ -129,7 +157,7 @@ impl Forest {
     /// Builds a forest over `vectors` (row-major, `dims` per item).
     /// `labels`, when given, has one entry per item ([`NO_LABEL`] for none).
     pub fn build(
-        mut vectors: Vec<f32>,
+        vectors: Vec<f32>,
         dims: usize,
         labels: Option<Vec<u32>>,
         params: &ForestParams,
@@ -154,14 +182,22 @@ impl Forest {
         if labels.len() != n_items {
             return Err(ForestError::LabelCount { labels: labels.len(), items: n_items });
         }
-        if params.metric == Metric::Angular {
-            vectors.chunks_exact_mut(dims).for_each(metric::normalize);
+        if let Some(pca) = params.pca_dims
+            && (pca == 0 || pca > dims)
+        {
+            return Err(ForestError::BadPca { pca, dims });
         }
+
+        let (tree_vectors, projection, max_norm, tree_dims) = to_tree_space_for_build(vectors, dims, params);
         let mut forest = Forest {
             metric: params.metric,
-            dims,
-            vectors,
+            input_dims: dims,
+            dims: tree_dims,
+            projection,
+            max_norm,
+            store: VectorStore::encode(Vec::new(), tree_dims, params.encoding),
             labels,
+            deleted: vec![false; n_items],
             leaf_size: params.leaf_size,
             roots: Vec::new(),
             nodes: Vec::new(),
@@ -169,10 +205,33 @@ impl Forest {
             offsets: Vec::new(),
             leaf_items: Vec::new(),
         };
-        build::grow_trees(&mut forest, params);
+        build::grow_trees(&mut forest, &tree_vectors, params);
+        forest.store = VectorStore::encode(tree_vectors, tree_dims, params.encoding);
         Ok(forest)
     }
 
+    /// Maps an input vector to tree space: what a query is compared in.
+    pub fn to_tree_space(&self, vector: &[f32]) -> Result<Vec<f32>, ForestError> {
+        if vector.len() != self.input_dims {
+            return Err(ForestError::WrongDimension { found: vector.len(), expected: self.input_dims });
+        }
+        let mut v = vector.to_vec();
+        if self.metric == Metric::Angular {
+            metric::normalize(&mut v);
+        }
+        if let Some(projection) = &self.projection {
+            v = projection.apply(&v);
+            if self.metric == Metric::Angular {
+                metric::normalize(&mut v);
+            }
+        }
+        if self.metric == Metric::Dot {
+            v.push(0.0); // a query's extra coordinate: scores stay inner products
+        }
+        Ok(v)
+    }
+
+    /// Number of items ever added, removed ones included (item numbers are stable).
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -181,12 +240,35 @@ impl Forest {
         self.labels.is_empty()
     }
 
+    /// Items that can be returned (not removed).
+    pub fn live_len(&self) -> usize {
+        self.deleted.iter().filter(|d| !**d).count()
+    }
+
+    pub fn is_deleted(&self, item: u32) -> bool {
+        self.deleted[item as usize]
+    }
+
+    /// Dimension of the vectors the forest takes.
     pub fn dims(&self) -> usize {
+        self.input_dims
+    }
+
+    /// Dimension of the stored vectors (after projection).
+    pub fn stored_dims(&self) -> usize {
         self.dims
     }
 
     pub fn metric(&self) -> Metric {
         self.metric
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.store.encoding()
+    }
+
+    pub fn projection(&self) -> Option<&Projection> {
+        self.projection.as_ref()
     }
 
     pub fn n_trees(&self) -> usize {
@@ -197,24 +279,50 @@ impl Forest {
         self.leaf_size
     }
 
-    /// The stored (for angular: normalised) vector of `item`.
-    pub fn vector(&self, item: u32) -> &[f32] {
-        let start = item as usize * self.dims;
-        &self.vectors[start..start + self.dims]
+    /// The stored tree-space vector of `item`, decoded.
+    pub fn stored_vector(&self, item: u32) -> Vec<f32> {
+        self.store.decode(item as usize, self.dims)
     }
 
     pub fn label(&self, item: u32) -> u32 {
         self.labels[item as usize]
     }
+}
 
-    /// Bytes the index spends per item, vectors and trees together.
-    pub fn bytes_per_item(&self) -> f64 {
-        let bytes = self.vectors.len() * 4
-            + self.labels.len() * 4
-            + self.nodes.len() * 12
-            + self.planes.len() * 4
-            + self.offsets.len() * 4
-            + self.leaf_items.len() * 4;
-        bytes as f64 / self.len().max(1) as f64
+/// Normalises, projects and augments the build's vectors; returns them with
+/// the projection, the dot metric's norm and the tree-space dimension.
+fn to_tree_space_for_build(
+    mut vectors: Vec<f32>,
+    dims: usize,
+    params: &ForestParams,
+) -> (Vec<f32>, Option<Projection>, f32, usize) {
+    let angular = params.metric == Metric::Angular;
+    if angular {
+        vectors.chunks_exact_mut(dims).for_each(metric::normalize);
     }
+    let mut tree_dims = dims;
+    let mut projection = None;
+    if let Some(out) = params.pca_dims.filter(|&p| p < dims) {
+        // Centring changes inner products, so the dot metric projects uncentred.
+        let p = Projection::fit(&vectors, dims, out, params.metric != Metric::Dot, params.seed);
+        vectors = p.apply_all(&vectors);
+        tree_dims = out;
+        if angular {
+            vectors.chunks_exact_mut(tree_dims).for_each(metric::normalize);
+        }
+        projection = Some(p);
+    }
+    let mut max_norm = 0.0;
+    if params.metric == Metric::Dot {
+        max_norm = vectors.chunks_exact(tree_dims).map(|v| metric::dot(v, v).sqrt()).fold(0.0f32, f32::max);
+        vectors = vectors.chunks_exact(tree_dims).flat_map(|v| augment(v, max_norm)).collect();
+        tree_dims += 1;
+    }
+    (vectors, projection, max_norm, tree_dims)
+}
+
+/// Annoy's dot-product reduction: append `sqrt(M^2 - |x|^2)`.
+pub(crate) fn augment(vector: &[f32], max_norm: f32) -> Vec<f32> {
+    let extra = (max_norm * max_norm - metric::dot(vector, vector)).max(0.0).sqrt();
+    vector.iter().copied().chain(std::iter::once(extra)).collect()
 }

@@ -1,7 +1,7 @@
 //! Querying the forest: best-first over all trees at once, as Annoy does,
 //! with the label filter applied while walking.
 
-use super::{Forest, Metric, NO_LABEL, Node, metric};
+use super::{Forest, ForestError, Metric, NO_LABEL, Node, metric};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -84,34 +84,56 @@ impl PartialOrd for Pending {
     }
 }
 
+/// A query in tree space, with the store's view of it precomputed.
+struct TreeQuery {
+    vector: Vec<f32>,
+    prepared: Vec<f32>,
+}
+
 impl Forest {
     /// The `k` items most like `item`, the item itself excluded.
     pub fn search_item(&self, item: u32, query: &Query) -> Vec<Neighbor> {
-        self.search(self.vector(item), query, Some(item))
+        self.search(&self.item_query(item), query, Some(item))
     }
 
-    /// The `k` items most like `vector`.
-    pub fn search_vector(&self, vector: &[f32], query: &Query) -> Vec<Neighbor> {
-        assert_eq!(vector.len(), self.dims, "query vector has the wrong dimension");
-        let mut v = vector.to_vec();
-        if self.metric == Metric::Angular {
-            metric::normalize(&mut v);
-        }
-        self.search(&v, query, None)
+    /// The `k` items most like `vector` (in the input dimension).
+    pub fn search_vector(&self, vector: &[f32], query: &Query) -> Result<Vec<Neighbor>, ForestError> {
+        Ok(self.search(&self.tree_query(self.to_tree_space(vector)?), query, None))
     }
 
     /// Brute force over every item: the reference for recall and evaluation.
-    pub fn exact_search(&self, vector: &[f32], query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
-        let mut v = vector.to_vec();
-        if self.metric == Metric::Angular {
-            metric::normalize(&mut v);
-        }
-        let candidates = (0..self.len() as u32)
-            .filter(|&i| Some(i) != exclude && query.filter.accepts(self.labels[i as usize]));
-        self.rank(&v, candidates, query.k)
+    pub fn exact_search_item(&self, item: u32, query: &Query) -> Vec<Neighbor> {
+        self.exact(&self.item_query(item), query, Some(item))
     }
 
-    fn search(&self, vector: &[f32], query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
+    /// Brute force for an outside vector.
+    pub fn exact_search_vector(&self, vector: &[f32], query: &Query) -> Result<Vec<Neighbor>, ForestError> {
+        Ok(self.exact(&self.tree_query(self.to_tree_space(vector)?), query, None))
+    }
+
+    fn item_query(&self, item: u32) -> TreeQuery {
+        let mut vector = self.stored_vector(item);
+        if self.metric == Metric::Dot {
+            *vector.last_mut().expect("dot vectors are augmented") = 0.0;
+        }
+        self.tree_query(vector)
+    }
+
+    fn tree_query(&self, vector: Vec<f32>) -> TreeQuery {
+        let prepared = self.store.prepare_query(&vector);
+        TreeQuery { vector, prepared }
+    }
+
+    fn passes(&self, item: u32, query: &Query, exclude: Option<u32>) -> bool {
+        Some(item) != exclude && !self.deleted[item as usize] && query.filter.accepts(self.labels[item as usize])
+    }
+
+    fn exact(&self, tree_query: &TreeQuery, query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
+        let candidates = (0..self.len() as u32).filter(|&i| self.passes(i, query, exclude));
+        self.rank(tree_query, candidates, query.k)
+    }
+
+    fn search(&self, tree_query: &TreeQuery, query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
         if query.k == 0 || self.is_empty() {
             return Vec::new();
         }
@@ -133,30 +155,37 @@ impl Forest {
                             continue;
                         }
                         seen[word] |= bit;
-                        if Some(item) != exclude && query.filter.accepts(self.labels[item as usize]) {
+                        if self.passes(item, query, exclude) {
                             candidates.push(item);
                         }
                     }
                 }
                 Node::Split { split, left, right } => {
-                    let margin = self.margin(split, vector);
+                    let margin = self.margin(split, &tree_query.vector);
                     heap.push(Pending { priority: priority.min(margin), node: right });
                     heap.push(Pending { priority: priority.min(-margin), node: left });
                 }
             }
         }
-        self.rank(vector, candidates.into_iter(), query.k)
+        self.rank(tree_query, candidates.into_iter(), query.k)
     }
 
-    fn margin(&self, split: u32, vector: &[f32]) -> f32 {
+    pub(crate) fn margin(&self, split: u32, vector: &[f32]) -> f32 {
         let start = split as usize * self.dims;
         metric::dot(&self.planes[start..start + self.dims], vector) + self.offsets[split as usize]
     }
 
-    /// Scores candidates exactly and keeps the best `k`, best first.
-    fn rank(&self, vector: &[f32], candidates: impl Iterator<Item = u32>, k: usize) -> Vec<Neighbor> {
+    /// Scores candidates exactly against the stored vectors and keeps the
+    /// best `k`, best first.
+    fn rank(&self, tree_query: &TreeQuery, candidates: impl Iterator<Item = u32>, k: usize) -> Vec<Neighbor> {
         let mut scored: Vec<Neighbor> = candidates
-            .map(|item| Neighbor { item, score: self.metric.score(vector, self.vector(item)) })
+            .map(|item| {
+                let score = match self.metric {
+                    Metric::Angular | Metric::Dot => self.store.dot(&tree_query.prepared, item as usize),
+                    Metric::Euclidean => -self.store.squared_distance(&tree_query.vector, item as usize).sqrt(),
+                };
+                Neighbor { item, score }
+            })
             .collect();
         let by_score = |a: &Neighbor, b: &Neighbor| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item));
         if scored.len() > k {
@@ -170,7 +199,7 @@ impl Forest {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ForestParams, NO_LABEL};
+    use super::super::{Encoding, ForestParams, NO_LABEL};
     use super::*;
     use proptest::prelude::*;
     use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -185,7 +214,7 @@ mod tests {
         for item in 0..queries as u32 {
             let query = Query::top(k).with_search_k(search_k);
             let approx = forest.search_item(item, &query);
-            let exact = forest.exact_search(forest.vector(item), &query, Some(item));
+            let exact = forest.exact_search_item(item, &query);
             found += exact.iter().filter(|e| approx.iter().any(|a| a.item == e.item)).count();
         }
         found as f64 / (queries * k) as f64
@@ -193,12 +222,54 @@ mod tests {
 
     #[test]
     fn recall_against_brute_force_is_high_at_generous_search_k() {
-        for metric in [Metric::Angular, Metric::Euclidean] {
-            let vectors = random_vectors(2000, 24, 7);
-            let forest = Forest::build(vectors, 24, None, &ForestParams::new(metric)).unwrap();
-            let r = recall(&forest, 100, 10, 1500);
-            assert!(r >= 0.99, "{metric:?}: recall@10 {r}");
+        for metric in [Metric::Angular, Metric::Euclidean, Metric::Dot] {
+            for encoding in [Encoding::F32, Encoding::F16, Encoding::I8PerVector, Encoding::I8PerDim] {
+                let vectors = random_vectors(2000, 24, 7);
+                let params = ForestParams { encoding, ..ForestParams::new(metric) };
+                let forest = Forest::build(vectors, 24, None, &params).unwrap();
+                let r = recall(&forest, 100, 10, 1500);
+                assert!(r >= 0.99, "{metric:?} {encoding:?}: recall@10 {r}");
+            }
         }
+    }
+
+    #[test]
+    fn dot_metric_ranks_by_inner_product() {
+        // Items of very different norms: the longest aligned one wins.
+        let vectors = vec![1.0, 0.0, 3.0, 0.1, 0.5, 0.5, -2.0, 0.0, 0.0, 1.0];
+        let params = ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Dot) };
+        let forest = Forest::build(vectors, 2, None, &params).unwrap();
+        let hits = forest.search_vector(&[1.0, 0.0], &Query::top(5)).unwrap();
+        let order: Vec<u32> = hits.iter().map(|h| h.item).collect();
+        assert_eq!(order, [1, 0, 2, 4, 3]);
+        assert!((hits[0].score - 3.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn pca_keeps_neighbours_of_low_rank_data() {
+        // 1500 points near a 6-d subspace of 64-d: PCA to 8 loses nothing that matters.
+        let mut rng = StdRng::seed_from_u64(11);
+        let axes: Vec<f32> = (0..6 * 64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let vectors: Vec<f32> = (0..1500)
+            .flat_map(|_| {
+                let c: Vec<f32> = (0..6).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let noise: Vec<f32> = (0..64).map(|_| rng.random_range(-0.01f32..0.01)).collect();
+                let axes = &axes;
+                (0..64).map(move |d| (0..6).map(|a| c[a] * axes[a * 64 + d]).sum::<f32>() + noise[d]).collect::<Vec<_>>()
+            })
+            .collect();
+        let full = Forest::build(vectors.clone(), 64, None, &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Euclidean) }).unwrap();
+        let params = ForestParams { pca_dims: Some(8), encoding: Encoding::I8PerDim, ..ForestParams::new(Metric::Euclidean) };
+        let small = Forest::build(vectors, 64, None, &params).unwrap();
+        assert_eq!(small.stored_dims(), 8);
+        let query = Query::top(10).with_search_k(1000);
+        let mut found = 0;
+        for item in 0..50 {
+            let want = full.exact_search_item(item, &query);
+            let got = small.search_item(item, &query);
+            found += want.iter().filter(|w| got.iter().any(|g| g.item == w.item)).count();
+        }
+        assert!(found as f64 / 500.0 >= 0.9, "recall {}", found as f64 / 500.0);
     }
 
     #[test]

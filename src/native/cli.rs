@@ -1,9 +1,9 @@
 //! The `lookalike` command line.
 
 use super::eval::{column_values, evaluate};
-use super::site_builder::{BuildOptions, build_site};
+use super::site_builder::{BuildOptions, Storage, build_site, embed_catalog, read_catalog};
 use crate::catalog::Columns;
-use crate::forest::{ForestParams, Metric};
+use crate::forest::{Encoding, ForestParams, Metric};
 use crate::index_file::Index;
 use crate::model::{Embedder, weights};
 use crate::rank::{RecommendOptions, recommend_item, recommend_vector};
@@ -30,6 +30,21 @@ enum Command {
     Query(QueryArgs),
     /// Precision@k of same label and recall against exact search.
     Eval(EvalArgs),
+    /// Embed a catalog's images: writes vectors.npy (float32, N x 1280) and ids.txt.
+    Embed {
+        #[arg(long)]
+        catalog: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        id_col: Option<String>,
+        #[arg(long)]
+        image_col: Option<String>,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+    },
     /// Serve a built site on 127.0.0.1.
     Serve {
         /// The built site folder.
@@ -77,6 +92,14 @@ struct BuildArgs {
     leaf_size: usize,
     #[arg(long, default_value_t = 0x100c_a11c)]
     seed: u64,
+    /// How stored vectors are encoded: f32, f16, i8-vector or i8-dim
+    /// [default: i8-dim with PCA for 512+ products, else f16].
+    #[arg(long, value_parser = parse_encoding)]
+    encoding: Option<Encoding>,
+    /// Project vectors to this many dimensions by PCA before indexing; 0 for
+    /// none [default: 128 for 512+ products, else none].
+    #[arg(long)]
+    pca_dims: Option<usize>,
     #[arg(long, default_value_t = 160)]
     thumb_size: u32,
     #[arg(long, default_value_t = 16)]
@@ -127,6 +150,10 @@ fn project_path(relative: &str) -> PathBuf {
     if local.exists() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(relative) }
 }
 
+fn parse_encoding(name: &str) -> Result<Encoding, String> {
+    Encoding::from_name(name).ok_or_else(|| format!("unknown encoding '{name}' (f32, f16, i8-vector, i8-dim)"))
+}
+
 pub const DEFAULT_MODEL: &str = "models/efficientnet-lite0.bpk";
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -137,6 +164,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { dir, port } => super::serve::serve(&dir, port, |addr| {
             eprintln!("serving {} on http://{addr}/ (Ctrl-C to stop)", dir.display());
         }),
+        Command::Embed { catalog, out, id_col, image_col, model, batch_size } => {
+            let columns = Columns { id: id_col, image: image_col, label: None };
+            embed(&catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size)
+        }
         Command::ConvertModel { from, to } => {
             let model = weights::from_pytorch_file(&from, &Device::flex())?;
             weights::save_burnpack(&model, &to)?;
@@ -158,7 +189,9 @@ fn build(args: BuildArgs) -> Result<()> {
             n_trees: args.n_trees,
             leaf_size: args.leaf_size,
             seed: args.seed,
+            ..ForestParams::new(Metric::Angular)
         },
+        storage: Storage { encoding: args.encoding, pca_dims: args.pca_dims },
         thumb_size: args.thumb_size,
         batch_size: args.batch_size,
     };
@@ -172,6 +205,22 @@ fn build(args: BuildArgs) -> Result<()> {
         report.embed_seconds,
         (report.products + report.skipped.len()) as f64 / report.embed_seconds.max(1e-9)
     );
+    Ok(())
+}
+
+fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch_size: usize) -> Result<()> {
+    let catalog = read_catalog(catalog_path, columns)?;
+    let device = Device::flex();
+    let model = weights::from_file(model, &device).with_context(|| format!("loading the embedder from {}", model.display()))?;
+    let embedder = Embedder::new(model, device);
+    let catalog_dir = catalog_path.parent().unwrap_or(Path::new("."));
+    let embedded = embed_catalog(&catalog, catalog_dir, &embedder, batch_size, None, |_, _| Ok(()))?;
+    let rows = embedded.products.len();
+    let npy = super::npy::encode_f32(&embedded.vectors, rows, crate::model::FEATURE_DIM);
+    super::fsutil::write_atomic(&out.join("vectors.npy"), &npy)?;
+    let ids: String = embedded.products.iter().map(|p| format!("{}\n", p.id)).collect();
+    super::fsutil::write_atomic(&out.join("ids.txt"), ids.as_bytes())?;
+    eprintln!("wrote {rows} vectors to {} ({} skipped)", out.display(), embedded.skipped.len());
     Ok(())
 }
 
@@ -205,7 +254,7 @@ fn query(args: QueryArgs) -> Result<()> {
             let vector = Embedder::new(model, Device::flex())
                 .embed_batch(&[crate::preprocess::model_input(&decoded)])?
                 .remove(0);
-            recommend_vector(&index, &image.display().to_string(), &vector, None, &options)
+            recommend_vector(&index, &image.display().to_string(), &vector, None, &options)?
         }
         (None, None) => bail!("pass --id or --image"),
     };

@@ -50,7 +50,7 @@ pub fn evaluate(index: &Index, labels: &[Option<String>], label: &str, k: usize,
             continue;
         }
         let approx = forest.search_item(item, &query);
-        let exact = forest.exact_search(forest.vector(item), &query, Some(item));
+        let exact = forest.exact_search_item(item, &query);
         if exact.is_empty() {
             continue;
         }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod eval;
 pub mod fsutil;
+pub mod npy;
 pub mod progress;
 pub mod serve;
 pub mod site_builder;

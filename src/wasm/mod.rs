@@ -97,9 +97,6 @@ impl LookalikeIndex {
     /// restricts them to one label name.
     #[wasm_bindgen(js_name = queryVector)]
     pub fn query_vector(&self, vector: &[f32], k: usize, search_k: Option<usize>, label: Option<String>) -> Result<JsValue, JsError> {
-        if vector.len() != self.index.forest.dims() {
-            return Err(JsError::new(&format!("vector has {} values, the index {}", vector.len(), self.index.forest.dims())));
-        }
         let filter = match label {
             Some(name) => match self.index.label_number(&name) {
                 Some(n) => LabelFilter::Equals(n),
@@ -107,17 +104,27 @@ impl LookalikeIndex {
             },
             None => LabelFilter::Any,
         };
-        let hits = self.index.forest.search_vector(vector, &Query { k, search_k, filter });
+        let hits = self
+            .index
+            .forest
+            .search_vector(vector, &Query { k, search_k, filter })
+            .map_err(|e| JsError::new(&e.to_string()))?;
         self.to_js(&hits)
     }
 
-    /// The stored (unit-length) vector of an item.
+    /// The stored vector of an item, in tree space (normalised, projected).
     #[wasm_bindgen(js_name = itemVector)]
     pub fn item_vector(&self, item: u32) -> Result<Vec<f32>, JsError> {
         if item as usize >= self.index.forest.len() {
             return Err(JsError::new(&format!("no item {item}")));
         }
-        Ok(self.index.forest.vector(item).to_vec())
+        Ok(self.index.forest.stored_vector(item))
+    }
+
+    /// A vector mapped into tree space, as the index compares it.
+    #[wasm_bindgen(js_name = toTreeSpace)]
+    pub fn to_tree_space(&self, vector: &[f32]) -> Result<Vec<f32>, JsError> {
+        self.index.forest.to_tree_space(vector).map_err(|e| JsError::new(&e.to_string()))
     }
 
     fn to_js(&self, hits: &[Neighbor]) -> Result<JsValue, JsError> {
