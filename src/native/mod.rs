@@ -1,6 +1,7 @@
 //! The native command-line tool: turns a catalog into the static site
 //! (fetch, embed, build the forest), answers queries, evaluates and serves.
 
+pub mod bench;
 pub mod cli;
 pub mod eval;
 pub mod fsutil;
