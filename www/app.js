@@ -114,7 +114,7 @@ function renderResults(title, hits, millis, extra) {
     fragment.append(li);
   }
   list.replaceChildren(fragment);
-  if (extra) $('results-meta').prepend(extra);
+  if (extra) $('results-meta').prepend(extra, document.createElement('br'));
   $('results').scrollIntoView({ block: 'nearest' });
 }
 
@@ -125,7 +125,11 @@ function showLookalikes(item) {
   const millis = performance.now() - started;
   const product = state.manifest.products[item];
   state.lastQuery = { kind: 'item', item, id: product.id, hits, millis };
-  renderResults(`Looks like: ${product.title || product.id}`, hits, millis);
+  const preview = document.createElement('img');
+  preview.className = 'query-photo';
+  preview.src = product.thumb;
+  preview.alt = product.title || `Product ${product.id}`;
+  renderResults(`Looks like: ${product.title || product.id}`, hits, millis, preview);
 }
 
 async function searchPhoto(file) {
