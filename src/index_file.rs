@@ -6,8 +6,9 @@
 //! node reference are checked, so a truncated, corrupted, foreign or newer
 //! file is an error with a reason, never a panic or an endless loop.
 
-use crate::forest::{Encoding, Forest, Metric, NO_LABEL, Node, Projection, VectorStore};
+use crate::forest::{Buf, Encoding, Forest, Metric, NO_LABEL, Node, Projection, SharedBytes, VectorStore};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const MAGIC: [u8; 8] = *b"LKALIKE\0";
 /// The newest format version this build reads and the one it writes.
@@ -82,6 +83,15 @@ pub enum IndexFileError {
     },
     #[error("malformed {section:?}: {reason}")]
     Malformed { section: Section, reason: String },
+}
+
+/// Why [`Index::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Invalid(String, IndexFileError),
 }
 
 /// A forest together with what its item numbers mean.
@@ -224,17 +234,27 @@ impl Index {
         out
     }
 
-    /// Parses and validates an index file (format version 1 or 2).
+    /// Parses and validates an index file (format version 1 or 2), copying
+    /// the bytes once; see [`Index::from_shared`] to avoid even that.
     pub fn from_bytes(bytes: &[u8]) -> Result<Index, IndexFileError> {
-        let h = read_header(bytes)?;
-        let sections = read_section_table(bytes, h.n_sections)?;
-        let get = |section: Section, expected_len: Option<usize>| -> Result<&[u8], IndexFileError> {
-            let payload = *sections.get(&(section as u32)).ok_or(IndexFileError::MissingSection(section))?;
+        Index::from_shared(Arc::new(bytes.to_vec()))
+    }
+
+    /// Parses and validates an index file held in shared bytes. Sections whose
+    /// layout in the file is their layout in memory (f32 values, 8-bit codes,
+    /// 4-byte numbers, nodes) are viewed in place, not copied; f16 values and
+    /// 2-byte numbers are widened.
+    pub fn from_shared(bytes: SharedBytes) -> Result<Index, IndexFileError> {
+        let data: &[u8] = (*bytes).as_ref();
+        let h = read_header(data)?;
+        let sections = read_section_table(data, h.n_sections)?;
+        let get = |section: Section, expected_len: Option<usize>| -> Result<(usize, usize), IndexFileError> {
+            let (start, end) = *sections.get(&(section as u32)).ok_or(IndexFileError::MissingSection(section))?;
             match expected_len {
-                Some(expected) if expected != payload.len() => {
-                    Err(IndexFileError::SectionLength { section, expected, found: payload.len() })
+                Some(expected) if expected != end - start => {
+                    Err(IndexFileError::SectionLength { section, expected, found: end - start })
                 }
-                _ => Ok(payload),
+                _ => Ok((start, end)),
             }
         };
         let size = |section: Section, parts: &[usize]| -> Result<usize, IndexFileError> {
@@ -243,61 +263,74 @@ impl Index {
                 .try_fold(1usize, |acc, &p| acc.checked_mul(p))
                 .ok_or(IndexFileError::Malformed { section, reason: "sizes overflow".into() })
         };
+        let floats = |(start, end): (usize, usize), encoding: Encoding| -> Buf<f32> {
+            match encoding {
+                Encoding::F16 => decode_floats(&data[start..end], Encoding::F16).into(),
+                _ => Buf::view(&bytes, start, end),
+            }
+        };
+        let numbers = |(start, end): (usize, usize), width: usize, none: u32| -> Buf<u32> {
+            if width == 4 { Buf::view(&bytes, start, end) } else { widen(&data[start..end], width, none).into() }
+        };
 
         let values = get(Section::Vectors, Some(size(Section::Vectors, &[h.n_items, h.dims, h.encoding.width()])?))?;
         let store = match h.encoding {
-            Encoding::F32 | Encoding::F16 => VectorStore::F32 {
-                values: decode_floats(values, h.encoding),
-                from_f16: h.encoding == Encoding::F16,
-            },
+            Encoding::F32 | Encoding::F16 => {
+                VectorStore::F32 { values: floats(values, h.encoding), from_f16: h.encoding == Encoding::F16 }
+            }
             Encoding::I8PerVector | Encoding::I8PerDim => {
                 let n_scales = h.encoding.scale_count(h.n_items, h.dims);
-                let scales = f32s(get(Section::Scales, Some(size(Section::Scales, &[n_scales, 4])?))?);
+                let scales = get(Section::Scales, Some(size(Section::Scales, &[n_scales, 4])?))?;
                 VectorStore::I8 {
-                    codes: values.iter().map(|&b| b as i8).collect(),
-                    scales,
+                    codes: Buf::view(&bytes, values.0, values.1),
+                    scales: floats(scales, Encoding::F32),
                     per_dim: h.encoding == Encoding::I8PerDim,
                 }
             }
         };
-        let labels = widen(get(Section::Labels, Some(size(Section::Labels, &[h.n_items, h.label_width])?))?, h.label_width, NO_LABEL);
-        let roots = u32s(get(Section::Roots, Some(size(Section::Roots, &[h.n_trees, 4])?))?);
-        let raw_nodes = u32s(get(Section::Nodes, Some(size(Section::Nodes, &[h.n_nodes, 12])?))?);
+        let labels = numbers(get(Section::Labels, Some(size(Section::Labels, &[h.n_items, h.label_width])?))?, h.label_width, NO_LABEL);
+        let (roots_start, roots_end) = get(Section::Roots, Some(size(Section::Roots, &[h.n_trees, 4])?))?;
+        let roots = u32s(&data[roots_start..roots_end]);
+        let (nodes_start, nodes_end) = get(Section::Nodes, Some(size(Section::Nodes, &[h.n_nodes, 12])?))?;
+        let nodes = Buf::view(&bytes, nodes_start, nodes_end);
         let plane_encoding = plane_encoding_for_version(h.encoding, h.version);
-        let planes = decode_floats(
+        let planes = floats(
             get(Section::Planes, Some(size(Section::Planes, &[h.n_splits, h.dims, plane_encoding.width()])?))?,
             plane_encoding,
         );
-        let offsets = f32s(get(Section::Offsets, Some(size(Section::Offsets, &[h.n_splits, 4])?))?);
-        let leaf_bytes = get(Section::LeafItems, None)?;
-        if leaf_bytes.len() % h.item_width != 0 {
+        let offsets = floats(get(Section::Offsets, Some(size(Section::Offsets, &[h.n_splits, 4])?))?, Encoding::F32);
+        let leaf_range = get(Section::LeafItems, None)?;
+        if (leaf_range.1 - leaf_range.0) % h.item_width != 0 {
             return Err(IndexFileError::Malformed {
                 section: Section::LeafItems,
                 reason: format!("length is not a multiple of {}", h.item_width),
             });
         }
-        let leaf_items = widen(leaf_bytes, h.item_width, u32::MAX);
-        let ids = read_string_table(get(Section::Ids, None)?, Section::Ids)?;
-        let label_names = read_string_table(get(Section::LabelNames, None)?, Section::LabelNames)?;
-        let nodes: Vec<Node> = raw_nodes.chunks_exact(3).map(|c| Node::decode([c[0], c[1], c[2]])).collect();
+        let leaf_items = numbers(leaf_range, h.item_width, u32::MAX);
+        let (ids_start, ids_end) = get(Section::Ids, None)?;
+        let ids = read_string_table(&data[ids_start..ids_end], Section::Ids)?;
+        let (names_start, names_end) = get(Section::LabelNames, None)?;
+        let label_names = read_string_table(&data[names_start..names_end], Section::LabelNames)?;
         let projection = if h.projection_dims > 0 {
-            let mean = get(Section::ProjectionMean, Some(size(Section::ProjectionMean, &[h.input_dims, 2])?))?;
-            let basis = get(
+            let (mean_start, mean_end) =
+                get(Section::ProjectionMean, Some(size(Section::ProjectionMean, &[h.input_dims, 2])?))?;
+            let (basis_start, basis_end) = get(
                 Section::ProjectionBasis,
                 Some(size(Section::ProjectionBasis, &[h.projection_dims, h.input_dims, 2])?),
             )?;
             Some(Projection {
                 in_dims: h.input_dims,
                 out_dims: h.projection_dims,
-                mean: decode_floats(mean, Encoding::F16),
-                basis: decode_floats(basis, Encoding::F16),
+                mean: decode_floats(&data[mean_start..mean_end], Encoding::F16),
+                basis: decode_floats(&data[basis_start..basis_end], Encoding::F16),
             })
         } else {
             None
         };
         let deleted = match sections.get(&(Section::Deleted as u32)) {
             None => vec![false; h.n_items],
-            Some(bitmap) => {
+            Some(&(start, end)) => {
+                let bitmap = &data[start..end];
                 if bitmap.len() != h.n_items.div_ceil(8) {
                     return Err(IndexFileError::SectionLength {
                         section: Section::Deleted,
@@ -333,6 +366,17 @@ impl Index {
         Ok(index)
     }
 
+    /// Maps an index file into memory and loads it without copying its big
+    /// sections (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(path: &std::path::Path) -> Result<Index, OpenError> {
+        let file = std::fs::File::open(path).map_err(|e| OpenError::Io(path.display().to_string(), e))?;
+        // Safety: the map is read-only and the site's files are replaced by
+        // rename (write_atomic), never rewritten in place while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OpenError::Io(path.display().to_string(), e))?;
+        Index::from_shared(Arc::new(map)).map_err(|e| OpenError::Invalid(path.display().to_string(), e))
+    }
+
     /// Checks every cross-reference, so searching a loaded index cannot index
     /// out of bounds or loop.
     fn validate(&self) -> Result<(), IndexFileError> {
@@ -357,14 +401,14 @@ impl Index {
         if let Some(label) = f.labels.iter().find(|&&l| l != NO_LABEL && l as usize >= self.label_names.len()) {
             return malformed(Section::Labels, format!("label {label} has no name"));
         }
-        if let Some(root) = f.roots.iter().find(|&&r| r as usize >= f.nodes.len()) {
+        if let Some(root) = f.roots.iter().find(|&&r| r as usize >= f.n_nodes()) {
             return malformed(Section::Roots, format!("root {root} is not a node"));
         }
         if let Some(item) = f.leaf_items.iter().find(|&&i| i as usize >= f.len()) {
             return malformed(Section::LeafItems, format!("item {item} does not exist"));
         }
-        for (index, node) in f.nodes.iter().enumerate() {
-            let ok = match *node {
+        for index in 0..f.n_nodes() {
+            let ok = match f.node(index as u32) {
                 Node::Leaf { start, len } => (start as usize)
                     .checked_add(len as usize)
                     .is_some_and(|end| end <= f.leaf_items.len()),
@@ -373,8 +417,8 @@ impl Index {
                     (split as usize) < f.offsets.len()
                         && (left as usize) > index
                         && (right as usize) > index
-                        && (left as usize) < f.nodes.len()
-                        && (right as usize) < f.nodes.len()
+                        && (left as usize) < f.n_nodes()
+                        && (right as usize) < f.n_nodes()
                 }
             };
             if !ok {
@@ -448,7 +492,9 @@ fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
     })
 }
 
-fn read_section_table(bytes: &[u8], n_sections: usize) -> Result<HashMap<u32, &[u8]>, IndexFileError> {
+/// The byte range of each known section, checked against the file's end and
+/// its checksum.
+fn read_section_table(bytes: &[u8], n_sections: usize) -> Result<HashMap<u32, (usize, usize)>, IndexFileError> {
     let table_end = n_sections
         .checked_mul(SECTION_ENTRY_LEN)
         .and_then(|len| len.checked_add(HEADER_LEN))
@@ -463,15 +509,15 @@ fn read_section_table(bytes: &[u8], n_sections: usize) -> Result<HashMap<u32, &[
         let Some(section) = ALL_SECTIONS.iter().copied().find(|s| *s as u32 == kind) else {
             continue; // sections from later minor revisions are skipped
         };
-        let payload = offset
+        let end = offset
             .checked_add(length)
             .filter(|&end| end <= bytes.len() as u64)
-            .map(|end| &bytes[offset as usize..end as usize])
             .ok_or(IndexFileError::SectionOutOfBounds(section))?;
-        if crc32fast::hash(payload) != crc {
+        let (start, end) = (offset as usize, end as usize);
+        if crc32fast::hash(&bytes[start..end]) != crc {
             return Err(IndexFileError::SectionChecksum(section));
         }
-        sections.insert(kind, payload);
+        sections.insert(kind, (start, end));
     }
     Ok(sections)
 }
@@ -610,13 +656,27 @@ mod tests {
             let back = Index::from_bytes(&index.to_bytes()).unwrap();
             // Hyperplanes are stored as f16 unless the vectors are exact.
             if params.encoding != Encoding::F32 {
-                index.forest.planes.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+                index.forest.planes.make_mut().iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
             }
             assert_eq!(back, index, "{params:?}");
             assert_eq!(back.label_name(1), Some("bag"));
             assert_eq!(back.item_of("sku-42"), Some(42));
             assert!(back.forest.is_deleted(17));
         }
+    }
+
+    #[test]
+    fn loading_views_the_big_sections_in_place() {
+        let params = ForestParams { encoding: Encoding::I8PerDim, ..ForestParams::new(Metric::Angular) };
+        let bytes: SharedBytes = Arc::new(sample_index_with(params).to_bytes());
+        let index = Index::from_shared(bytes).unwrap();
+        assert!(index.forest.is_zero_copy());
+        let path = std::env::temp_dir().join(format!("lookalike-open-{}.lkf", std::process::id()));
+        std::fs::write(&path, sample_index_with(ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) }).to_bytes()).unwrap();
+        let mapped = Index::open(&path).unwrap();
+        assert!(mapped.forest.is_zero_copy());
+        assert_eq!(mapped.forest.search_item(3, &crate::forest::Query::top(4)).len(), 4);
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

@@ -55,21 +55,36 @@ pub(super) fn grow_trees(forest: &mut Forest, vectors: &[f32], params: &ForestPa
 
 /// Appends a tree, shifting its local indices into the forest's arrays.
 pub(super) fn append_tree(forest: &mut Forest, tree: TreeParts) {
-    let node_base = forest.nodes.len() as u32;
+    let root = append_parts(forest, tree, None);
+    forest.roots.push(root);
+}
+
+/// Appends a tree's parts to the forest's arrays, shifting their indices,
+/// and returns where its root landed. `items`, when given, maps the tree's
+/// local item numbers to the forest's.
+pub(super) fn append_parts(forest: &mut Forest, tree: TreeParts, items: Option<&[u32]>) -> u32 {
+    let node_base = forest.n_nodes() as u32;
     let split_base = forest.offsets.len() as u32;
     let leaf_base = forest.leaf_items.len() as u32;
-    forest.roots.push(node_base);
-    forest.nodes.extend(tree.nodes.into_iter().map(|node| match node {
-        Node::Leaf { start, len } => Node::Leaf { start: start + leaf_base, len },
-        Node::Split { split, left, right } => Node::Split {
-            split: split + split_base,
-            left: left + node_base,
-            right: right + node_base,
-        },
-    }));
-    forest.planes.extend(tree.planes);
-    forest.offsets.extend(tree.offsets);
-    forest.leaf_items.extend(tree.leaf_items);
+    let shifted = tree.nodes.into_iter().flat_map(|node| {
+        match node {
+            Node::Leaf { start, len } => Node::Leaf { start: start + leaf_base, len },
+            Node::Split { split, left, right } => Node::Split {
+                split: split + split_base,
+                left: left + node_base,
+                right: right + node_base,
+            },
+        }
+        .encode()
+    });
+    forest.nodes.make_mut().extend(shifted);
+    forest.planes.make_mut().extend(tree.planes);
+    forest.offsets.make_mut().extend(tree.offsets);
+    match items {
+        Some(items) => forest.leaf_items.make_mut().extend(tree.leaf_items.iter().map(|&local| items[local as usize])),
+        None => forest.leaf_items.make_mut().extend(tree.leaf_items),
+    }
+    node_base
 }
 
 impl<'a> TreeGrower<'a> {

@@ -13,7 +13,7 @@
 //! degrades slowly (see `docs/forest.md` for measurements); rebuild when a
 //! fifth of the catalog has changed.
 
-use super::build::{TreeGrower, TreeParts};
+use super::build::{TreeGrower, append_parts};
 use super::{Forest, ForestError, Metric, Node, augment};
 
 impl Forest {
@@ -31,7 +31,7 @@ impl Forest {
         }
         let item = self.len() as u32;
         self.store.push(&tree_vector);
-        self.labels.push(label);
+        self.labels.make_mut().push(label);
         self.deleted.push(false);
         // Descend with the vector as stored, so later searches agree with it.
         let stored = self.stored_vector(item);
@@ -56,7 +56,7 @@ impl Forest {
     /// The leaf `vector` falls into, starting at `node`.
     fn descend(&self, mut node: u32, vector: &[f32]) -> u32 {
         loop {
-            match self.nodes[node as usize] {
+            match self.node(node) {
                 Node::Leaf { .. } => return node,
                 Node::Split { split, left, right } => {
                     node = if self.margin(split, vector) > 0.0 { right } else { left };
@@ -66,15 +66,15 @@ impl Forest {
     }
 
     fn append_to_leaf(&mut self, leaf: u32, item: u32) {
-        let Node::Leaf { start, len } = self.nodes[leaf as usize] else { unreachable!("descend ends at a leaf") };
+        let Node::Leaf { start, len } = self.node(leaf) else { unreachable!("descend ends at a leaf") };
         let mut items: Vec<u32> = self.leaf_items[start as usize..(start + len) as usize].to_vec();
         items.push(item);
         if items.len() <= 2 * self.leaf_size {
             // Move the leaf to the end of the list; the old range becomes
             // garbage that serialisation leaves out.
             let new_start = self.leaf_items.len() as u32;
-            self.leaf_items.extend_from_slice(&items);
-            self.nodes[leaf as usize] = Node::Leaf { start: new_start, len: items.len() as u32 };
+            self.leaf_items.make_mut().extend_from_slice(&items);
+            self.set_node(leaf, Node::Leaf { start: new_start, len: items.len() as u32 });
         } else {
             self.split_leaf(leaf, &items);
         }
@@ -86,33 +86,19 @@ impl Forest {
         let mut local_items: Vec<u32> = (0..items.len() as u32).collect();
         let mut grower = TreeGrower::new(&local, self.dims, self.metric, self.leaf_size, u64::from(items[0]));
         grower.grow(&mut local_items);
-        let TreeParts { nodes, planes, offsets, leaf_items } = grower.parts;
-        let node_base = self.nodes.len() as u32;
-        let split_base = self.offsets.len() as u32;
-        let leaf_base = self.leaf_items.len() as u32;
-        self.planes.extend(planes);
-        self.offsets.extend(offsets);
-        self.leaf_items.extend(leaf_items.iter().map(|&local| items[local as usize]));
-        let shifted = nodes.iter().map(|&node| match node {
-            Node::Leaf { start, len } => Node::Leaf { start: start + leaf_base, len },
-            Node::Split { split, left, right } => {
-                Node::Split { split: split + split_base, left: left + node_base, right: right + node_base }
-            }
-        });
-        self.nodes.extend(shifted);
+        let root = append_parts(self, grower.parts, Some(items));
         // The subtree's root takes the leaf's place; its children come later
         // in the array, so the parent-before-child order still holds.
-        self.nodes[leaf as usize] = self.nodes[node_base as usize];
+        let root_node = self.node(root);
+        self.set_node(leaf, root_node);
     }
 
     /// Leaves with their items laid out contiguously in node order, without
     /// the garbage incremental changes leave behind.
     pub(crate) fn compacted_leaves(&self) -> (Vec<Node>, Vec<u32>) {
         let mut items = Vec::with_capacity(self.leaf_items.len());
-        let nodes = self
-            .nodes
-            .iter()
-            .map(|&node| match node {
+        let nodes = (0..self.n_nodes() as u32)
+            .map(|index| match self.node(index) {
                 Node::Leaf { start, len } => {
                     let new_start = items.len() as u32;
                     items.extend_from_slice(&self.leaf_items[start as usize..(start + len) as usize]);

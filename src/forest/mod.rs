@@ -30,6 +30,7 @@
 //! assert!(hits[0].score > 0.99);
 //! ```
 
+mod buf;
 mod build;
 mod incremental;
 pub mod metric;
@@ -37,6 +38,7 @@ pub mod pca;
 mod search;
 pub mod storage;
 
+pub use buf::{Buf, SharedBytes};
 pub use metric::Metric;
 pub use pca::Projection;
 pub use search::{LabelFilter, Neighbor, Query};
@@ -139,18 +141,19 @@ pub struct Forest {
     /// Tree-space vectors, `n_items * dims`.
     pub(crate) store: VectorStore,
     /// One per item; [`NO_LABEL`] when unlabelled.
-    pub(crate) labels: Vec<u32>,
+    pub(crate) labels: Buf<u32>,
     /// Removed items (incremental changes); never returned by a search.
     pub(crate) deleted: Vec<bool>,
     pub(crate) leaf_size: usize,
     /// The root node of each tree.
     pub(crate) roots: Vec<u32>,
-    pub(crate) nodes: Vec<Node>,
+    /// Three u32 per node ([`Node::encode`]), read through [`Forest::node`].
+    pub(crate) nodes: Buf<u32>,
     /// `n_splits * dims` hyperplane normals.
-    pub(crate) planes: Vec<f32>,
+    pub(crate) planes: Buf<f32>,
     /// One per split: the margin is `dot(normal, x) + offset`.
-    pub(crate) offsets: Vec<f32>,
-    pub(crate) leaf_items: Vec<u32>,
+    pub(crate) offsets: Buf<f32>,
+    pub(crate) leaf_items: Buf<u32>,
 }
 
 impl Forest {
@@ -196,14 +199,14 @@ impl Forest {
             projection,
             max_norm,
             store: VectorStore::encode(Vec::new(), tree_dims, params.encoding),
-            labels,
+            labels: labels.into(),
             deleted: vec![false; n_items],
             leaf_size: params.leaf_size,
             roots: Vec::new(),
-            nodes: Vec::new(),
-            planes: Vec::new(),
-            offsets: Vec::new(),
-            leaf_items: Vec::new(),
+            nodes: Buf::default(),
+            planes: Buf::default(),
+            offsets: Buf::default(),
+            leaf_items: Buf::default(),
         };
         build::grow_trees(&mut forest, &tree_vectors, params);
         forest.store = VectorStore::encode(tree_vectors, tree_dims, params.encoding);
@@ -286,6 +289,25 @@ impl Forest {
 
     pub fn label(&self, item: u32) -> u32 {
         self.labels[item as usize]
+    }
+
+    pub(crate) fn node(&self, index: u32) -> Node {
+        let at = index as usize * 3;
+        Node::decode([self.nodes[at], self.nodes[at + 1], self.nodes[at + 2]])
+    }
+
+    pub(crate) fn n_nodes(&self) -> usize {
+        self.nodes.len() / 3
+    }
+
+    pub(crate) fn set_node(&mut self, index: u32, node: Node) {
+        let at = index as usize * 3;
+        self.nodes.make_mut()[at..at + 3].copy_from_slice(&node.encode());
+    }
+
+    /// Whether the big arrays are viewed in place in the file they came from.
+    pub fn is_zero_copy(&self) -> bool {
+        self.nodes.is_shared() && self.offsets.is_shared() && self.store.is_shared()
     }
 }
 

@@ -147,7 +147,7 @@ impl Forest {
             .collect();
         while candidates.len() < search_k {
             let Some(Pending { priority, node }) = heap.pop() else { break };
-            match self.nodes[node as usize] {
+            match self.node(node) {
                 Node::Leaf { start, len } => {
                     for &item in &self.leaf_items[start as usize..(start + len) as usize] {
                         let (word, bit) = (item as usize / 64, 1u64 << (item % 64));

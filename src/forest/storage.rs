@@ -7,7 +7,7 @@
 //! the end; per dimension: into the query once per search), so scoring reads
 //! one byte per dimension and no decoded copy is ever made.
 
-use super::metric;
+use super::{Buf, metric};
 
 /// The encoding of stored vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,17 +84,17 @@ impl Encoding {
 pub enum VectorStore {
     /// Exact values; F16 files are widened to this on load, trading memory
     /// for the fastest scoring.
-    F32 { values: Vec<f32>, from_f16: bool },
-    I8 { codes: Vec<i8>, scales: Vec<f32>, per_dim: bool },
+    F32 { values: Buf<f32>, from_f16: bool },
+    I8 { codes: Buf<i8>, scales: Buf<f32>, per_dim: bool },
 }
 
 impl VectorStore {
     /// Encodes row-major `values` (`dims` per vector).
     pub fn encode(values: Vec<f32>, dims: usize, encoding: Encoding) -> VectorStore {
         match encoding {
-            Encoding::F32 => VectorStore::F32 { values, from_f16: false },
+            Encoding::F32 => VectorStore::F32 { values: values.into(), from_f16: false },
             Encoding::F16 => VectorStore::F32 {
-                values: values.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+                values: values.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect::<Vec<_>>().into(),
                 from_f16: true,
             },
             Encoding::I8PerVector => {
@@ -105,13 +105,13 @@ impl VectorStore {
                     scales.push(scale);
                     codes.extend(row.iter().map(|&v| quantize(v, scale)));
                 }
-                VectorStore::I8 { codes, scales, per_dim: false }
+                VectorStore::I8 { codes: codes.into(), scales: scales.into(), per_dim: false }
             }
             Encoding::I8PerDim => {
                 let scales: Vec<f32> =
                     (0..dims).map(|d| scale_for(values.iter().skip(d).step_by(dims).copied())).collect();
-                let codes = values.iter().enumerate().map(|(i, &v)| quantize(v, scales[i % dims])).collect();
-                VectorStore::I8 { codes, scales, per_dim: true }
+                let codes: Vec<i8> = values.iter().enumerate().map(|(i, &v)| quantize(v, scales[i % dims])).collect();
+                VectorStore::I8 { codes: codes.into(), scales: scales.into(), per_dim: true }
             }
         }
     }
@@ -159,7 +159,7 @@ impl VectorStore {
     /// scales are folded into the query once, instead of into every product.
     pub fn prepare_query(&self, query: &[f32]) -> Vec<f32> {
         match self {
-            VectorStore::I8 { scales, per_dim: true, .. } => query.iter().zip(scales).map(|(q, s)| q * s).collect(),
+            VectorStore::I8 { scales, per_dim: true, .. } => query.iter().zip(scales.iter()).map(|(q, s)| q * s).collect(),
             _ => query.to_vec(),
         }
     }
@@ -195,19 +195,28 @@ impl VectorStore {
         match self {
             VectorStore::F32 { values, from_f16 } => {
                 if *from_f16 {
-                    values.extend(vector.iter().map(|&v| half::f16::from_f32(v).to_f32()));
+                    values.make_mut().extend(vector.iter().map(|&v| half::f16::from_f32(v).to_f32()));
                 } else {
-                    values.extend_from_slice(vector);
+                    values.make_mut().extend_from_slice(vector);
                 }
             }
             VectorStore::I8 { codes, scales, per_dim: false } => {
                 let scale = scale_for(vector.iter().copied());
-                scales.push(scale);
-                codes.extend(vector.iter().map(|&v| quantize(v, scale)));
+                scales.make_mut().push(scale);
+                codes.make_mut().extend(vector.iter().map(|&v| quantize(v, scale)));
             }
             VectorStore::I8 { codes, scales, per_dim: true } => {
-                codes.extend(vector.iter().zip(scales.iter()).map(|(&v, &s)| quantize(v, s)));
+                let quantized: Vec<i8> = vector.iter().zip(scales.iter()).map(|(&v, &s)| quantize(v, s)).collect();
+                codes.make_mut().extend(quantized);
             }
+        }
+    }
+
+    /// Whether the vectors are viewed in place in a loaded file.
+    pub fn is_shared(&self) -> bool {
+        match self {
+            VectorStore::F32 { values, .. } => values.is_shared(),
+            VectorStore::I8 { codes, .. } => codes.is_shared(),
         }
     }
 }

@@ -254,9 +254,7 @@ fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch
 
 /// Loads a built site's index and manifest.
 pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
-    let index_path = dir.join(site::INDEX_PATH);
-    let bytes = std::fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
-    let index = Index::from_bytes(&bytes).with_context(|| format!("loading {}", index_path.display()))?;
+    let index = Index::open(&dir.join(site::INDEX_PATH))?;
     let manifest_path = dir.join(site::MANIFEST_PATH);
     let text = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
     let manifest: SiteManifest =

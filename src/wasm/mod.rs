@@ -53,10 +53,12 @@ pub struct LookalikeIndex {
 
 #[wasm_bindgen]
 impl LookalikeIndex {
-    /// Parses and validates an index file fetched from the site.
+    /// Parses and validates an index file fetched from the site. The bytes
+    /// are copied into wasm memory once and the big sections are then used in
+    /// place, not decoded into further copies.
     #[wasm_bindgen(js_name = fromBytes)]
-    pub fn from_bytes(bytes: &[u8]) -> Result<LookalikeIndex, JsError> {
-        let index = Index::from_bytes(bytes).map_err(|e| JsError::new(&format!("index file: {e}")))?;
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<LookalikeIndex, JsError> {
+        let index = Index::from_shared(std::sync::Arc::new(bytes)).map_err(|e| JsError::new(&format!("index file: {e}")))?;
         Ok(LookalikeIndex { index })
     }
 
