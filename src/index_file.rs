@@ -37,9 +37,11 @@ pub enum Section {
     ProjectionMean = 11,
     ProjectionBasis = 12,
     Deleted = 13,
+    RescoreVectors = 14,
+    RescoreScales = 15,
 }
 
-const ALL_SECTIONS: [Section; 13] = [
+const ALL_SECTIONS: [Section; 15] = [
     Section::Vectors,
     Section::Scales,
     Section::Labels,
@@ -53,7 +55,11 @@ const ALL_SECTIONS: [Section; 13] = [
     Section::ProjectionMean,
     Section::ProjectionBasis,
     Section::Deleted,
+    Section::RescoreVectors,
+    Section::RescoreScales,
 ];
+/// Header byte 60 when there are no re-scoring vectors.
+const NO_RESCORE: u8 = 0xFF;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum IndexFileError {
@@ -122,6 +128,7 @@ struct Header {
     input_dims: usize,
     max_norm: f32,
     projection_dims: usize,
+    rescore: Option<Encoding>,
 }
 
 impl Index {
@@ -159,13 +166,18 @@ impl Index {
         let mut payloads: Vec<(Section, Vec<u8>)> = Vec::new();
         for section in ALL_SECTIONS {
             let bytes = match section {
-                Section::Vectors => match &f.store {
-                    VectorStore::F32 { values, .. } => encode_floats(values, encoding),
-                    VectorStore::I8 { codes, .. } => codes.iter().map(|&c| c as u8).collect(),
+                Section::Vectors => store_values(&f.store),
+                Section::Scales => match store_scales(&f.store) {
+                    Some(bytes) => bytes,
+                    None => continue,
                 },
-                Section::Scales => match &f.store {
-                    VectorStore::I8 { scales, .. } => f32_bytes(scales),
-                    VectorStore::F32 { .. } => continue,
+                Section::RescoreVectors => match &f.rescore {
+                    Some(store) => store_values(store),
+                    None => continue,
+                },
+                Section::RescoreScales => match f.rescore.as_ref().and_then(store_scales) {
+                    Some(bytes) => bytes,
+                    None => continue,
                 },
                 Section::Labels => narrow(&f.labels, label_width, NO_LABEL),
                 Section::Roots => u32_bytes(&f.roots),
@@ -218,6 +230,7 @@ impl Index {
             out[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes());
         }
         out[52..56].copy_from_slice(&f.max_norm.to_le_bytes());
+        out[60] = f.rescore.as_ref().map_or(NO_RESCORE, |store| store.encoding().code());
         let crc = header_crc(&out, FORMAT_VERSION);
         out[44..48].copy_from_slice(&crc.to_le_bytes());
 
@@ -273,20 +286,27 @@ impl Index {
             if width == 4 { Buf::view(&bytes, start, end) } else { widen(&data[start..end], width, none).into() }
         };
 
-        let values = get(Section::Vectors, Some(size(Section::Vectors, &[h.n_items, h.dims, h.encoding.width()])?))?;
-        let store = match h.encoding {
-            Encoding::F32 | Encoding::F16 => {
-                VectorStore::F32 { values: floats(values, h.encoding), from_f16: h.encoding == Encoding::F16 }
-            }
-            Encoding::I8PerVector | Encoding::I8PerDim => {
-                let n_scales = h.encoding.scale_count(h.n_items, h.dims);
-                let scales = get(Section::Scales, Some(size(Section::Scales, &[n_scales, 4])?))?;
-                VectorStore::I8 {
-                    codes: Buf::view(&bytes, values.0, values.1),
-                    scales: floats(scales, Encoding::F32),
-                    per_dim: h.encoding == Encoding::I8PerDim,
+        let read_store = |encoding: Encoding, dims: usize, values_section: Section, scales_section: Section| {
+            let values = get(values_section, Some(size(values_section, &[h.n_items, dims, encoding.width()])?))?;
+            Ok::<_, IndexFileError>(match encoding {
+                Encoding::F32 | Encoding::F16 => {
+                    VectorStore::F32 { values: floats(values, encoding), from_f16: encoding == Encoding::F16 }
                 }
-            }
+                Encoding::I8PerVector | Encoding::I8PerDim => {
+                    let n_scales = encoding.scale_count(h.n_items, dims);
+                    let scales = get(scales_section, Some(size(scales_section, &[n_scales, 4])?))?;
+                    VectorStore::I8 {
+                        codes: Buf::view(&bytes, values.0, values.1),
+                        scales: floats(scales, Encoding::F32),
+                        per_dim: encoding == Encoding::I8PerDim,
+                    }
+                }
+            })
+        };
+        let store = read_store(h.encoding, h.dims, Section::Vectors, Section::Scales)?;
+        let rescore = match h.rescore {
+            Some(encoding) => Some(read_store(encoding, h.input_dims, Section::RescoreVectors, Section::RescoreScales)?),
+            None => None,
         };
         let labels = numbers(get(Section::Labels, Some(size(Section::Labels, &[h.n_items, h.label_width])?))?, h.label_width, NO_LABEL);
         let (roots_start, roots_end) = get(Section::Roots, Some(size(Section::Roots, &[h.n_trees, 4])?))?;
@@ -350,6 +370,7 @@ impl Index {
                 projection,
                 max_norm: h.max_norm,
                 store,
+                rescore,
                 labels,
                 deleted,
                 leaf_size: h.leaf_size,
@@ -429,6 +450,20 @@ impl Index {
     }
 }
 
+fn store_values(store: &VectorStore) -> Vec<u8> {
+    match store {
+        VectorStore::F32 { values, .. } => encode_floats(values, store.encoding()),
+        VectorStore::I8 { codes, .. } => codes.iter().map(|&c| c as u8).collect(),
+    }
+}
+
+fn store_scales(store: &VectorStore) -> Option<Vec<u8>> {
+    match store {
+        VectorStore::I8 { scales, .. } => Some(f32_bytes(scales)),
+        VectorStore::F32 { .. } => None,
+    }
+}
+
 /// Hyperplanes only route queries: f16 is plenty unless vectors are exact.
 fn plane_encoding(vectors: Encoding) -> Encoding {
     if vectors == Encoding::F32 { Encoding::F32 } else { Encoding::F16 }
@@ -489,6 +524,10 @@ fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
         input_dims: if version == 1 { dims } else { field(48) },
         max_norm: if version == 1 { 0.0 } else { f32::from_le_bytes(bytes[52..56].try_into().expect("4 bytes")) },
         projection_dims: if version == 1 { 0 } else { field(56) },
+        rescore: match (version, bytes[60]) {
+            (1, _) | (_, NO_RESCORE) => None,
+            (_, code) => Some(Encoding::from_code(code).ok_or(IndexFileError::UnknownCode { what: "rescore encoding", code })?),
+        },
     })
 }
 
@@ -649,6 +688,12 @@ mod tests {
             ForestParams { encoding: Encoding::F16, ..ForestParams::new(Metric::Euclidean) },
             ForestParams { encoding: Encoding::I8PerVector, ..ForestParams::new(Metric::Dot) },
             ForestParams { encoding: Encoding::I8PerDim, pca_dims: Some(4), ..ForestParams::new(Metric::Angular) },
+            ForestParams {
+                encoding: Encoding::I8PerDim,
+                pca_dims: Some(4),
+                rescore: Some(Encoding::F16),
+                ..ForestParams::new(Metric::Angular)
+            },
         ];
         for params in configs {
             let mut index = sample_index_with(params.clone());

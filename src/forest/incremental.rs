@@ -30,6 +30,13 @@ impl Forest {
             tree_vector = augment(&tree_vector, self.max_norm);
         }
         let item = self.len() as u32;
+        if let Some(full) = &mut self.rescore {
+            let mut v = vector.to_vec();
+            if self.metric == Metric::Angular {
+                super::metric::normalize(&mut v);
+            }
+            full.push(&v);
+        }
         self.store.push(&tree_vector);
         self.labels.make_mut().push(label);
         self.deleted.push(false);

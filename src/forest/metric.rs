@@ -57,10 +57,20 @@ impl Metric {
     }
 }
 
-/// Dot product in eight independent lanes, which LLVM vectorises on x86 and
-/// on wasm SIMD128 alike (a single running sum would serialise the adds).
+/// Dot product. In wasm with SIMD128, explicit 128-bit lanes; elsewhere
+/// eight independent lanes that LLVM vectorises (a single running sum would
+/// serialise the adds).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return wasm_simd::dot(a, b);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    portable_dot(a, b)
+}
+
+#[inline]
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut lanes = [0.0f32; 8];
     let chunks_a = a.chunks_exact(8);
@@ -74,9 +84,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Dot product of an f32 vector with 8-bit codes, in eight lanes like [`dot`].
+/// Dot product of an f32 vector with 8-bit codes: the inner loop of every
+/// compact search, so it gets explicit SIMD128 in wasm too.
 #[inline]
 pub fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return wasm_simd::dot_i8(a, b);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    portable_dot_i8(a, b)
+}
+
+#[inline]
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+fn portable_dot_i8(a: &[f32], b: &[i8]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     let mut lanes = [0.0f32; 8];
     let chunks_a = a.chunks_exact(8);
@@ -109,6 +129,60 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_simd {
+    use core::arch::wasm32::*;
+
+    #[inline]
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let whole = a.len() / 8 * 8;
+        let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        let mut i = 0;
+        while i < whole {
+            // SAFETY: i + 8 <= len for both slices; wasm loads need no alignment.
+            unsafe {
+                let pa = a.as_ptr().add(i) as *const v128;
+                let pb = b.as_ptr().add(i) as *const v128;
+                acc0 = f32x4_add(acc0, f32x4_mul(v128_load(pa), v128_load(pb)));
+                acc1 = f32x4_add(acc1, f32x4_mul(v128_load(pa.add(1)), v128_load(pb.add(1))));
+            }
+            i += 8;
+        }
+        let acc = f32x4_add(acc0, acc1);
+        let lanes = f32x4_extract_lane::<0>(acc) + f32x4_extract_lane::<1>(acc) + f32x4_extract_lane::<2>(acc) + f32x4_extract_lane::<3>(acc);
+        lanes + a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum::<f32>()
+    }
+
+    #[inline]
+    pub fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let whole = a.len() / 16 * 16;
+        let (mut acc0, mut acc1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        let mut i = 0;
+        while i < whole {
+            // SAFETY: i + 16 <= len for both slices; wasm loads need no alignment.
+            unsafe {
+                let codes = v128_load(b.as_ptr().add(i) as *const v128);
+                let (low, high) = (i16x8_extend_low_i8x16(codes), i16x8_extend_high_i8x16(codes));
+                let pa = a.as_ptr().add(i) as *const v128;
+                let c0 = f32x4_convert_i32x4(i32x4_extend_low_i16x8(low));
+                let c1 = f32x4_convert_i32x4(i32x4_extend_high_i16x8(low));
+                let c2 = f32x4_convert_i32x4(i32x4_extend_low_i16x8(high));
+                let c3 = f32x4_convert_i32x4(i32x4_extend_high_i16x8(high));
+                acc0 = f32x4_add(acc0, f32x4_mul(v128_load(pa), c0));
+                acc1 = f32x4_add(acc1, f32x4_mul(v128_load(pa.add(1)), c1));
+                acc0 = f32x4_add(acc0, f32x4_mul(v128_load(pa.add(2)), c2));
+                acc1 = f32x4_add(acc1, f32x4_mul(v128_load(pa.add(3)), c3));
+            }
+            i += 16;
+        }
+        let acc = f32x4_add(acc0, acc1);
+        let lanes = f32x4_extract_lane::<0>(acc) + f32x4_extract_lane::<1>(acc) + f32x4_extract_lane::<2>(acc) + f32x4_extract_lane::<3>(acc);
+        lanes + a[whole..].iter().zip(&b[whole..]).map(|(x, &y)| x * y as f32).sum::<f32>()
+    }
 }
 
 /// Scales `v` to unit length in place; the zero vector is left as is.

@@ -63,7 +63,14 @@ pub struct ForestParams {
     pub encoding: Encoding,
     /// Project to this many dimensions by PCA first; `None` keeps them all.
     pub pca_dims: Option<usize>,
+    /// Also keep the full input vectors in this encoding, and re-rank each
+    /// query's best candidates exactly with them (see [`RESCORE_POOL`]).
+    pub rescore: Option<Encoding>,
 }
+
+/// With re-scoring, the best `RESCORE_POOL * k` candidates by the compact
+/// codes are re-ranked with the full vectors.
+pub const RESCORE_POOL: usize = 4;
 
 impl ForestParams {
     pub fn new(metric: Metric) -> Self {
@@ -76,6 +83,7 @@ impl ForestParams {
             seed: 0x100c_a11c,
             encoding: Encoding::F16,
             pca_dims: None,
+            rescore: None,
         }
     }
 }
@@ -140,6 +148,9 @@ pub struct Forest {
     pub(crate) max_norm: f32,
     /// Tree-space vectors, `n_items * dims`.
     pub(crate) store: VectorStore,
+    /// Input-space vectors (normalised for angular), `n_items * input_dims`,
+    /// for exact re-scoring; absent in compact sites.
+    pub(crate) rescore: Option<VectorStore>,
     /// One per item; [`NO_LABEL`] when unlabelled.
     pub(crate) labels: Buf<u32>,
     /// Removed items (incremental changes); never returned by a search.
@@ -191,6 +202,13 @@ impl Forest {
             return Err(ForestError::BadPca { pca, dims });
         }
 
+        let rescore = params.rescore.map(|encoding| {
+            let mut full = vectors.clone();
+            if params.metric == Metric::Angular {
+                full.chunks_exact_mut(dims).for_each(metric::normalize);
+            }
+            VectorStore::encode(full, dims, encoding)
+        });
         let (tree_vectors, projection, max_norm, tree_dims) = to_tree_space_for_build(vectors, dims, params);
         let mut forest = Forest {
             metric: params.metric,
@@ -199,6 +217,7 @@ impl Forest {
             projection,
             max_norm,
             store: VectorStore::encode(Vec::new(), tree_dims, params.encoding),
+            rescore,
             labels: labels.into(),
             deleted: vec![false; n_items],
             leaf_size: params.leaf_size,
@@ -268,6 +287,11 @@ impl Forest {
 
     pub fn encoding(&self) -> Encoding {
         self.store.encoding()
+    }
+
+    /// The encoding of the full vectors kept for re-scoring, if any.
+    pub fn rescore_encoding(&self) -> Option<Encoding> {
+        self.rescore.as_ref().map(VectorStore::encoding)
     }
 
     pub fn projection(&self) -> Option<&Projection> {

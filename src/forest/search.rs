@@ -1,7 +1,7 @@
 //! Querying the forest: best-first over all trees at once, as Annoy does,
 //! with the label filter applied while walking.
 
-use super::{Forest, ForestError, Metric, NO_LABEL, Node, metric};
+use super::{Forest, ForestError, Metric, NO_LABEL, Node, RESCORE_POOL, VectorStore, metric};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -84,10 +84,12 @@ impl PartialOrd for Pending {
     }
 }
 
-/// A query in tree space, with the store's view of it precomputed.
+/// A query in tree space, with the store's view of it precomputed, and in
+/// input space when the forest re-scores.
 struct TreeQuery {
     vector: Vec<f32>,
     prepared: Vec<f32>,
+    full: Option<Vec<f32>>,
 }
 
 impl Forest {
@@ -98,7 +100,7 @@ impl Forest {
 
     /// The `k` items most like `vector` (in the input dimension).
     pub fn search_vector(&self, vector: &[f32], query: &Query) -> Result<Vec<Neighbor>, ForestError> {
-        Ok(self.search(&self.tree_query(self.to_tree_space(vector)?), query, None))
+        Ok(self.search(&self.vector_query(vector)?, query, None))
     }
 
     /// Brute force over every item: the reference for recall and evaluation.
@@ -108,7 +110,7 @@ impl Forest {
 
     /// Brute force for an outside vector.
     pub fn exact_search_vector(&self, vector: &[f32], query: &Query) -> Result<Vec<Neighbor>, ForestError> {
-        Ok(self.exact(&self.tree_query(self.to_tree_space(vector)?), query, None))
+        Ok(self.exact(&self.vector_query(vector)?, query, None))
     }
 
     fn item_query(&self, item: u32) -> TreeQuery {
@@ -116,12 +118,29 @@ impl Forest {
         if self.metric == Metric::Dot {
             *vector.last_mut().expect("dot vectors are augmented") = 0.0;
         }
-        self.tree_query(vector)
+        let full = self.rescore.as_ref().map(|store| store.decode(item as usize, self.input_dims));
+        self.tree_query(vector, full)
     }
 
-    fn tree_query(&self, vector: Vec<f32>) -> TreeQuery {
+    fn vector_query(&self, vector: &[f32]) -> Result<TreeQuery, ForestError> {
+        let tree = self.to_tree_space(vector)?;
+        let full = self.rescore.as_ref().map(|_| {
+            let mut full = vector.to_vec();
+            if self.metric == Metric::Angular {
+                metric::normalize(&mut full);
+            }
+            full
+        });
+        Ok(self.tree_query(tree, full))
+    }
+
+    fn tree_query(&self, vector: Vec<f32>, full: Option<Vec<f32>>) -> TreeQuery {
         let prepared = self.store.prepare_query(&vector);
-        TreeQuery { vector, prepared }
+        let full = match (&self.rescore, full) {
+            (Some(store), Some(full)) => Some(store.prepare_query(&full)),
+            _ => None,
+        };
+        TreeQuery { vector, prepared, full }
     }
 
     fn passes(&self, item: u32, query: &Query, exclude: Option<u32>) -> bool {
@@ -175,26 +194,39 @@ impl Forest {
         metric::dot(&self.planes[start..start + self.dims], vector) + self.offsets[split as usize]
     }
 
-    /// Scores candidates exactly against the stored vectors and keeps the
-    /// best `k`, best first.
+    /// Scores candidates against the stored vectors and keeps the best `k`,
+    /// best first. With re-scoring, the best `RESCORE_POOL * k` by the codes
+    /// are scored again with the full vectors.
     fn rank(&self, tree_query: &TreeQuery, candidates: impl Iterator<Item = u32>, k: usize) -> Vec<Neighbor> {
-        let mut scored: Vec<Neighbor> = candidates
-            .map(|item| {
-                let score = match self.metric {
-                    Metric::Angular | Metric::Dot => self.store.dot(&tree_query.prepared, item as usize),
-                    Metric::Euclidean => -self.store.squared_distance(&tree_query.vector, item as usize).sqrt(),
-                };
-                Neighbor { item, score }
-            })
+        let score_with = |store: &VectorStore, prepared: &[f32], raw: &[f32], item: u32| match self.metric {
+            Metric::Angular | Metric::Dot => store.dot(prepared, item as usize),
+            Metric::Euclidean => -store.squared_distance(raw, item as usize).sqrt(),
+        };
+        let scored = candidates
+            .map(|item| Neighbor { item, score: score_with(&self.store, &tree_query.prepared, &tree_query.vector, item) })
             .collect();
-        let by_score = |a: &Neighbor, b: &Neighbor| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item));
-        if scored.len() > k {
-            scored.select_nth_unstable_by(k, by_score);
-            scored.truncate(k);
+        match (&self.rescore, &tree_query.full) {
+            (Some(full_store), Some(full)) => {
+                let mut pool = best(scored, k.saturating_mul(RESCORE_POOL));
+                for n in &mut pool {
+                    n.score = score_with(full_store, full, full, n.item);
+                }
+                best(pool, k)
+            }
+            _ => best(scored, k),
         }
-        scored.sort_unstable_by(by_score);
-        scored
     }
+}
+
+/// The best `k` of `scored`, best first.
+fn best(mut scored: Vec<Neighbor>, k: usize) -> Vec<Neighbor> {
+    let by_score = |a: &Neighbor, b: &Neighbor| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item));
+    if scored.len() > k {
+        scored.select_nth_unstable_by(k, by_score);
+        scored.truncate(k);
+    }
+    scored.sort_unstable_by(by_score);
+    scored
 }
 
 #[cfg(test)]
@@ -231,6 +263,37 @@ mod tests {
                 assert!(r >= 0.99, "{metric:?} {encoding:?}: recall@10 {r}");
             }
         }
+    }
+
+    #[test]
+    fn rescoring_recovers_what_compact_codes_lose() {
+        // Embedding-like data: a 12-d subspace of 48-d, plus noise that PCA drops.
+        let mut rng = StdRng::seed_from_u64(21);
+        let axes: Vec<f32> = (0..12 * 48).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let vectors: Vec<f32> = (0..3000)
+            .flat_map(|_| {
+                let c: Vec<f32> = (0..12).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let noise: Vec<f32> = (0..48).map(|_| rng.random_range(-0.15f32..0.15)).collect();
+                let axes = &axes;
+                (0..48).map(move |d| (0..12).map(|a| c[a] * axes[a * 48 + d]).sum::<f32>() + noise[d]).collect::<Vec<_>>()
+            })
+            .collect();
+        let exact = Forest::build(vectors.clone(), 48, None, &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) }).unwrap();
+        let compact = ForestParams { encoding: Encoding::I8PerDim, pca_dims: Some(12), ..ForestParams::new(Metric::Angular) };
+        let plain = Forest::build(vectors.clone(), 48, None, &compact).unwrap();
+        let rescored = Forest::build(vectors.clone(), 48, None, &ForestParams { rescore: Some(Encoding::F16), ..compact }).unwrap();
+        let query = Query::top(10).with_search_k(3000);
+        let recall_of = |forest: &Forest| {
+            let mut found = 0;
+            for q in vectors.chunks_exact(48).take(40) {
+                let want = exact.exact_search_vector(q, &query).unwrap();
+                let got = forest.search_vector(q, &query).unwrap();
+                found += want.iter().filter(|w| got.iter().any(|g| g.item == w.item)).count();
+            }
+            found as f64 / 400.0
+        };
+        let (r_plain, r_rescored) = (recall_of(&plain), recall_of(&rescored));
+        assert!(r_rescored >= 0.95 && r_rescored > r_plain, "plain {r_plain}, rescored {r_rescored}");
     }
 
     #[test]
