@@ -179,3 +179,29 @@ fn a_bad_catalog_fails_with_file_and_line_and_keeps_the_built_site() {
     assert_eq!(std::fs::read(site.join("data/index.lkf")).unwrap(), b"previous index");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Recall against brute force on real embeddings, for every metric and
+/// encoding, at a generous search_k (half the catalog).
+#[test]
+fn forest_recall_on_real_embeddings() {
+    use lookalike::forest::{Encoding, Forest, Query};
+    let (index, _) = load_site(&built().dir).unwrap();
+    let n = index.forest.len();
+    let vectors: Vec<f32> = (0..n as u32).flat_map(|i| index.forest.stored_vector(i)).collect();
+    let dims = index.forest.stored_dims();
+    for metric in [Metric::Angular, Metric::Euclidean, Metric::Dot] {
+        for encoding in [Encoding::F32, Encoding::F16, Encoding::I8PerVector] {
+            let params = ForestParams { encoding, ..ForestParams::new(metric) };
+            let forest = Forest::build(vectors.clone(), dims, None, &params).unwrap();
+            let query = Query::top(10).with_search_k(n / 2);
+            let mut found = 0;
+            for item in 0..n as u32 {
+                let exact = forest.exact_search_item(item, &query);
+                let approx = forest.search_item(item, &query);
+                found += exact.iter().filter(|e| approx.iter().any(|a| a.item == e.item)).count();
+            }
+            let recall = found as f64 / (n * 10) as f64;
+            assert!(recall >= 0.99, "{metric:?} {encoding:?}: recall@10 {recall}");
+        }
+    }
+}
