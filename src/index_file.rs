@@ -372,6 +372,7 @@ impl Index {
                 store,
                 rescore,
                 labels,
+                removed: deleted.iter().filter(|d| **d).count(),
                 deleted,
                 leaf_size: h.leaf_size,
                 roots,

@@ -5,7 +5,7 @@
 //! model's input. Padding is white because catalog packshots are shot on white;
 //! black bars would be a strong, meaningless feature for the CNN.
 
-use image::{DynamicImage, ImageReader, RgbImage, imageops::FilterType};
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, imageops::FilterType};
 use std::io::Cursor;
 
 /// Side of the square the embedder sees.
@@ -27,7 +27,9 @@ pub enum DecodeError {
 }
 
 /// Decodes encoded image bytes, sniffing the real format from the content
-/// rather than trusting a file extension or a Content-Type header.
+/// rather than trusting a file extension or a Content-Type header, and turns
+/// the image upright as its EXIF orientation says (phone photos are often
+/// stored sideways).
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -35,15 +37,16 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
     if reader.format().is_none() {
         return Err(DecodeError::UnknownFormat);
     }
-    let (width, height) = reader.into_dimensions()?;
+    let mut decoder = reader.into_decoder()?;
+    // Checked from the header, before any pixel memory is allocated.
+    let (width, height) = decoder.dimensions();
     if width > MAX_DECODED_SIDE || height > MAX_DECODED_SIDE {
         return Err(DecodeError::TooLarge { width, height });
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DecodeError::Decode(image::ImageError::IoError(e)))?;
-    reader.no_limits();
-    Ok(reader.decode()?)
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder)?;
+    image.apply_orientation(orientation);
+    Ok(image)
 }
 
 /// Scales `image` so its longer side is `size`, keeping the aspect ratio, and
@@ -128,6 +131,52 @@ mod tests {
         // A PNG signature followed by nothing: known format, broken content.
         let truncated = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0];
         assert!(decode(&truncated).is_err());
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused_from_the_header() {
+        // A PNG header claiming 100,000 x 100,000 pixels, with no pixel data.
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R'];
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 2, 0, 0, 0]);
+        let crc = crc32fast::hash(&png[12..29]);
+        png.extend_from_slice(&crc.to_be_bytes());
+        // An empty IDAT: decoders read up to the first one before reporting the size.
+        png.extend_from_slice(&[0, 0, 0, 0, b'I', b'D', b'A', b'T']);
+        png.extend_from_slice(&crc32fast::hash(b"IDAT").to_be_bytes());
+        assert!(matches!(decode(&png), Err(DecodeError::TooLarge { width: 100_000, .. })), "{:?}", decode(&png).err());
+    }
+
+    #[test]
+    fn exif_orientation_turns_the_image_upright() {
+        // A 2x1 JPEG (red left, blue right) tagged "rotate 90 clockwise" (6).
+        let mut img = RgbImage::new(16, 8);
+        for (x, _, p) in img.enumerate_pixels_mut() {
+            *p = if x < 8 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) };
+        }
+        let mut jpeg = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95);
+        image::ImageEncoder::set_exif_metadata(&mut encoder, exif_orientation(6)).unwrap();
+        encoder.encode_image(&img).unwrap();
+        let upright = decode(&jpeg).unwrap().to_rgb8();
+        assert_eq!(upright.dimensions(), (8, 16));
+        assert!(upright.get_pixel(4, 2).0[0] > 200, "red should now be on top");
+        assert!(upright.get_pixel(4, 13).0[2] > 200, "blue at the bottom");
+    }
+
+    /// A minimal little-endian EXIF block with one Orientation entry.
+    fn exif_orientation(value: u16) -> Vec<u8> {
+        let mut exif = b"II*\0".to_vec();
+        exif.extend_from_slice(&8u32.to_le_bytes()); // first IFD offset
+        exif.extend_from_slice(&1u16.to_le_bytes()); // one entry
+        exif.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+        exif.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+        exif.extend_from_slice(&1u32.to_le_bytes()); // count
+        exif.extend_from_slice(&value.to_le_bytes());
+        exif.extend_from_slice(&[0, 0]);
+        exif.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+        exif
     }
 
     #[test]

@@ -82,6 +82,8 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
         storage: Storage::default(),
         thumb_size: 160,
         batch_size: 16,
+        // A fresh cache: these tests must really fetch and embed.
+        cache_dir: dir.join("cache"),
     }
 }
 

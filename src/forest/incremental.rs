@@ -54,6 +54,7 @@ impl Forest {
         match self.deleted.get_mut(item as usize) {
             Some(deleted) if !*deleted => {
                 *deleted = true;
+                self.removed += 1;
                 true
             }
             _ => false,

@@ -64,6 +64,11 @@ impl Metric {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return wasm_simd::dot(a, b);
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { x86::dot(a, b) };
+    }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     portable_dot(a, b)
 }
@@ -90,6 +95,11 @@ fn portable_dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return wasm_simd::dot_i8(a, b);
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { x86::dot_i8(a, b) };
+    }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     portable_dot_i8(a, b)
 }
@@ -129,6 +139,64 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// AVX2 + FMA kernels, chosen at run time: the binary still runs on any
+/// x86-64, and uses 256-bit lanes where the CPU has them.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    pub fn has_avx2_fma() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+
+    #[target_feature(enable = "avx")]
+    fn sum(v: __m256) -> f32 {
+        let halves = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+        _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let whole = a.len() / 16 * 16;
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i < whole {
+            // SAFETY: i + 16 <= len for both slices; unaligned loads.
+            unsafe {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), _mm256_loadu_ps(b.as_ptr().add(i + 8)), acc1);
+            }
+            i += 16;
+        }
+        let lanes = sum(_mm256_add_ps(acc0, acc1));
+        lanes + a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum::<f32>()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let whole = a.len() / 16 * 16;
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i < whole {
+            // SAFETY: i + 16 <= len for both slices; unaligned loads.
+            unsafe {
+                let codes = _mm_loadu_si128(b.as_ptr().add(i) as *const __m128i);
+                let low = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes));
+                let high = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(codes, 8)));
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), low, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), high, acc1);
+            }
+            i += 16;
+        }
+        let lanes = sum(_mm256_add_ps(acc0, acc1));
+        lanes + a[whole..].iter().zip(&b[whole..]).map(|(x, &y)| x * y as f32).sum::<f32>()
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -199,11 +267,15 @@ mod tests {
 
     #[test]
     fn dot_matches_naive_for_odd_lengths() {
-        for n in [0, 1, 7, 8, 9, 31] {
-            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
-            let b: Vec<f32> = (0..n).map(|i| 1.0 - i as f32).collect();
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1280] {
+            let a: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.5).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 - (i % 7) as f32).collect();
+            let codes: Vec<i8> = (0..n).map(|i| ((i * 37) % 255) as i32 as i8).collect();
             let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((dot(&a, &b) - naive).abs() < 1e-3, "n={n}");
+            let naive_i8: f32 = a.iter().zip(&codes).map(|(x, &y)| x * y as f32).sum();
+            assert!((dot(&a, &b) - naive).abs() <= 1e-3 * naive.abs().max(1.0), "n={n}");
+            assert!((dot_i8(&a, &codes) - naive_i8).abs() <= 1e-3 * naive_i8.abs().max(1.0), "n={n}");
+            assert_eq!(portable_dot(&a, &b), portable_dot(&a, &b));
         }
     }
 

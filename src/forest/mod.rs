@@ -155,6 +155,8 @@ pub struct Forest {
     pub(crate) labels: Buf<u32>,
     /// Removed items (incremental changes); never returned by a search.
     pub(crate) deleted: Vec<bool>,
+    /// How many of `deleted` are set.
+    pub(crate) removed: usize,
     pub(crate) leaf_size: usize,
     /// The root node of each tree.
     pub(crate) roots: Vec<u32>,
@@ -220,6 +222,7 @@ impl Forest {
             rescore,
             labels: labels.into(),
             deleted: vec![false; n_items],
+            removed: 0,
             leaf_size: params.leaf_size,
             roots: Vec::new(),
             nodes: Buf::default(),
@@ -264,7 +267,7 @@ impl Forest {
 
     /// Items that can be returned (not removed).
     pub fn live_len(&self) -> usize {
-        self.deleted.iter().filter(|d| !**d).count()
+        self.len() - self.removed
     }
 
     pub fn is_deleted(&self, item: u32) -> bool {

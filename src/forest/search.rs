@@ -143,12 +143,16 @@ impl Forest {
         TreeQuery { vector, prepared, full }
     }
 
-    fn passes(&self, item: u32, query: &Query, exclude: Option<u32>) -> bool {
-        Some(item) != exclude && !self.deleted[item as usize] && query.filter.accepts(self.labels[item as usize])
+    fn passes(&self, item: u32, query: &Query, exclude: Option<u32>, any_deleted: bool) -> bool {
+        // Each lookup is a likely cache miss on a big index: skip those that cannot fail.
+        Some(item) != exclude
+            && !(any_deleted && self.deleted[item as usize])
+            && (query.filter == LabelFilter::Any || query.filter.accepts(self.labels[item as usize]))
     }
 
     fn exact(&self, tree_query: &TreeQuery, query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
-        let candidates = (0..self.len() as u32).filter(|&i| self.passes(i, query, exclude));
+        let any_deleted = self.deleted.contains(&true);
+        let candidates = (0..self.len() as u32).filter(|&i| self.passes(i, query, exclude, any_deleted));
         self.rank(tree_query, candidates, query.k)
     }
 
@@ -157,6 +161,7 @@ impl Forest {
             return Vec::new();
         }
         let search_k = query.search_k.unwrap_or(self.n_trees().saturating_mul(query.k)).max(query.k);
+        let any_deleted = self.live_len() != self.len();
         let mut seen = vec![0u64; self.len().div_ceil(64)];
         let mut candidates: Vec<u32> = Vec::with_capacity(search_k.min(self.len()));
         let mut heap: BinaryHeap<Pending> = self
@@ -174,7 +179,7 @@ impl Forest {
                             continue;
                         }
                         seen[word] |= bit;
-                        if self.passes(item, query, exclude) {
+                        if self.passes(item, query, exclude, any_deleted) {
                             candidates.push(item);
                         }
                     }

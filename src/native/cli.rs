@@ -1,7 +1,8 @@
 //! The `lookalike` command line.
 
 use super::eval::{column_values, evaluate};
-use super::site_builder::{BuildOptions, Storage, build_site, embed_catalog, read_catalog};
+use super::fetch::{FetchOptions, Fetcher};
+use super::site_builder::{BuildOptions, EmbedJob, Storage, build_site, embed_catalog, read_catalog};
 use crate::catalog::Columns;
 use crate::forest::{Encoding, ForestParams, Metric};
 use crate::index_file::Index;
@@ -54,6 +55,9 @@ enum Command {
         quick: bool,
         #[arg(long)]
         json: bool,
+        /// Only the datasets whose name contains this (e.g. 1000000).
+        #[arg(long)]
+        dataset: Option<String>,
     },
     /// Serve a built site on 127.0.0.1.
     Serve {
@@ -124,6 +128,10 @@ struct BuildArgs {
     thumb_size: u32,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Downloaded images and embeddings are kept here between builds
+    /// [default: $LOOKALIKE_CACHE or ~/.cache/lookalike].
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +182,13 @@ fn parse_encoding(name: &str) -> Result<Encoding, String> {
     Encoding::from_name(name).ok_or_else(|| format!("unknown encoding '{name}' (f32, f16, i8-vector, i8-dim)"))
 }
 
+/// `$LOOKALIKE_CACHE`, else `~/.cache/lookalike`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("LOOKALIKE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/lookalike")
+    })
+}
+
 pub const DEFAULT_MODEL: &str = "models/efficientnet-lite0.bpk";
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -188,14 +203,13 @@ pub fn run(cli: Cli) -> Result<()> {
             let columns = Columns { id: id_col, image: image_col, label: None };
             embed(&catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size)
         }
-        Command::Bench { what: BenchKind::Forest, quick, json } => {
-            let env_path = |var: &str| std::env::var_os(var).map(PathBuf::from);
-            let home = env_path("HOME").unwrap_or_else(|| PathBuf::from("."));
+        Command::Bench { what: BenchKind::Forest, quick, json, dataset } => {
             super::bench::run(&super::bench::BenchOptions {
                 quick,
+                only: dataset,
                 json,
-                data_dir: env_path("LOOKALIKE_DATA").unwrap_or_else(|| project_path("../shared/data")),
-                cache_dir: env_path("LOOKALIKE_CACHE").unwrap_or_else(|| home.join(".cache/lookalike")),
+                data_dir: std::env::var_os("LOOKALIKE_DATA").map(PathBuf::from).unwrap_or_else(|| project_path("../shared/data")),
+                cache_dir: default_cache_dir(),
                 model: project_path(DEFAULT_MODEL),
                 project: project_path("."),
             })
@@ -227,6 +241,7 @@ fn build(args: BuildArgs) -> Result<()> {
         storage: Storage { encoding: args.encoding, pca_dims: args.pca_dims },
         thumb_size: args.thumb_size,
         batch_size: args.batch_size,
+        cache_dir: args.cache.unwrap_or_else(default_cache_dir),
     };
     let report = build_site(&options)?;
     eprintln!(
@@ -247,7 +262,9 @@ fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch
     let model = weights::from_file(model, &device).with_context(|| format!("loading the embedder from {}", model.display()))?;
     let embedder = Embedder::new(model, device);
     let catalog_dir = catalog_path.parent().unwrap_or(Path::new("."));
-    let embedded = embed_catalog(&catalog, catalog_dir, &embedder, batch_size, None, |_, _| Ok(()))?;
+    let fetcher = Fetcher::new(FetchOptions::new(default_cache_dir().join("images")));
+    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size };
+    let embedded = embed_catalog(&catalog, &job)?;
     let rows = embedded.products.len();
     let npy = super::npy::encode_f32(&embedded.vectors, rows, crate::model::FEATURE_DIM);
     super::fsutil::write_atomic(&out.join("vectors.npy"), &npy)?;

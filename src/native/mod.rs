@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cli;
 pub mod eval;
+pub mod fetch;
 pub mod fsutil;
 pub mod npy;
 pub mod progress;

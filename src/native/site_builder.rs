@@ -7,7 +7,9 @@
 //! skipped and reported (in `data/skipped.json`); it never aborts the build.
 
 use super::fsutil::{copy_dir, write_atomic};
+use super::fetch::{FetchOptions, Fetcher};
 use super::progress::{Progress, format_duration};
+use sha2::{Digest, Sha256};
 use crate::catalog::{Catalog, CatalogFormat, Columns, Product};
 use crate::forest::{Encoding, Forest, ForestParams, NO_LABEL};
 use crate::index_file::Index;
@@ -35,6 +37,8 @@ pub struct BuildOptions {
     pub storage: Storage,
     pub thumb_size: u32,
     pub batch_size: usize,
+    /// Downloaded images and computed embeddings, kept between builds.
+    pub cache_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +53,8 @@ pub struct Skipped {
 pub struct BuildReport {
     pub products: usize,
     pub skipped: Vec<Skipped>,
+    /// Products whose embedding came from the cache (not recomputed).
+    pub from_cache: usize,
     pub embed_seconds: f64,
     pub total_seconds: f64,
 }
@@ -82,10 +88,63 @@ impl Storage {
     }
 }
 
-/// What one product's image became before embedding.
-struct Prepared {
-    model_input: Vec<f32>,
-    thumbnail_jpeg: Option<Vec<u8>>,
+/// Embeddings computed before, one small file per image content and model:
+/// an interrupted build resumes where it stopped, and a rebuild of an
+/// unchanged catalog embeds nothing.
+pub struct EmbeddingCache {
+    dir: PathBuf,
+}
+
+/// Bumped whenever preprocessing changes what a given image embeds to.
+const PREPROCESS_VERSION: u32 = 2;
+
+impl EmbeddingCache {
+    /// A cache under `root` for the model whose weights are `model_bytes`.
+    pub fn new(root: &Path, model_bytes: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(model_bytes);
+        hasher.update(PREPROCESS_VERSION.to_le_bytes());
+        let model_key = format!("{:x}", hasher.finalize());
+        Self { dir: root.join(&model_key[..16]) }
+    }
+
+    fn path(&self, content_key: &str) -> PathBuf {
+        self.dir.join(format!("{content_key}.f32"))
+    }
+
+    fn get(&self, content_key: &str) -> Option<Vec<f32>> {
+        let bytes = std::fs::read(self.path(content_key)).ok()?;
+        (bytes.len() == FEATURE_DIM * 4).then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    fn put(&self, content_key: &str, vector: &[f32]) {
+        let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // A cache that cannot be written costs time on the next run, not this build.
+        let _ = write_atomic(&self.path(content_key), &bytes);
+    }
+}
+
+/// Where a product's thumbnail goes in the site: named by image content, so
+/// unchanged images keep their thumbnail across rebuilds.
+pub fn thumb_path(content_key: &str) -> String {
+    format!("{}/{}.jpg", site::THUMBS_DIR, &content_key[..16])
+}
+
+/// What embedding a catalog needs.
+pub struct EmbedJob<'a> {
+    pub catalog_dir: &'a Path,
+    pub fetcher: &'a Fetcher,
+    pub embedder: &'a Embedder,
+    pub cache: Option<&'a EmbeddingCache>,
+    /// Write thumbnails of this size into this site folder.
+    pub thumbnails: Option<(&'a Path, u32)>,
+    pub batch_size: usize,
+}
+
+/// One product's image, read and either found in the cache or prepared.
+enum Ready {
+    Cached { vector: Vec<f32>, content_key: String },
+    Prepared { model_input: Vec<f32>, content_key: String },
 }
 
 /// The embedded part of a catalog.
@@ -94,53 +153,95 @@ pub struct Embedded<'a> {
     pub products: Vec<&'a Product>,
     /// One 1280-d vector per kept product, row-major.
     pub vectors: Vec<f32>,
+    /// SHA-256 (hex) of each kept product's image bytes.
+    pub content_keys: Vec<String>,
     pub skipped: Vec<Skipped>,
+    /// Products whose embedding came from the cache.
+    pub from_cache: usize,
     pub seconds: f64,
 }
 
-/// Reads, decodes, pad-resizes and embeds every product's image, in batches
-/// (decoding in parallel), with progress on stderr. Unreadable images are
-/// skipped and reported. With `thumb_size`, `on_thumbnail(kept_index, jpeg)`
-/// receives each kept product's thumbnail.
-pub fn embed_catalog<'a>(
-    catalog: &'a Catalog,
-    catalog_dir: &Path,
-    embedder: &Embedder,
-    batch_size: usize,
-    thumb_size: Option<u32>,
-    mut on_thumbnail: impl FnMut(usize, &[u8]) -> Result<()>,
-) -> Result<Embedded<'a>> {
+/// Fetches, decodes, pad-resizes and embeds every product's image, in batches
+/// (reading and decoding in parallel), with progress on stderr. Unreadable
+/// images are skipped and reported; cached embeddings are reused.
+pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedded<'a>> {
     let started = Instant::now();
-    let mut kept: Vec<&Product> = Vec::new();
-    let mut vectors: Vec<f32> = Vec::with_capacity(catalog.products.len() * FEATURE_DIM);
-    let mut skipped = Vec::new();
+    let images: Vec<&str> = catalog.products.iter().map(|p| p.image.as_str()).collect();
+    let download_failures: std::collections::HashMap<usize, String> = job.fetcher.prefetch(&images).into_iter().collect();
+    let mut out = Embedded {
+        products: Vec::new(),
+        vectors: Vec::with_capacity(catalog.products.len() * FEATURE_DIM),
+        content_keys: Vec::new(),
+        skipped: Vec::new(),
+        from_cache: 0,
+        seconds: 0.0,
+    };
     let mut progress = Progress::new("embedding", catalog.products.len());
-    for batch in catalog.products.chunks(batch_size.max(1)) {
-        let prepared: Vec<Result<Prepared, String>> =
-            batch.par_iter().map(|product| prepare(catalog_dir, product, thumb_size)).collect();
-        let mut inputs = Vec::new();
-        for (product, result) in batch.iter().zip(prepared) {
+    let indexed: Vec<(usize, &Product)> = catalog.products.iter().enumerate().collect();
+    for batch in indexed.chunks(job.batch_size.max(1)) {
+        let ready: Vec<Result<Ready, String>> = batch
+            .par_iter()
+            .map(|&(index, product)| match download_failures.get(&index) {
+                Some(reason) => Err(reason.clone()),
+                None => ready(job, product),
+            })
+            .collect();
+        let mut to_embed = Vec::new();
+        let mut slots = Vec::new(); // (position in `out`, content key) awaiting a vector
+        for (&(_, product), result) in batch.iter().zip(ready) {
             match result {
-                Ok(p) => {
-                    if let Some(jpeg) = &p.thumbnail_jpeg {
-                        on_thumbnail(kept.len(), jpeg)?;
-                    }
-                    inputs.push(p.model_input);
-                    kept.push(product);
+                Ok(Ready::Cached { vector, content_key }) => {
+                    out.vectors.extend_from_slice(&vector);
+                    out.content_keys.push(content_key);
+                    out.products.push(product);
+                    out.from_cache += 1;
+                }
+                Ok(Ready::Prepared { model_input, content_key }) => {
+                    slots.push((out.products.len(), content_key.clone()));
+                    to_embed.push(model_input);
+                    out.vectors.extend(std::iter::repeat_n(0.0, FEATURE_DIM));
+                    out.content_keys.push(content_key);
+                    out.products.push(product);
                 }
                 Err(reason) => {
                     eprintln!("\nskipping {} (line {}): {reason}", product.id, product.line);
-                    skipped.push(Skipped { id: product.id.clone(), line: product.line, image: product.image.clone(), reason });
+                    out.skipped.push(Skipped { id: product.id.clone(), line: product.line, image: product.image.clone(), reason });
                 }
             }
         }
-        for vector in embedder.embed_batch(&inputs)? {
-            vectors.extend_from_slice(&vector);
+        for ((position, content_key), vector) in slots.iter().zip(job.embedder.embed_batch(&to_embed)?) {
+            out.vectors[position * FEATURE_DIM..(position + 1) * FEATURE_DIM].copy_from_slice(&vector);
+            if let Some(cache) = job.cache {
+                cache.put(content_key, &vector);
+            }
         }
         progress.advance(batch.len());
     }
     progress.finish();
-    Ok(Embedded { products: kept, vectors, skipped, seconds: started.elapsed().as_secs_f64() })
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Reads one product's image; returns its cached embedding, or its model
+/// input (writing the thumbnail on the way). Errors are reasons for the skip
+/// report, not failures of the build.
+fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
+    let bytes = job.fetcher.bytes(job.catalog_dir, &product.image)?;
+    let content_key = format!("{:x}", Sha256::digest(&bytes));
+    let thumb_file = job.thumbnails.map(|(site, size)| (site.join(thumb_path(&content_key)), size));
+    let thumb_done = thumb_file.as_ref().is_none_or(|(path, _)| path.exists());
+    if thumb_done && let Some(vector) = job.cache.and_then(|c| c.get(&content_key)) {
+        return Ok(Ready::Cached { vector, content_key });
+    }
+    let decoded = preprocess::decode(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
+    if let Some((path, size)) = thumb_file.filter(|_| !thumb_done) {
+        let mut jpeg = Vec::new();
+        preprocess::thumbnail(&decoded, size)
+            .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
+        write_atomic(&path, &jpeg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(Ready::Prepared { model_input: preprocess::model_input(&decoded), content_key })
 }
 
 pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
@@ -159,14 +260,24 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     std::fs::create_dir_all(out.join(site::THUMBS_DIR))
         .with_context(|| format!("creating {}", out.display()))?;
 
-    let thumb_size = options.thumb_size;
-    let embedded = embed_catalog(&catalog, &catalog_dir, &embedder, options.batch_size, Some(thumb_size), |item, jpeg| {
-        let path = out.join(thumb_path(item));
-        write_atomic(&path, jpeg).with_context(|| format!("writing {}", path.display()))
-    })?;
-    let Embedded { products: kept, vectors, skipped, seconds: embed_seconds } = embedded;
+    let model_bytes = std::fs::read(&options.model).with_context(|| format!("reading {}", options.model.display()))?;
+    let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes);
+    let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
+    let job = EmbedJob {
+        catalog_dir: &catalog_dir,
+        fetcher: &fetcher,
+        embedder: &embedder,
+        cache: Some(&cache),
+        thumbnails: Some((out, options.thumb_size)),
+        batch_size: options.batch_size,
+    };
+    let Embedded { products: kept, vectors, content_keys, skipped, from_cache, seconds: embed_seconds } =
+        embed_catalog(&catalog, &job)?;
     if kept.is_empty() {
         bail!("no product of {} had a readable image", options.catalog.display());
+    }
+    if from_cache > 0 {
+        eprintln!("{from_cache} of {} embeddings came from the cache", kept.len());
     }
 
     let label_names = catalog.label_names();
@@ -216,7 +327,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             .map(|(item, p)| SiteProduct {
                 id: p.id.clone(),
                 label: p.label.clone(),
-                thumb: thumb_path(item),
+                thumb: thumb_path(&content_keys[item]),
                 title: site::title_of(&p.metadata),
                 metadata: p.metadata.clone(),
             })
@@ -231,11 +342,13 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         write_atomic(&skipped_path, &serde_json::to_vec_pretty(&skipped)?)?;
         eprintln!("skipped {} products; see {}", skipped.len(), skipped_path.display());
     }
+    remove_stale_thumbnails(out, &content_keys)?;
     web_assets.copy_into(out)?;
 
     Ok(BuildReport {
         products: kept.len(),
         skipped,
+        from_cache,
         embed_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
     })
@@ -247,34 +360,17 @@ pub fn read_catalog(path: &Path, columns: &Columns) -> Result<Catalog> {
     Ok(Catalog::parse(&text, &name, CatalogFormat::from_file_name(&name), columns)?)
 }
 
-fn thumb_path(item: usize) -> String {
-    format!("{}/{item}.jpg", site::THUMBS_DIR)
-}
-
-/// Reads, decodes and preprocesses one product's image. Errors are reasons
-/// for the skip report, not failures of the build.
-fn prepare(catalog_dir: &Path, product: &Product, thumb_size: Option<u32>) -> Result<Prepared, String> {
-    let image = &product.image;
-    if image.starts_with("http://") || image.starts_with("https://") {
-        return Err("image URLs are not fetched by this version; download them or use local paths".into());
-    }
-    let path = catalog_dir.join(image);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let decoded = preprocess::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let thumbnail_jpeg = match thumb_size {
-        Some(size) => {
-            let mut jpeg = Vec::new();
-            preprocess::thumbnail(&decoded, size)
-                .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
-                .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
-            Some(jpeg)
+/// Removes thumbnails of products no longer in the catalog.
+fn remove_stale_thumbnails(out: &Path, content_keys: &[String]) -> Result<()> {
+    let wanted: std::collections::HashSet<String> = content_keys.iter().map(|k| thumb_path(k)).collect();
+    let dir = out.join(site::THUMBS_DIR);
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().to_string();
+        if !wanted.contains(&format!("{}/{name}", site::THUMBS_DIR)) {
+            let _ = std::fs::remove_file(dir.join(name));
         }
-        None => None,
-    };
-    Ok(Prepared {
-        model_input: preprocess::model_input(&decoded),
-        thumbnail_jpeg,
-    })
+    }
+    Ok(())
 }
 
 /// Ships the embedder as a Burnpack record: copied when it already is one,

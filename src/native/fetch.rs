@@ -1,0 +1,181 @@
+//! Getting a product's image bytes: from a local path (relative to the
+//! catalog) or an http(s) URL.
+//!
+//! Downloads run in a bounded pool of threads, with a timeout, retries with
+//! exponential backoff for failures that may pass (timeouts, refused
+//! connections, 5xx, 429) and none for those that will not (other 4xx), a
+//! size cap, and an on-disk cache keyed by URL so a rerun downloads nothing it
+//! already has. The real format is sniffed when decoding; a Content-Type
+//! header is never trusted.
+
+use super::fsutil::write_atomic;
+use super::progress::Progress;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Where downloaded images are kept between runs.
+    pub cache_dir: PathBuf,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Attempts after the first, for failures that may pass.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
+    /// Larger responses are refused.
+    pub max_bytes: u64,
+    /// Downloads at once.
+    pub parallel: usize,
+}
+
+impl FetchOptions {
+    pub fn new(cache_dir: PathBuf) -> Self {
+        Self {
+            cache_dir,
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            max_bytes: 25 * 1024 * 1024,
+            parallel: 8,
+        }
+    }
+}
+
+pub fn is_url(image: &str) -> bool {
+    image.starts_with("http://") || image.starts_with("https://")
+}
+
+pub struct Fetcher {
+    agent: ureq::Agent,
+    options: FetchOptions,
+}
+
+impl Fetcher {
+    pub fn new(options: FetchOptions) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(options.timeout))
+            .http_status_as_error(false)
+            .max_redirects(5)
+            .build()
+            .into();
+        Self { agent, options }
+    }
+
+    /// The bytes of `image`: a local file (relative to `base`) or a URL,
+    /// from the cache when it was downloaded before.
+    pub fn bytes(&self, base: &Path, image: &str) -> Result<Vec<u8>, String> {
+        if !is_url(image) {
+            let path = base.join(image);
+            return std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        }
+        let cached = self.cache_path(image);
+        if let Ok(bytes) = std::fs::read(&cached) {
+            return Ok(bytes);
+        }
+        let bytes = self.download(image)?;
+        // A cache that cannot be written costs a re-download, not the build.
+        let _ = write_atomic(&cached, &bytes);
+        Ok(bytes)
+    }
+
+    /// Downloads every URL among `images` that is not cached yet, in
+    /// parallel, with progress; returns the failures by index.
+    pub fn prefetch(&self, images: &[&str]) -> Vec<(usize, String)> {
+        let todo: Vec<(usize, &str)> = images
+            .iter()
+            .enumerate()
+            .filter(|(_, image)| is_url(image) && !self.cache_path(image).exists())
+            .map(|(i, image)| (i, *image))
+            .collect();
+        if todo.is_empty() {
+            return Vec::new();
+        }
+        let next = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
+        let progress = Mutex::new(Progress::new("downloading", todo.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..self.options.parallel.clamp(1, todo.len()) {
+                scope.spawn(|| {
+                    while let Some(&(index, url)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Err(reason) = self.bytes(Path::new(""), url) {
+                            failures.lock().expect("no panics while held").push((index, reason));
+                        }
+                        progress.lock().expect("no panics while held").advance(1);
+                    }
+                });
+            }
+        });
+        progress.into_inner().expect("threads joined").finish();
+        let mut failures = failures.into_inner().expect("threads joined");
+        failures.sort();
+        failures
+    }
+
+    fn cache_path(&self, url: &str) -> PathBuf {
+        self.options.cache_dir.join(format!("{:x}", Sha256::digest(url.as_bytes())))
+    }
+
+    fn download(&self, url: &str) -> Result<Vec<u8>, String> {
+        let mut attempt = 0;
+        loop {
+            match self.try_download(url) {
+                Ok(bytes) => return Ok(bytes),
+                Err(Failure { reason, transient }) => {
+                    if !transient || attempt >= self.options.retries {
+                        let tries = if attempt > 0 { format!(" after {} attempts", attempt + 1) } else { String::new() };
+                        return Err(format!("{url}: {reason}{tries}"));
+                    }
+                    std::thread::sleep(self.options.backoff * 2u32.pow(attempt));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn try_download(&self, url: &str) -> Result<Vec<u8>, Failure> {
+        let mut response = self.agent.get(url).call().map_err(|e| Failure {
+            reason: e.to_string(),
+            transient: !matches!(e, ureq::Error::BadUri(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed),
+        })?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(Failure {
+                reason: format!("HTTP {status}"),
+                transient: status == 429 || status >= 500,
+            });
+        }
+        let declared = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(length) = declared.filter(|&l| l > self.options.max_bytes) {
+            return Err(Failure {
+                reason: format!("{length} bytes, over the {} byte limit", self.options.max_bytes),
+                transient: false,
+            });
+        }
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(self.options.max_bytes)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(limit) => Failure {
+                    reason: format!("response over the {limit} byte limit"),
+                    transient: false,
+                },
+                other => Failure { reason: format!("reading the response: {other}"), transient: true },
+            })?;
+        if let Some(length) = declared.filter(|&l| l != bytes.len() as u64) {
+            return Err(Failure { reason: format!("truncated: {} of {length} bytes", bytes.len()), transient: true });
+        }
+        Ok(bytes)
+    }
+}
+
+struct Failure {
+    reason: String,
+    /// Worth retrying.
+    transient: bool,
+}
