@@ -122,6 +122,19 @@ pub enum CatalogError {
     Empty { file: String },
 }
 
+impl CatalogError {
+    /// The line the error is about, when it is about one row.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            CatalogError::Syntax { line, .. }
+            | CatalogError::EmptyId { line, .. }
+            | CatalogError::DuplicateId { line, .. }
+            | CatalogError::MissingImage { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
 /// A record before column roles are assigned: its fields and its first line.
 struct RawRecord {
     fields: Map<String, Value>,
@@ -129,20 +142,54 @@ struct RawRecord {
 }
 
 impl Catalog {
-    /// Parses catalog text. `source` is only used in error messages.
+    /// Parses catalog text; the first bad row is an error. `source` is only
+    /// used in error messages.
     pub fn parse(
         text: &str,
         source: &str,
         format: CatalogFormat,
         columns: &Columns,
     ) -> Result<Catalog, CatalogError> {
+        let (catalog, rejected) = Self::parse_rows(text, source, format, columns, false)?;
+        debug_assert!(rejected.is_empty());
+        Ok(catalog)
+    }
+
+    /// Parses catalog text, setting bad rows (syntax, empty or duplicate
+    /// ids, missing images) aside instead of failing; problems with the file
+    /// as a whole (no such column, no products) are still errors.
+    pub fn parse_lenient(
+        text: &str,
+        source: &str,
+        format: CatalogFormat,
+        columns: &Columns,
+    ) -> Result<(Catalog, Vec<CatalogError>), CatalogError> {
+        Self::parse_rows(text, source, format, columns, true)
+    }
+
+    fn parse_rows(
+        text: &str,
+        source: &str,
+        format: CatalogFormat,
+        columns: &Columns,
+        lenient: bool,
+    ) -> Result<(Catalog, Vec<CatalogError>), CatalogError> {
         // Spreadsheet exports often start with a UTF-8 byte order mark.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let (header, records) = match format {
+        let (header, rows) = match format {
             CatalogFormat::Csv => read_csv(text, source)?,
             CatalogFormat::Json => read_json_array(text, source)?,
             CatalogFormat::JsonLines => read_json_lines(text, source)?,
         };
+        let mut rejected = Vec::new();
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                Ok(record) => records.push(record),
+                Err(error) if lenient => rejected.push(error),
+                Err(error) => return Err(error),
+            }
+        }
         if records.is_empty() {
             return Err(CatalogError::Empty {
                 file: source.to_string(),
@@ -170,30 +217,24 @@ impl Catalog {
             fields.remove(&id_column);
             fields.remove(&image_column);
             let id = id.trim().to_string();
-            if id.is_empty() {
-                return Err(CatalogError::EmptyId {
-                    file: source.to_string(),
-                    line,
-                });
-            }
-            if let Some(&first_line) = first_line_of_id.get(&id) {
-                return Err(CatalogError::DuplicateId {
-                    file: source.to_string(),
-                    line,
-                    id,
-                    first_line,
-                });
+            let image = image.trim().to_string();
+            let problem = if id.is_empty() {
+                Some(CatalogError::EmptyId { file: source.to_string(), line })
+            } else if let Some(&first_line) = first_line_of_id.get(&id) {
+                Some(CatalogError::DuplicateId { file: source.to_string(), line, id: id.clone(), first_line })
+            } else if image.is_empty() {
+                Some(CatalogError::MissingImage { file: source.to_string(), line, id: id.clone(), column: image_column.clone() })
+            } else {
+                None
+            };
+            if let Some(error) = problem {
+                if !lenient {
+                    return Err(error);
+                }
+                rejected.push(error);
+                continue;
             }
             first_line_of_id.insert(id.clone(), line);
-            let image = image.trim().to_string();
-            if image.is_empty() {
-                return Err(CatalogError::MissingImage {
-                    file: source.to_string(),
-                    line,
-                    id,
-                    column: image_column.clone(),
-                });
-            }
             let label = label_column
                 .as_ref()
                 .and_then(|c| fields.get(c).cloned())
@@ -207,13 +248,14 @@ impl Catalog {
                 line,
             });
         }
-        Ok(Catalog {
+        let catalog = Catalog {
             source: source.to_string(),
             id_column,
             image_column,
             label_column,
             products,
-        })
+        };
+        Ok((catalog, rejected))
     }
 
     /// The distinct labels in order of first appearance.
@@ -274,7 +316,10 @@ fn syntax(file: &str, line: usize, message: impl Into<String>) -> CatalogError {
     }
 }
 
-fn read_csv(text: &str, source: &str) -> Result<(Vec<String>, Vec<RawRecord>), CatalogError> {
+/// A file's column names and its rows, each read or refused on its own.
+type Rows = (Vec<String>, Vec<Result<RawRecord, CatalogError>>);
+
+fn read_csv(text: &str, source: &str) -> Result<Rows, CatalogError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -290,17 +335,21 @@ fn read_csv(text: &str, source: &str) -> Result<(Vec<String>, Vec<RawRecord>), C
     let mut lines = LineCounter::new(text);
     let mut records = Vec::new();
     for row in reader.records() {
-        let row = row.map_err(|e| {
-            let line = e.position().map(|p| lines.line_at(p.byte() as usize)).unwrap_or(0);
-            syntax(source, line, e.to_string())
-        })?;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => {
+                let line = e.position().map(|p| lines.line_at(p.byte() as usize)).unwrap_or(0);
+                records.push(Err(syntax(source, line, e.to_string())));
+                continue;
+            }
+        };
         let line = row.position().map(|p| lines.line_at(p.byte() as usize)).unwrap_or(0);
         let fields = header
             .iter()
             .zip(row.iter())
             .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
             .collect();
-        records.push(RawRecord { fields, line });
+        records.push(Ok(RawRecord { fields, line }));
     }
     Ok((header, records))
 }
@@ -335,10 +384,11 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-fn object_keys_in_order(records: &[RawRecord]) -> Vec<String> {
+fn object_keys_in_order(records: &[Result<RawRecord, CatalogError>]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     records
         .iter()
+        .flatten()
         .flat_map(|r| r.fields.keys())
         .filter(|k| seen.insert(k.to_string()))
         .cloned()
@@ -367,7 +417,7 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-fn read_json_array(text: &str, source: &str) -> Result<(Vec<String>, Vec<RawRecord>), CatalogError> {
+fn read_json_array(text: &str, source: &str) -> Result<Rows, CatalogError> {
     // Parse element by element so each record knows the line it starts on.
     let trimmed_start = text.len() - text.trim_start().len();
     let body = &text[trimmed_start..];
@@ -394,23 +444,22 @@ fn read_json_array(text: &str, source: &str) -> Result<(Vec<String>, Vec<RawReco
             Some(Err(e)) => return Err(syntax(source, line_at(pos) + e.line() - 1, e.to_string())),
             None => return Err(syntax(source, line_at(pos), "unterminated JSON array")),
         };
-        records.push(record_from_value(value, source, line_at(pos))?);
+        records.push(record_from_value(value, source, line_at(pos)));
         pos += stream.byte_offset();
     }
     Ok((object_keys_in_order(&records), records))
 }
 
-fn read_json_lines(text: &str, source: &str) -> Result<(Vec<String>, Vec<RawRecord>), CatalogError> {
-    let mut records = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line_no = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| syntax(source, line_no, e.to_string()))?;
-        records.push(record_from_value(value, source, line_no)?);
-    }
+fn read_json_lines(text: &str, source: &str) -> Result<Rows, CatalogError> {
+    let records: Vec<_> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let value: Value = serde_json::from_str(line).map_err(|e| syntax(source, index + 1, e.to_string()))?;
+            record_from_value(value, source, index + 1)
+        })
+        .collect();
     Ok((object_keys_in_order(&records), records))
 }
 
@@ -459,6 +508,23 @@ mod tests {
         assert_eq!(err, CatalogError::EmptyId { file: "cat".into(), line: 3 });
         let err = parse("id,image\n1,\n", CatalogFormat::Csv).unwrap_err();
         assert!(err.to_string().starts_with("cat:2: product '1' has no image"), "{err}");
+    }
+
+    #[test]
+    fn lenient_parsing_sets_bad_rows_aside_with_their_lines() {
+        let text = "id,image\n1,a\n1,b\n,c\n2,\n3,d,extra\n4,e\n";
+        let (cat, rejected) = Catalog::parse_lenient(text, "cat", CatalogFormat::Csv, &Columns::default()).unwrap();
+        let ids: Vec<&str> = cat.products.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["1", "4"]);
+        let reasons: Vec<String> = rejected.iter().map(|e| e.to_string()).collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons[0].starts_with("cat:6:"), "the ragged row: {reasons:?}");
+        assert_eq!(reasons[1], "cat:3: duplicate product id '1' (first seen on line 2)");
+        assert_eq!(reasons[2], "cat:4: empty product id");
+        assert!(reasons[3].starts_with("cat:5: product '2' has no image"));
+        let (_, rejected) =
+            Catalog::parse_lenient("{\"id\":1,\"image\":\"a\"}\n{bad\n", "c.jsonl", CatalogFormat::JsonLines, &Columns::default()).unwrap();
+        assert!(matches!(rejected[0], CatalogError::Syntax { line: 2, .. }));
     }
 
     #[test]

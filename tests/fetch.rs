@@ -177,6 +177,8 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
         thumb_size: 64,
         batch_size: 4,
         cache_dir: dir.join("cache"),
+        skip_bad: false,
+        precompute: None,
     };
     let report = build_site(&options).unwrap();
     assert_eq!(report.products, 6);

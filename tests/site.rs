@@ -84,6 +84,8 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
         batch_size: 16,
         // A fresh cache: these tests must really fetch and embed.
         cache_dir: dir.join("cache"),
+        skip_bad: false,
+        precompute: None,
     }
 }
 
@@ -206,4 +208,43 @@ fn forest_recall_on_real_embeddings() {
             assert!(recall >= 0.99, "{metric:?} {encoding:?}: recall@10 {recall}");
         }
     }
+}
+
+#[test]
+fn skip_bad_reports_bad_rows_and_precompute_writes_the_reports_json() {
+    let dir = scratch("lenient");
+    let images = common::data_dir().join("fashion-product-images/images");
+    let mut csv = String::from("product_id,file,articleType\n");
+    for (id, kind) in [("1563", "Tshirts"), ("1580", "Swimwear"), ("10049", "Tshirts"), ("10082", "Tshirts"), ("10106", "Swimwear")] {
+        csv.push_str(&format!("{id},{},{kind}\n", images.join(format!("{id}.jpg")).display()));
+    }
+    csv.push_str("1563,dup.jpg,Tshirts\n,empty-id.jpg,Tshirts\nno-image,,Tshirts\n");
+    let catalog = dir.join("catalog.csv");
+    std::fs::write(&catalog, csv).unwrap();
+    let site = dir.join("site");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["build", "--catalog", catalog.to_str().unwrap(), "--out", site.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--label-col", "articleType", "--assets", fake_assets(&dir).to_str().unwrap()].map(String::from));
+        args.extend(["--model", common::burnpack_weights().to_str().unwrap(), "--cache", dir.join("cache").to_str().unwrap()].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let strict = Command::new(env!("CARGO_BIN_EXE_lookalike")).args(args(&[])).output().unwrap();
+    assert!(!strict.status.success());
+    assert!(String::from_utf8_lossy(&strict.stderr).contains(":7: duplicate product id '1563' (first seen on line 2)"));
+
+    let lenient = Command::new(env!("CARGO_BIN_EXE_lookalike")).args(args(&["--skip-bad", "--precompute", "3"])).output().unwrap();
+    assert!(lenient.status.success(), "{}", String::from_utf8_lossy(&lenient.stderr));
+    let skipped: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(site.join("data/skipped.json")).unwrap()).unwrap();
+    let lines: Vec<u64> = skipped.iter().map(|s| s["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [7, 8, 9]);
+    let recs: Vec<Recommendation> = serde_json::from_slice(&std::fs::read(site.join("data/recommendations.json")).unwrap()).unwrap();
+    // Three t-shirts see each other (2 each); two swimsuits see one another (1 each).
+    assert_eq!(recs.len(), 3 * 2 + 2);
+    let kind = |id: &str| if ["1580", "10106"].contains(&id) { "Swimwear" } else { "Tshirts" };
+    assert!(recs.iter().all(|r| kind(&r.original_product_id) == kind(&r.similar_product_id)));
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -132,6 +132,12 @@ struct BuildArgs {
     /// [default: $LOOKALIKE_CACHE or ~/.cache/lookalike].
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Set bad catalog rows aside (listed in data/skipped.json) instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Also write data/recommendations.json: the top N look-alikes of every product.
+    #[arg(long, value_name = "N")]
+    precompute: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +248,8 @@ fn build(args: BuildArgs) -> Result<()> {
         thumb_size: args.thumb_size,
         batch_size: args.batch_size,
         cache_dir: args.cache.unwrap_or_else(default_cache_dir),
+        skip_bad: args.skip_bad,
+        precompute: args.precompute,
     };
     let report = build_site(&options)?;
     eprintln!(

@@ -39,6 +39,10 @@ pub struct BuildOptions {
     pub batch_size: usize,
     /// Downloaded images and computed embeddings, kept between builds.
     pub cache_dir: PathBuf,
+    /// Set bad catalog rows aside (and report them) instead of failing.
+    pub skip_bad: bool,
+    /// Also write `data/recommendations.json`: this many look-alikes per product.
+    pub precompute: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -246,7 +250,11 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
 
 pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
-    let catalog = read_catalog(&options.catalog, &options.columns)?;
+    let (catalog, rejected) = if options.skip_bad {
+        read_catalog_lenient(&options.catalog, &options.columns)?
+    } else {
+        (read_catalog(&options.catalog, &options.columns)?, Vec::new())
+    };
     let catalog_dir = options.catalog.parent().unwrap_or(Path::new(".")).to_path_buf();
     let web_assets = WebAssets::locate(&options.assets)?;
     eprintln!("catalog: {} products from {}", catalog.products.len(), options.catalog.display());
@@ -271,8 +279,15 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         thumbnails: Some((out, options.thumb_size)),
         batch_size: options.batch_size,
     };
-    let Embedded { products: kept, vectors, content_keys, skipped, from_cache, seconds: embed_seconds } =
+    let Embedded { products: kept, vectors, content_keys, mut skipped, from_cache, seconds: embed_seconds } =
         embed_catalog(&catalog, &job)?;
+    skipped.extend(rejected.iter().map(|error| Skipped {
+        id: String::new(),
+        line: error.line().unwrap_or(0),
+        image: String::new(),
+        reason: error.to_string(),
+    }));
+    skipped.sort_by_key(|s| s.line);
     if kept.is_empty() {
         bail!("no product of {} had a readable image", options.catalog.display());
     }
@@ -335,6 +350,12 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     };
     write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?)
         .context("writing the manifest")?;
+    if let Some(n) = options.precompute {
+        let same_label = catalog.label_column.is_some();
+        let all = precompute(&index, n, same_label);
+        write_atomic(&out.join(RECOMMENDATIONS_PATH), &serde_json::to_vec(&all)?).context("writing recommendations")?;
+        eprintln!("wrote {} recommendations to {RECOMMENDATIONS_PATH}", all.len());
+    }
     let skipped_path = out.join("data/skipped.json");
     if skipped.is_empty() {
         let _ = std::fs::remove_file(&skipped_path);
@@ -352,6 +373,26 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         embed_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Where `--precompute` writes the report's JSON for the whole catalog.
+pub const RECOMMENDATIONS_PATH: &str = "data/recommendations.json";
+
+/// The top `n` look-alikes of every product, in the report's JSON shape,
+/// same-label filtered when the catalog has labels (as the report did).
+pub fn precompute(index: &Index, n: usize, same_label: bool) -> Vec<crate::rank::Recommendation> {
+    let options = crate::rank::RecommendOptions { k: n, search_k: None, same_label };
+    let per_item: Vec<Vec<crate::rank::Recommendation>> = (0..index.forest.len() as u32)
+        .into_par_iter()
+        .map(|item| crate::rank::recommend_item(index, item, &options))
+        .collect();
+    per_item.into_iter().flatten().collect()
+}
+
+pub fn read_catalog_lenient(path: &Path, columns: &Columns) -> Result<(Catalog, Vec<crate::catalog::CatalogError>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading catalog {}", path.display()))?;
+    let name = path.display().to_string();
+    Ok(Catalog::parse_lenient(&text, &name, CatalogFormat::from_file_name(&name), columns)?)
 }
 
 pub fn read_catalog(path: &Path, columns: &Columns) -> Result<Catalog> {
