@@ -370,6 +370,24 @@ fn to_tree_space_for_build(
     (vectors, projection, max_norm, tree_dims)
 }
 
+/// Test data shaped like embeddings: points in a random `rank`-dimensional
+/// subspace of `dims`, plus uniform noise of amplitude `noise`.
+#[cfg(test)]
+pub(crate) fn low_rank_vectors(n: usize, dims: usize, rank: usize, noise: f32, seed: u64) -> Vec<f32> {
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let axes: Vec<f32> = (0..rank * dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let mut out = Vec::with_capacity(n * dims);
+    for _ in 0..n {
+        let c: Vec<f32> = (0..rank).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        for d in 0..dims {
+            let clean: f32 = (0..rank).map(|a| c[a] * axes[a * dims + d]).sum();
+            out.push(clean + if noise > 0.0 { rng.random_range(-noise..noise) } else { 0.0 });
+        }
+    }
+    out
+}
+
 /// Annoy's dot-product reduction: append `sqrt(M^2 - |x|^2)`.
 pub(crate) fn augment(vector: &[f32], max_norm: f32) -> Vec<f32> {
     let extra = (max_norm * max_norm - metric::dot(vector, vector)).max(0.0).sqrt();

@@ -144,15 +144,7 @@ mod tests {
     #[test]
     fn recovers_a_low_rank_subspace() {
         // 500 points in a random 3-d subspace of 20-d, plus an offset.
-        let mut rng = StdRng::seed_from_u64(4);
-        let axes: Vec<f32> = (0..3 * 20).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let vectors: Vec<f32> = (0..500)
-            .flat_map(|_| {
-                let c: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-                let axes = &axes;
-                (0..20).map(move |d| 5.0 + (0..3).map(|a| c[a] * axes[a * 20 + d]).sum::<f32>()).collect::<Vec<_>>()
-            })
-            .collect();
+        let vectors: Vec<f32> = super::super::low_rank_vectors(500, 20, 3, 0.0, 4).iter().map(|v| v + 5.0).collect();
         let p = Projection::fit(&vectors, 20, 3, true, 1);
         // Distances survive the projection.
         let projected = p.apply_all(&vectors);

@@ -273,16 +273,7 @@ mod tests {
     #[test]
     fn rescoring_recovers_what_compact_codes_lose() {
         // Embedding-like data: a 12-d subspace of 48-d, plus noise that PCA drops.
-        let mut rng = StdRng::seed_from_u64(21);
-        let axes: Vec<f32> = (0..12 * 48).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let vectors: Vec<f32> = (0..3000)
-            .flat_map(|_| {
-                let c: Vec<f32> = (0..12).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-                let noise: Vec<f32> = (0..48).map(|_| rng.random_range(-0.15f32..0.15)).collect();
-                let axes = &axes;
-                (0..48).map(move |d| (0..12).map(|a| c[a] * axes[a * 48 + d]).sum::<f32>() + noise[d]).collect::<Vec<_>>()
-            })
-            .collect();
+        let vectors = super::super::low_rank_vectors(3000, 48, 12, 0.15, 21);
         let exact = Forest::build(vectors.clone(), 48, None, &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) }).unwrap();
         let compact = ForestParams { encoding: Encoding::I8PerDim, pca_dims: Some(12), ..ForestParams::new(Metric::Angular) };
         let plain = Forest::build(vectors.clone(), 48, None, &compact).unwrap();
@@ -316,16 +307,7 @@ mod tests {
     #[test]
     fn pca_keeps_neighbours_of_low_rank_data() {
         // 1500 points near a 6-d subspace of 64-d: PCA to 8 loses nothing that matters.
-        let mut rng = StdRng::seed_from_u64(11);
-        let axes: Vec<f32> = (0..6 * 64).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-        let vectors: Vec<f32> = (0..1500)
-            .flat_map(|_| {
-                let c: Vec<f32> = (0..6).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-                let noise: Vec<f32> = (0..64).map(|_| rng.random_range(-0.01f32..0.01)).collect();
-                let axes = &axes;
-                (0..64).map(move |d| (0..6).map(|a| c[a] * axes[a * 64 + d]).sum::<f32>() + noise[d]).collect::<Vec<_>>()
-            })
-            .collect();
+        let vectors = super::super::low_rank_vectors(1500, 64, 6, 0.01, 11);
         let full = Forest::build(vectors.clone(), 64, None, &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Euclidean) }).unwrap();
         let params = ForestParams { pca_dims: Some(8), encoding: Encoding::I8PerDim, ..ForestParams::new(Metric::Euclidean) };
         let small = Forest::build(vectors, 64, None, &params).unwrap();

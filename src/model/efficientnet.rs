@@ -156,6 +156,30 @@ impl EfficientNetLite {
         Some(fc.forward(self.features(images)))
     }
 
+    /// Floating-point operations (2 per multiply-add) of one forward pass to
+    /// the pooled features at `size` x `size`, counted from the architecture.
+    pub fn feature_flops(size: usize) -> u64 {
+        let same = |side: usize, stride: usize| side.div_ceil(stride);
+        let mut side = same(size, 2);
+        let mut macs = side * side * STEM_CHANNELS * 3 * 9;
+        let mut channels = STEM_CHANNELS;
+        for stage in &LITE0_STAGES {
+            for repeat in 0..stage.repeats {
+                let stride = if repeat == 0 { stage.stride } else { 1 };
+                let hidden = channels * stage.expand_ratio;
+                if stage.expand_ratio != 1 {
+                    macs += side * side * hidden * channels;
+                }
+                side = same(side, stride);
+                macs += side * side * hidden * stage.kernel * stage.kernel;
+                macs += side * side * stage.channels_out * hidden;
+                channels = stage.channels_out;
+            }
+        }
+        macs += side * side * FEATURE_DIM * channels;
+        2 * macs as u64
+    }
+
     /// Drops the ImageNet classifier (for records shipped to browsers).
     pub fn without_classifier(mut self) -> Self {
         self.fc = None;

@@ -33,14 +33,10 @@ enum Command {
     Eval(EvalArgs),
     /// Embed a catalog's images: writes vectors.npy (float32, N x 1280) and ids.txt.
     Embed {
-        #[arg(long)]
-        catalog: PathBuf,
+        #[command(flatten)]
+        input: CatalogArgs,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
-        id_col: Option<String>,
-        #[arg(long)]
-        image_col: Option<String>,
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long, default_value_t = 16)]
@@ -79,22 +75,31 @@ enum Command {
 enum BenchKind {
     /// The ANN forest against exact search and Annoy 1.17.
     Forest,
+    /// Images per second of the build's stages, and the embedder's FLOP/s.
+    Build,
 }
 
+/// Which catalog, and which of its columns hold the id and the image.
 #[derive(Args, Debug)]
-struct BuildArgs {
+struct CatalogArgs {
     /// The catalog file; image paths in it are relative to it.
     #[arg(long)]
     catalog: PathBuf,
-    /// Folder to write the site into.
-    #[arg(long)]
-    out: PathBuf,
     /// Column with the product id [default: id, product_id, sku or item_id].
     #[arg(long)]
     id_col: Option<String>,
     /// Column with the image path or URL [default: image, file, path, url...].
     #[arg(long)]
     image_col: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct BuildArgs {
+    #[command(flatten)]
+    input: CatalogArgs,
+    /// Folder to write the site into.
+    #[arg(long)]
+    out: PathBuf,
     /// Column with the product's class, for same-class filtering.
     #[arg(long)]
     label_col: Option<String>,
@@ -205,20 +210,30 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { dir, port } => super::serve::serve(&dir, port, |addr| {
             eprintln!("serving {} on http://{addr}/ (Ctrl-C to stop)", dir.display());
         }),
-        Command::Embed { catalog, out, id_col, image_col, model, batch_size } => {
-            let columns = Columns { id: id_col, image: image_col, label: None };
-            embed(&catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size)
+        Command::Embed { input, out, model, batch_size } => {
+            let columns = Columns { id: input.id_col, image: input.image_col, label: None };
+            embed(&input.catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size)
         }
-        Command::Bench { what: BenchKind::Forest, quick, json, dataset } => {
-            super::bench::run(&super::bench::BenchOptions {
-                quick,
-                only: dataset,
-                json,
-                data_dir: std::env::var_os("LOOKALIKE_DATA").map(PathBuf::from).unwrap_or_else(|| project_path("../shared/data")),
-                cache_dir: default_cache_dir(),
-                model: project_path(DEFAULT_MODEL),
-                project: project_path("."),
-            })
+        Command::Bench { what, quick, json, dataset } => {
+            let data_dir = std::env::var_os("LOOKALIKE_DATA").map(PathBuf::from).unwrap_or_else(|| project_path("../shared/data"));
+            match what {
+                BenchKind::Forest => super::bench::forest::run(&super::bench::forest::BenchOptions {
+                    quick,
+                    only: dataset,
+                    json,
+                    data_dir,
+                    cache_dir: default_cache_dir(),
+                    model: project_path(DEFAULT_MODEL),
+                    project: project_path("."),
+                }),
+                BenchKind::Build => super::bench::build::run(&super::bench::build::BuildBenchOptions {
+                    quick,
+                    json,
+                    data_dir,
+                    cache_dir: default_cache_dir(),
+                    model: project_path(DEFAULT_MODEL),
+                }),
+            }
         }
         Command::ConvertModel { from, to } => {
             let model = weights::from_pytorch_file(&from, &Device::flex())?;
@@ -231,9 +246,9 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn build(args: BuildArgs) -> Result<()> {
     let options = BuildOptions {
-        catalog: args.catalog,
+        catalog: args.input.catalog,
         out: args.out,
-        columns: Columns { id: args.id_col, image: args.image_col, label: args.label_col },
+        columns: Columns { id: args.input.id_col, image: args.input.image_col, label: args.label_col },
         model: args.model.unwrap_or_else(|| project_path(DEFAULT_MODEL)),
         assets: args.assets.unwrap_or_else(|| project_path(".")),
         forest: ForestParams {

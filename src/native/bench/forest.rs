@@ -8,9 +8,9 @@
 //! which is how CNN embeddings behave; uniform noise would be a benchmark of
 //! nothing.
 
-use super::npy;
-use super::fetch::{FetchOptions, Fetcher};
-use super::site_builder::{EmbedJob, embed_catalog, read_catalog};
+use crate::native::npy;
+use crate::native::fetch::{FetchOptions, Fetcher};
+use crate::native::site_builder::{EmbedJob, embed_catalog, read_catalog};
 use crate::catalog::Columns;
 use crate::forest::{Encoding, Forest, ForestParams, LabelFilter, Metric, Query, metric};
 use crate::index_file::Index;
@@ -210,7 +210,7 @@ fn bench_dataset(dataset: &Dataset, options: &BenchOptions) -> Result<DatasetRep
             })
             .collect();
         let precision_at_10 = dataset.labels.as_ref().map(|labels| {
-            let eval = super::eval::evaluate(&index, labels, "label", K, None);
+            let eval = crate::native::eval::evaluate(&index, labels, "label", K, None);
             // The f32 configuration runs first: its exact search is the reference.
             report.exact_precision_at_10.get_or_insert(eval.exact_precision_at_k);
             eval.precision_at_k
@@ -273,18 +273,13 @@ fn run_annoy(options: &BenchOptions, base: &Path, queries: &Path, n: usize, trut
     let pylib = options.cache_dir.join("pylib");
     let script = options.project.join("bench/annoy_runner.py");
     let ks: Vec<String> = search_ks().iter().map(|k| k.to_string()).collect();
-    let output = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .env("PYTHONPATH", &pylib)
         .arg(&script)
         .args([base.as_os_str(), queries.as_os_str()])
-        .args(["angular", "10", &K.to_string(), &ks.join(",")])
-        .output()
-        .context("running python3 for the Annoy reference")?;
-    if !output.status.success() {
-        eprintln!("  annoy: not run ({}); ./build.sh bench installs it", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or(""));
-        return Ok(None);
-    }
-    let result: Value = serde_json::from_slice(&output.stdout).context("reading the Annoy runner's output")?;
+        .args(["angular", "10", &K.to_string(), &ks.join(",")]);
+    let Some(result) = run_helper(command, "annoy (./build.sh bench installs it)")? else { return Ok(None) };
     let sweep = result["runs"]
         .as_array()
         .context("annoy runs")?
@@ -311,21 +306,25 @@ fn run_annoy(options: &BenchOptions, base: &Path, queries: &Path, n: usize, trut
 
 fn run_wasm(options: &BenchOptions, index: &Path, queries: &Path, search_k: usize, truth: &[Vec<u32>]) -> Result<Option<f64>> {
     let script = options.project.join("bench/wasm_query.mjs");
-    let output = Command::new("node")
-        .arg(&script)
-        .args([index.as_os_str(), queries.as_os_str()])
-        .args([&K.to_string(), &search_k.to_string()])
-        .output()
-        .context("running node for the wasm timing")?;
-    if !output.status.success() {
-        eprintln!("  wasm: not run ({})", String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or(""));
-        return Ok(None);
-    }
-    let result: Value = serde_json::from_slice(&output.stdout).context("reading the wasm runner's output")?;
+    let mut command = Command::new("node");
+    command.arg(&script).args([index.as_os_str(), queries.as_os_str()]).args([&K.to_string(), &search_k.to_string()]);
+    let Some(result) = run_helper(command, "wasm (./build.sh builds it)")? else { return Ok(None) };
     let found: Vec<Vec<u32>> = serde_json::from_value(result["neighbors"].clone()).unwrap_or_default();
     let ms = result["ms_per_query"].as_f64();
     eprintln!("  wasm (node): {:.3} ms/query at search_k {search_k}, recall@10 {:.3}", ms.unwrap_or(f64::NAN), recall(truth, &found));
     Ok(ms)
+}
+
+/// Runs a helper process that prints one JSON object; `None` (with a note)
+/// when it could not run, so a missing reference skips a column, not the bench.
+fn run_helper(mut command: Command, what: &str) -> Result<Option<Value>> {
+    let output = command.output().with_context(|| format!("starting the {what} helper"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprintln!("  {what}: not run ({})", stderr.lines().last().unwrap_or("no output"));
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_slice(&output.stdout).with_context(|| format!("reading the {what} helper's output"))?))
 }
 
 /// Embeddings of a shared catalog, computed once and cached.
@@ -359,7 +358,7 @@ fn catalog_dataset(options: &BenchOptions, name: &str) -> Result<Dataset> {
             bail!("{} images of {name} could not be read", embedded.skipped.len());
         }
         std::fs::create_dir_all(&dir)?;
-        super::fsutil::write_atomic(&vectors_path, &npy::encode_f32(&embedded.vectors, embedded.products.len(), FEATURE_DIM))?;
+        crate::native::fsutil::write_atomic(&vectors_path, &npy::encode_f32(&embedded.vectors, embedded.products.len(), FEATURE_DIM))?;
     }
     let (vectors, rows, dims) = npy::read_f32(&vectors_path)?;
     if rows != catalog.products.len() {
