@@ -179,6 +179,46 @@ mod tests {
         exif
     }
 
+    fn encoded(image: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image.write_to(&mut Cursor::new(&mut bytes), format).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn catalog_formats_decode_to_rgb() {
+        let red = RgbImage::from_pixel(6, 4, image::Rgb([220, 20, 30]));
+        let rgba = DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(red.clone()).to_rgba8());
+        let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(6, 4, image::Luma([90])));
+        let cases = [
+            ("png", encoded(DynamicImage::ImageRgb8(red.clone()), image::ImageFormat::Png), [220, 20, 30]),
+            ("grayscale png", encoded(gray.clone(), image::ImageFormat::Png), [90, 90, 90]),
+            ("grayscale jpeg", encoded(gray, image::ImageFormat::Jpeg), [90, 90, 90]),
+            ("webp", encoded(rgba.clone(), image::ImageFormat::WebP), [220, 20, 30]),
+            ("gif", encoded(rgba, image::ImageFormat::Gif), [220, 20, 30]),
+        ];
+        for (name, bytes, want) in cases {
+            let rgb = model_input(&decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}")));
+            // The centre pixel of each channel plane, back to 0..255.
+            let centre = 112 * 224 + 112;
+            let got: Vec<f32> = (0..3).map(|c| rgb[c * 224 * 224 + centre] * 128.0 + 127.0).collect();
+            for c in 0..3 {
+                assert!((got[c] - want[c] as f32).abs() <= 6.0, "{name}: {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn cmyk_jpeg_decodes_to_the_right_colour() {
+        // Pure cyan in CMYK (C=100%, M=Y=K=0) must come out as (0, 255, 255).
+        let pixels: Vec<u8> = std::iter::repeat_n([255u8, 0, 0, 0], 64).flatten().collect();
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 95).encode(&pixels, 8, 8, jpeg_encoder::ColorType::Cmyk).unwrap();
+        let rgb = decode(&jpeg).unwrap().to_rgb8();
+        let p = rgb.get_pixel(4, 4).0;
+        assert!(p[0] < 40 && p[1] > 215 && p[2] > 215, "cyan decoded as {p:?}");
+    }
+
     #[test]
     fn png_round_trip_decodes() {
         let img = RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3]));
