@@ -60,3 +60,21 @@ fn weights_for_another_network_are_refused() {
     assert!(err.contains("bogus.bpk"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn lanes_give_the_same_vectors_as_a_batch() {
+    let device = Device::flex();
+    let embedder = Embedder::new(weights::from_file(&common::burnpack_weights(), &device).unwrap(), device);
+    let images = common::data_dir().join("fashion-product-images/images");
+    let inputs: Vec<Vec<f32>> = ["1563", "1580", "10049", "10082", "10106"]
+        .iter()
+        .map(|id| preprocess::model_input(&preprocess::decode(&std::fs::read(images.join(format!("{id}.jpg"))).unwrap()).unwrap()))
+        .collect();
+    let batched = embedder.embed_batch(&inputs).unwrap();
+    let laned = embedder.embed_lanes(&inputs, 2).unwrap();
+    assert_eq!(batched.len(), laned.len());
+    for (a, b) in batched.iter().zip(&laned) {
+        let max_diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(max_diff < 1e-3, "lanes differ from the batch by {max_diff}");
+    }
+}

@@ -181,6 +181,7 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
         seconds: 0.0,
     };
     let mut progress = Progress::new("embedding", catalog.products.len());
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
     let indexed: Vec<(usize, &Product)> = catalog.products.iter().enumerate().collect();
     for batch in indexed.chunks(job.batch_size.max(1)) {
         let ready: Vec<Result<Ready, String>> = batch
@@ -213,7 +214,7 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
                 }
             }
         }
-        for ((position, content_key), vector) in slots.iter().zip(job.embedder.embed_batch(&to_embed)?) {
+        for ((position, content_key), vector) in slots.iter().zip(job.embedder.embed_lanes(&to_embed, lanes)?) {
             out.vectors[position * FEATURE_DIM..(position + 1) * FEATURE_DIM].copy_from_slice(&vector);
             if let Some(cache) = job.cache {
                 cache.put(content_key, &vector);
