@@ -5,7 +5,7 @@
 //! model's input. Padding is white because catalog packshots are shot on white;
 //! black bars would be a strong, meaningless feature for the CNN.
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, imageops::FilterType};
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use std::io::Cursor;
 
 /// Side of the square the embedder sees.
@@ -61,16 +61,37 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
 /// assert_eq!(square.get_pixel(10, 10).0, [0, 0, 0]); // the image in the middle
 /// ```
 pub fn pad_resize(image: &DynamicImage, size: u32, pad: [u8; 3]) -> RgbImage {
-    let (width, height) = (image.width().max(1), image.height().max(1));
-    let scale = size as f64 / width.max(height) as f64;
-    let new_width = ((width as f64 * scale).round() as u32).clamp(1, size);
-    let new_height = ((height as f64 * scale).round() as u32).clamp(1, size);
-    let resized = image.resize_exact(new_width, new_height, FilterType::Triangle).to_rgb8();
+    let (new_width, new_height) = fit_within(image.width(), image.height(), size);
+    let resized = resize_rgb(&image.to_rgb8(), new_width, new_height);
     let mut canvas = RgbImage::from_pixel(size, size, image::Rgb(pad));
     let left = (size - new_width) / 2;
     let top = (size - new_height) / 2;
     image::imageops::replace(&mut canvas, &resized, left as i64, top as i64);
     canvas
+}
+
+/// The size of `width` x `height` scaled, aspect kept, so its longer side is `side`.
+fn fit_within(width: u32, height: u32, side: u32) -> (u32, u32) {
+    let (width, height) = (width.max(1), height.max(1));
+    let scale = side as f64 / width.max(height) as f64;
+    let fit = |length: u32| ((length as f64 * scale).round() as u32).clamp(1, side);
+    (fit(width), fit(height))
+}
+
+/// Bilinear (antialiased when shrinking) resize with SIMD. Its U8 arithmetic
+/// is fixed-point, so every CPU path (AVX2, SSE4.1, wasm SIMD128, scalar)
+/// gives the same pixels.
+fn resize_rgb(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    use fast_image_resize as fr;
+    if image.dimensions() == (width, height) {
+        return image.clone();
+    }
+    let source = fr::images::ImageRef::new(image.width(), image.height(), image.as_raw(), fr::PixelType::U8x3)
+        .expect("an RgbImage's buffer matches its dimensions");
+    let mut target = fr::images::Image::new(width, height, fr::PixelType::U8x3);
+    let options = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    fr::Resizer::new().resize(&source, &mut target, &options).expect("source and target are both U8x3");
+    RgbImage::from_raw(width, height, target.into_vec()).expect("the target buffer matches its dimensions")
 }
 
 /// Converts a square RGB image into the embedder's input layout: planar
@@ -98,7 +119,8 @@ pub fn thumbnail(image: &DynamicImage, max_side: u32) -> RgbImage {
     if image.width().max(image.height()) <= max_side {
         return image.to_rgb8();
     }
-    image.resize(max_side, max_side, FilterType::Triangle).to_rgb8()
+    let (new_width, new_height) = fit_within(image.width(), image.height(), max_side);
+    resize_rgb(&image.to_rgb8(), new_width, new_height)
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ pub struct EmbeddingCache {
 }
 
 /// Bumped whenever preprocessing changes what a given image embeds to.
-const PREPROCESS_VERSION: u32 = 2;
+const PREPROCESS_VERSION: u32 = 3;
 
 impl EmbeddingCache {
     /// A cache under `root` for the model whose weights are `model_bytes`.

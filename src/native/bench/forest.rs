@@ -10,7 +10,7 @@
 
 use crate::native::npy;
 use crate::native::fetch::{FetchOptions, Fetcher};
-use crate::native::site_builder::{EmbedJob, embed_catalog, read_catalog};
+use crate::native::site_builder::{EmbedJob, EmbeddingCache, embed_catalog, read_catalog};
 use crate::catalog::Columns;
 use crate::forest::{Encoding, Forest, ForestParams, LabelFilter, Metric, Query, metric};
 use crate::index_file::Index;
@@ -327,10 +327,9 @@ fn run_helper(mut command: Command, what: &str) -> Result<Option<Value>> {
     Ok(Some(serde_json::from_slice(&output.stdout).with_context(|| format!("reading the {what} helper's output"))?))
 }
 
-/// Embeddings of a shared catalog, computed once and cached.
+/// Embeddings of a shared catalog, from the build's per-image cache (keyed by
+/// image, model and preprocessing version), computed the first time.
 fn catalog_dataset(options: &BenchOptions, name: &str) -> Result<Dataset> {
-    let dir = options.cache_dir.join("embeddings").join(name);
-    let vectors_path = dir.join("vectors.npy");
     let catalog_path = options.data_dir.join(name).join("labels.csv");
     let label_col = match name {
         "fashion-product-images" => "articleType",
@@ -339,36 +338,30 @@ fn catalog_dataset(options: &BenchOptions, name: &str) -> Result<Dataset> {
     };
     let columns = Columns { id: Some("file".into()), image: Some("file".into()), label: Some(label_col.into()) };
     let catalog = read_catalog(&catalog_path, &columns)?;
-    if !vectors_path.exists() {
-        eprintln!("embedding {name} once for the benchmark (cached in {})", dir.display());
-        let device = Device::flex();
-        let model = weights::from_file(&options.model, &device)?;
-        let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
-        let embedder = Embedder::new(model, device);
-        let job = EmbedJob {
-            catalog_dir: catalog_path.parent().expect("file in a folder"),
-            fetcher: &fetcher,
-            embedder: &embedder,
-            cache: None,
-            thumbnails: None,
-            batch_size: 16,
-        };
-        let embedded = embed_catalog(&catalog, &job)?;
-        if !embedded.skipped.is_empty() {
-            bail!("{} images of {name} could not be read", embedded.skipped.len());
-        }
-        std::fs::create_dir_all(&dir)?;
-        crate::native::fsutil::write_atomic(&vectors_path, &npy::encode_f32(&embedded.vectors, embedded.products.len(), FEATURE_DIM))?;
+    let device = Device::flex();
+    let model = weights::from_file(&options.model, &device)?;
+    let model_bytes = std::fs::read(&options.model)?;
+    let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes);
+    let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
+    let embedder = Embedder::new(model, device);
+    let job = EmbedJob {
+        catalog_dir: catalog_path.parent().expect("file in a folder"),
+        fetcher: &fetcher,
+        embedder: &embedder,
+        cache: Some(&cache),
+        thumbnails: None,
+        batch_size: 16,
+    };
+    let embedded = embed_catalog(&catalog, &job)?;
+    if !embedded.skipped.is_empty() {
+        bail!("{} images of {name} could not be read", embedded.skipped.len());
     }
-    let (vectors, rows, dims) = npy::read_f32(&vectors_path)?;
-    if rows != catalog.products.len() {
-        bail!("{}: {rows} vectors for {} products; delete it to recompute", vectors_path.display(), catalog.products.len());
-    }
+    let dims = FEATURE_DIM;
     // Every 10th product is a query by vector; all products stay in the base
     // (a query's own vector is then its first hit, for both systems alike).
-    let queries: Vec<f32> = vectors.chunks_exact(dims).step_by(10).flatten().copied().collect();
-    let labels = catalog.products.iter().map(|p| p.label.clone()).collect();
-    Ok(Dataset { name: name.into(), dims, base: vectors, queries, labels: Some(labels) })
+    let queries: Vec<f32> = embedded.vectors.chunks_exact(dims).step_by(10).flatten().copied().collect();
+    let labels = embedded.products.iter().map(|p| p.label.clone()).collect();
+    Ok(Dataset { name: name.into(), dims, base: embedded.vectors, queries, labels: Some(labels) })
 }
 
 /// Clustered data in a 64-d subspace of `dims`, plus isotropic noise.
