@@ -537,6 +537,13 @@ mod tests {
     }
 
     #[test]
+    fn a_catalog_without_products_is_an_error() {
+        assert_eq!(parse("id,image\n", CatalogFormat::Csv).unwrap_err(), CatalogError::Empty { file: "cat".into() });
+        assert_eq!(parse("[]", CatalogFormat::Json).unwrap_err(), CatalogError::Empty { file: "cat".into() });
+        assert!(matches!(parse("{\"id\": 1}", CatalogFormat::Json), Err(CatalogError::Syntax { line: 1, .. })));
+    }
+
+    #[test]
     fn ragged_csv_row_is_a_syntax_error_on_its_line() {
         let err = parse("id,image\n1,a\n2,b,extra\n", CatalogFormat::Csv).unwrap_err();
         assert!(matches!(err, CatalogError::Syntax { line: 3, .. }), "{err:?}");

@@ -248,3 +248,43 @@ fn skip_bad_reports_bad_rows_and_precompute_writes_the_reports_json() {
     assert!(recs.iter().all(|r| kind(&r.original_product_id) == kind(&r.similar_product_id)));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn eval_prints_the_keys_other_tools_read() {
+    let output = lookalike(&["eval", "--site", built().dir.to_str().unwrap(), "--label", "articleType", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["n"], 293);
+    for key in ["precision_at_k", "recall_vs_exact"] {
+        let value = report[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&value) && value > 0.3, "{key}: {value}");
+    }
+}
+
+#[test]
+fn a_changed_catalog_embeds_only_what_is_new_and_drops_what_is_gone() {
+    let dir = scratch("incremental");
+    let images = common::data_dir().join("fashion-product-images/images");
+    let write = |ids: &[&str]| {
+        let rows: String = ids.iter().map(|id| format!("{id},{}\n", images.join(format!("{id}.jpg")).display())).collect();
+        std::fs::write(dir.join("catalog.csv"), format!("product_id,file\n{rows}")).unwrap();
+    };
+    let options = BuildOptions {
+        columns: Columns { id: Some("product_id".into()), image: Some("file".into()), label: None },
+        ..options(&dir, dir.join("catalog.csv"))
+    };
+    write(&["1563", "1580", "10049", "10082"]);
+    let first = build_site(&options).unwrap();
+    assert_eq!(first.from_cache, 0);
+    let thumbs = |site: &Path| std::fs::read_dir(site.join("thumbs")).unwrap().count();
+    assert_eq!(thumbs(&options.out), 4);
+    // 1580 leaves, 10106 arrives.
+    write(&["1563", "10049", "10082", "10106"]);
+    let second = build_site(&options).unwrap();
+    assert_eq!((second.products, second.from_cache), (4, 3), "only the new product is embedded");
+    assert_eq!(thumbs(&options.out), 4, "the departed product's thumbnail is removed");
+    let (index, manifest) = load_site(&options.out).unwrap();
+    assert_eq!(index.ids, ["1563", "10049", "10082", "10106"]);
+    assert!(manifest.products.iter().all(|p| options.out.join(&p.thumb).exists()));
+    std::fs::remove_dir_all(dir).unwrap();
+}
