@@ -285,6 +285,11 @@ fn a_changed_catalog_embeds_only_what_is_new_and_drops_what_is_gone() {
     assert_eq!(thumbs(&options.out), 4, "the departed product's thumbnail is removed");
     let (index, manifest) = load_site(&options.out).unwrap();
     assert_eq!(index.ids, ["1563", "10049", "10082", "10106"]);
+    // A lost thumbnail is redrawn without embedding again.
+    std::fs::remove_file(options.out.join(&manifest.products[0].thumb)).unwrap();
+    let third = build_site(&options).unwrap();
+    assert_eq!(third.from_cache, 4);
+    assert!(options.out.join(&manifest.products[0].thumb).exists());
     assert!(manifest.products.iter().all(|p| options.out.join(&p.thumb).exists()));
     std::fs::remove_dir_all(dir).unwrap();
 }

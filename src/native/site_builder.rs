@@ -235,9 +235,11 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
     let content_key = format!("{:x}", Sha256::digest(&bytes));
     let thumb_file = job.thumbnails.map(|(site, size)| (site.join(thumb_path(&content_key)), size));
     let thumb_done = thumb_file.as_ref().is_none_or(|(path, _)| path.exists());
-    if thumb_done && let Some(vector) = job.cache.and_then(|c| c.get(&content_key)) {
+    let cached = job.cache.and_then(|c| c.get(&content_key));
+    if thumb_done && let Some(vector) = cached {
         return Ok(Ready::Cached { vector, content_key });
     }
+    // Decode for the thumbnail, the embedding, or both.
     let decoded = preprocess::decode(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
     if let Some((path, size)) = thumb_file.filter(|_| !thumb_done) {
         let mut jpeg = Vec::new();
@@ -246,7 +248,10 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
             .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
         write_atomic(&path, &jpeg).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    Ok(Ready::Prepared { model_input: preprocess::model_input(&decoded), content_key })
+    Ok(match cached {
+        Some(vector) => Ready::Cached { vector, content_key },
+        None => Ready::Prepared { model_input: preprocess::model_input(&decoded), content_key },
+    })
 }
 
 pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
