@@ -77,6 +77,8 @@ enum BenchKind {
     Forest,
     /// Images per second of the build's stages, and the embedder's FLOP/s.
     Build,
+    /// Retrieval quality on the shared catalogs (exact search over the embeddings).
+    Quality,
 }
 
 /// Which catalog, and which of its columns hold the id and the image.
@@ -228,6 +230,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 }),
                 BenchKind::Build => super::bench::build::run(&super::bench::build::BuildBenchOptions {
                     quick,
+                    json,
+                    data_dir,
+                    cache_dir: default_cache_dir(),
+                    model: project_path(DEFAULT_MODEL),
+                }),
+                BenchKind::Quality => super::bench::quality::run(&super::bench::quality::QualityOptions {
                     json,
                     data_dir,
                     cache_dir: default_cache_dir(),

@@ -9,14 +9,10 @@
 //! nothing.
 
 use crate::native::npy;
-use crate::native::fetch::{FetchOptions, Fetcher};
-use crate::native::site_builder::{EmbedJob, EmbeddingCache, embed_catalog, read_catalog};
-use crate::catalog::Columns;
 use crate::forest::{Encoding, Forest, ForestParams, LabelFilter, Metric, Query, metric};
 use crate::index_file::Index;
-use crate::model::{Embedder, FEATURE_DIM, weights};
-use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
+use crate::model::FEATURE_DIM;
+use anyhow::{Context, Result};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use serde_json::Value;
@@ -327,38 +323,17 @@ fn run_helper(mut command: Command, what: &str) -> Result<Option<Value>> {
     Ok(Some(serde_json::from_slice(&output.stdout).with_context(|| format!("reading the {what} helper's output"))?))
 }
 
-/// Embeddings of a shared catalog, from the build's per-image cache (keyed by
-/// image, model and preprocessing version), computed the first time.
+/// Embeddings of a shared catalog, with every 10th product also a query.
 fn catalog_dataset(options: &BenchOptions, name: &str) -> Result<Dataset> {
-    let catalog_path = options.data_dir.join(name).join("labels.csv");
     let label_col = match name {
         "fashion-product-images" => "articleType",
         "hm-product-groups" => "product_type_name",
         _ => "group_id",
     };
-    let columns = Columns { id: Some("file".into()), image: Some("file".into()), label: Some(label_col.into()) };
-    let catalog = read_catalog(&catalog_path, &columns)?;
-    let device = Device::flex();
-    let model = weights::from_file(&options.model, &device)?;
-    let model_bytes = std::fs::read(&options.model)?;
-    let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes);
-    let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
-    let embedder = Embedder::new(model, device);
-    let job = EmbedJob {
-        catalog_dir: catalog_path.parent().expect("file in a folder"),
-        fetcher: &fetcher,
-        embedder: &embedder,
-        cache: Some(&cache),
-        thumbnails: None,
-        batch_size: 16,
-    };
-    let embedded = embed_catalog(&catalog, &job)?;
-    if !embedded.skipped.is_empty() {
-        bail!("{} images of {name} could not be read", embedded.skipped.len());
-    }
+    let embedded = super::catalog_embeddings(&options.data_dir, &options.cache_dir, &options.model, name, Some(label_col))?;
     let dims = FEATURE_DIM;
-    // Every 10th product is a query by vector; all products stay in the base
-    // (a query's own vector is then its first hit, for both systems alike).
+    // All products stay in the base (a query's own vector is then its first
+    // hit, for both systems alike).
     let queries: Vec<f32> = embedded.vectors.chunks_exact(dims).step_by(10).flatten().copied().collect();
     let labels = embedded.products.iter().map(|p| p.label.clone()).collect();
     Ok(Dataset { name: name.into(), dims, base: embedded.vectors, queries, labels: Some(labels) })

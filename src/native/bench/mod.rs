@@ -1,5 +1,45 @@
 //! Benchmarks that print numbers, each against a reference measured in the
-//! same run: `lookalike bench forest` and `lookalike bench build`.
+//! same run: `lookalike bench forest`, `bench build` and `bench quality`.
 
 pub mod build;
 pub mod forest;
+pub mod quality;
+
+use crate::catalog::{Catalog, Columns, Product};
+use crate::model::{Embedder, weights};
+use crate::native::fetch::{FetchOptions, Fetcher};
+use crate::native::site_builder::{EmbedJob, EmbeddingCache, embed_catalog, read_catalog};
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use std::path::Path;
+
+/// A shared catalog's products (all of them; the data is clean) and their
+/// embeddings, from the build's per-image cache (keyed by image, model and
+/// preprocessing version), computed the first time.
+pub struct CatalogEmbeddings {
+    pub products: Vec<Product>,
+    pub vectors: Vec<f32>,
+}
+
+pub fn catalog_embeddings(data_dir: &Path, cache_dir: &Path, model: &Path, name: &str, label: Option<&str>) -> Result<CatalogEmbeddings> {
+    let catalog_path = data_dir.join(name).join("labels.csv");
+    let columns = Columns { id: Some("file".into()), image: Some("file".into()), label: label.map(String::from) };
+    let catalog: Catalog = read_catalog(&catalog_path, &columns)?;
+    let device = Device::flex();
+    let embedder = Embedder::new(weights::from_file(model, &device)?, device);
+    let cache = EmbeddingCache::new(&cache_dir.join("embeddings"), &std::fs::read(model)?);
+    let fetcher = Fetcher::new(FetchOptions::new(cache_dir.join("images")));
+    let job = EmbedJob {
+        catalog_dir: catalog_path.parent().expect("file in a folder"),
+        fetcher: &fetcher,
+        embedder: &embedder,
+        cache: Some(&cache),
+        thumbnails: None,
+        batch_size: 16,
+    };
+    let embedded = embed_catalog(&catalog, &job)?;
+    if !embedded.skipped.is_empty() {
+        bail!("{} images of {name} could not be read", embedded.skipped.len());
+    }
+    Ok(CatalogEmbeddings { products: embedded.products.into_iter().cloned().collect(), vectors: embedded.vectors })
+}
