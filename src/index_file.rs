@@ -137,11 +137,6 @@ impl Index {
         self.ids.iter().position(|x| x == id).map(|i| i as u32)
     }
 
-    /// A lookup table from product id to item, for many lookups.
-    pub fn id_table(&self) -> HashMap<&str, u32> {
-        self.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect()
-    }
-
     pub fn label_name(&self, item: u32) -> Option<&str> {
         let label = self.forest.label(item);
         (label != NO_LABEL).then(|| self.label_names[label as usize].as_str())

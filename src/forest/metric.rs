@@ -57,23 +57,71 @@ impl Metric {
     }
 }
 
-/// Dot product. In wasm with SIMD128, explicit 128-bit lanes; elsewhere
-/// eight independent lanes that LLVM vectorises (a single running sum would
-/// serialise the adds).
+/// Dot product of two f32 vectors.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_with(a, b)
+}
+
+/// Dot product of an f32 vector with 8-bit codes: the inner loop of every
+/// compact search.
+#[inline]
+pub fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
+    dot_with(a, b)
+}
+
+/// What a dot product's second operand can be: f32 values or 8-bit codes,
+/// each with its own SIMD kernels.
+trait Lane: Copy + Into<f32> {
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    unsafe fn avx2_dot(a: &[f32], b: &[Self]) -> f32;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm_simd::dot(a, b);
+    fn simd128_dot(a: &[f32], b: &[Self]) -> f32;
+}
+
+impl Lane for f32 {
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn avx2_dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: forwarded from the caller.
+        unsafe { x86::dot(a, b) }
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn simd128_dot(a: &[f32], b: &[f32]) -> f32 {
+        wasm_simd::dot(a, b)
+    }
+}
+
+impl Lane for i8 {
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn avx2_dot(a: &[f32], b: &[i8]) -> f32 {
+        // SAFETY: forwarded from the caller.
+        unsafe { x86::dot_i8(a, b) }
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn simd128_dot(a: &[f32], b: &[i8]) -> f32 {
+        wasm_simd::dot_i8(a, b)
+    }
+}
+
+/// The one place that picks a kernel: explicit SIMD128 in wasm, AVX2+FMA on
+/// x86-64 CPUs that have it (checked at run time), else portable lanes.
+#[inline]
+fn dot_with<T: Lane>(a: &[f32], b: &[T]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return T::simd128_dot(a, b);
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { x86::dot(a, b) };
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        return unsafe { T::avx2_dot(a, b) };
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     portable_dot(a, b)
 }
 
-/// Dot product in eight independent lanes, for f32 values or 8-bit codes.
+/// Dot product in eight independent lanes (a single running sum would
+/// serialise the adds), which LLVM vectorises for any target.
 #[inline]
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
 fn portable_dot<T: Copy + Into<f32>>(a: &[f32], b: &[T]) -> f32 {
@@ -88,21 +136,6 @@ fn portable_dot<T: Copy + Into<f32>>(a: &[f32], b: &[T]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
-}
-
-/// Dot product of an f32 vector with 8-bit codes: the inner loop of every
-/// compact search, so it gets explicit SIMD128 in wasm too.
-#[inline]
-pub fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm_simd::dot_i8(a, b);
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
-        return unsafe { x86::dot_i8(a, b) };
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    portable_dot(a, b)
 }
 
 #[inline]

@@ -270,6 +270,11 @@ impl Forest {
         self.len() - self.removed
     }
 
+    /// Whether any item was removed (so searches must check).
+    pub(crate) fn has_removed(&self) -> bool {
+        self.removed > 0
+    }
+
     pub fn is_deleted(&self, item: u32) -> bool {
         self.deleted[item as usize]
     }
@@ -290,11 +295,6 @@ impl Forest {
 
     pub fn encoding(&self) -> Encoding {
         self.store.encoding()
-    }
-
-    /// The encoding of the full vectors kept for re-scoring, if any.
-    pub fn rescore_encoding(&self) -> Option<Encoding> {
-        self.rescore.as_ref().map(VectorStore::encoding)
     }
 
     pub fn projection(&self) -> Option<&Projection> {

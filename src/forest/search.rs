@@ -151,7 +151,7 @@ impl Forest {
     }
 
     fn exact(&self, tree_query: &TreeQuery, query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
-        let any_deleted = self.deleted.contains(&true);
+        let any_deleted = self.has_removed();
         let candidates = (0..self.len() as u32).filter(|&i| self.passes(i, query, exclude, any_deleted));
         self.rank(tree_query, candidates, query.k)
     }
@@ -161,7 +161,7 @@ impl Forest {
             return Vec::new();
         }
         let search_k = query.search_k.unwrap_or(self.n_trees().saturating_mul(query.k)).max(query.k);
-        let any_deleted = self.live_len() != self.len();
+        let any_deleted = self.has_removed();
         let mut seen = vec![0u64; self.len().div_ceil(64)];
         let mut candidates: Vec<u32> = Vec::with_capacity(search_k.min(self.len()));
         let mut heap: BinaryHeap<Pending> = self

@@ -86,20 +86,34 @@ mod native {
         Ok(model)
     }
 
+    /// Whether `path` names a PyTorch checkpoint (else a Burnpack record).
+    fn is_pytorch(path: &Path) -> bool {
+        matches!(path.extension().and_then(|e| e.to_str()), Some("pth" | "pt"))
+    }
+
+    pub fn is_burnpack(path: &Path) -> bool {
+        !is_pytorch(path)
+    }
+
     /// Loads weights from a `.pth` checkpoint or a `.bpk` record, by extension.
     /// Records saved by [`save_burnpack`] never hold the classifier.
     pub fn from_file(path: &Path, device: &Device) -> Result<EfficientNetLite, WeightsError> {
-        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        match extension {
-            "pth" | "pt" => from_pytorch_file(path, device),
-            _ => {
-                let bytes = std::fs::read(path).map_err(|e| WeightsError::Read {
-                    source_name: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                from_burnpack_bytes(bytes, false, &path.display().to_string(), device)
-            }
+        if is_pytorch(path) {
+            return from_pytorch_file(path, device);
         }
+        let bytes = std::fs::read(path).map_err(|e| WeightsError::Read {
+            source_name: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        from_burnpack_bytes(bytes, false, &path.display().to_string(), device)
+    }
+
+    /// As [`from_file`], for a caller that already read the file's bytes.
+    pub fn from_file_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<EfficientNetLite, WeightsError> {
+        if is_pytorch(path) {
+            return from_pytorch_file(path, device);
+        }
+        from_burnpack_bytes(bytes.to_vec(), false, &path.display().to_string(), device)
     }
 
     /// Writes the feature extractor (no classifier) as a Burnpack record,

@@ -265,8 +265,10 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let web_assets = WebAssets::locate(&options.assets)?;
     eprintln!("catalog: {} products from {}", catalog.products.len(), options.catalog.display());
 
+    // Read once: the bytes load the model, key the embedding cache and ship.
+    let model_bytes = std::fs::read(&options.model).with_context(|| format!("reading {}", options.model.display()))?;
     let device = Device::flex();
-    let model = weights::from_file(&options.model, &device)
+    let model = weights::from_file_bytes(&options.model, &model_bytes, &device)
         .with_context(|| format!("loading the embedder from {}", options.model.display()))?;
     let embedder = Embedder::new(model, device);
 
@@ -274,7 +276,6 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     std::fs::create_dir_all(out.join(site::THUMBS_DIR))
         .with_context(|| format!("creating {}", out.display()))?;
 
-    let model_bytes = std::fs::read(&options.model).with_context(|| format!("reading {}", options.model.display()))?;
     let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes);
     let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
     let job = EmbedJob {
@@ -329,7 +330,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         index.forest.projection().map(|p| format!(", PCA to {}", p.out_dims)).unwrap_or_default(),
     );
     write_atomic(&out.join(site::INDEX_PATH), &index_bytes).context("writing the index")?;
-    write_model_record(&options.model, embedder.model(), &out.join(site::MODEL_PATH))?;
+    write_model_record(&options.model, &model_bytes, embedder.model(), &out.join(site::MODEL_PATH))?;
 
     let manifest = SiteManifest {
         version: site::MANIFEST_VERSION,
@@ -422,10 +423,9 @@ fn remove_stale_thumbnails(out: &Path, content_keys: &[String]) -> Result<()> {
 
 /// Ships the embedder as a Burnpack record: copied when it already is one,
 /// converted (without the ImageNet head) when it is a PyTorch checkpoint.
-fn write_model_record(source: &Path, model: &crate::model::EfficientNetLite, target: &Path) -> Result<()> {
-    if source.extension().is_some_and(|e| e == "bpk") {
-        let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
-        write_atomic(target, &bytes).with_context(|| format!("writing {}", target.display()))
+fn write_model_record(source: &Path, source_bytes: &[u8], model: &crate::model::EfficientNetLite, target: &Path) -> Result<()> {
+    if weights::is_burnpack(source) {
+        write_atomic(target, source_bytes).with_context(|| format!("writing {}", target.display()))
     } else {
         Ok(weights::save_burnpack(model, target)?)
     }
