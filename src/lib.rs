@@ -3,7 +3,9 @@
 //! The shared core, identical on both targets:
 //! - [`catalog`]: reading a brand's catalog (CSV, JSON, JSON Lines);
 //! - [`preprocess`]: decoding and pad-resizing images for the embedder;
-//! - [`model`]: EfficientNet-Lite as a Burn module and its weights;
+//! - [`model`]: EfficientNet-Lite as a Burn module and its weights, and
+//!   TF.js graph models compiled to Burn;
+//! - [`detect`]: the fashion items in a photo (NanoDet, MoveNet, packshots);
 //! - [`forest`]: the approximate nearest-neighbour forest;
 //! - [`index_file`]: the static index file the site ships;
 //! - [`rank`]: recommendations in the report's JSON shape;
@@ -13,6 +15,7 @@
 //! command-line tool: build, query, serve) and `wasm` (the browser API).
 
 pub mod catalog;
+pub mod detect;
 pub mod forest;
 pub mod index_file;
 pub mod model;

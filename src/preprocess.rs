@@ -81,7 +81,7 @@ fn fit_within(width: u32, height: u32, side: u32) -> (u32, u32) {
 /// Bilinear (antialiased when shrinking) resize with SIMD. Its U8 arithmetic
 /// is fixed-point, so every CPU path (AVX2, SSE4.1, wasm SIMD128, scalar)
 /// gives the same pixels.
-fn resize_rgb(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+pub fn resize_rgb(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     use fast_image_resize as fr;
     if image.dimensions() == (width, height) {
         return image.clone();

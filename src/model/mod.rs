@@ -7,6 +7,8 @@
 
 pub mod efficientnet;
 pub mod embedder;
+pub mod label_head;
+pub mod tfjs;
 pub mod weights;
 
 pub use efficientnet::{EfficientNetLite, FEATURE_DIM};

@@ -55,6 +55,30 @@ enum Command {
         #[arg(long)]
         dataset: Option<String>,
     },
+    /// Train the label head: names crops with a catalog column's values (e.g. articleType).
+    TrainLabels {
+        #[command(flatten)]
+        input: CatalogArgs,
+        /// The column to learn.
+        #[arg(long)]
+        label_col: String,
+        /// Learn the most frequent values only.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Share of products held out to measure accuracy.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        #[arg(long, default_value = "models/labels.json")]
+        out: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
+    /// Print the fashion items found in a photo (boxes, classes, scores) as JSON.
+    Detect {
+        image: PathBuf,
+        #[command(flatten)]
+        detect: DetectArgs,
+    },
     /// Serve a built site on 127.0.0.1.
     Serve {
         /// The built site folder.
@@ -79,6 +103,49 @@ enum BenchKind {
     Build,
     /// Retrieval quality on the shared catalogs (exact search over the embeddings).
     Quality,
+    /// Garment detection on CCP street photos, and the label head's accuracy.
+    Detect,
+}
+
+/// The report's detection parameters, and the detector models.
+#[derive(Args, Debug, Clone)]
+struct DetectArgs {
+    /// Classes to look for, comma-separated [default: upper body, lower body,
+    /// full length, shoes, handbag, backpack, tie].
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<String>>,
+    /// Minimum detector score.
+    #[arg(long, default_value_t = 0.6)]
+    min_score: f32,
+    /// At most this many boxes per photo.
+    #[arg(long, default_value_t = 3)]
+    max_boxes: usize,
+    /// Object detector: a TF.js NanoDet model.json [default: models/nanodet.json].
+    #[arg(long)]
+    detector: Option<PathBuf>,
+    /// Pose model: a TF.js MoveNet model.json [default: models/movenet-lightning.json].
+    #[arg(long)]
+    pose: Option<PathBuf>,
+}
+
+impl DetectArgs {
+    fn options(&self) -> Result<crate::detect::DetectOptions> {
+        let mut options = crate::detect::DetectOptions::default();
+        if let Some(classes) = &self.classes {
+            options.classes = classes.iter().map(|c| c.trim().to_string()).collect();
+        }
+        options.min_score = self.min_score;
+        options.max_boxes = self.max_boxes;
+        options.validate().map_err(anyhow::Error::msg)?;
+        Ok(options)
+    }
+
+    fn detector(&self, device: &Device) -> Result<crate::detect::Detector> {
+        use crate::model::tfjs::read_model;
+        let objects = read_model(&self.detector.clone().unwrap_or_else(|| project_path("models/nanodet.json")))?;
+        let pose = read_model(&self.pose.clone().unwrap_or_else(|| project_path("models/movenet-lightning.json")))?;
+        Ok(crate::detect::Detector::new(Some(&objects), Some(&pose), device)?)
+    }
 }
 
 /// Which catalog, and which of its columns hold the id and the image.
@@ -209,6 +276,32 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => build(args),
         Command::Query(args) => query(args),
         Command::Eval(args) => eval(args),
+        Command::TrainLabels { input, label_col, top, holdout, out, model } => {
+            let columns = Columns { id: input.id_col, image: input.image_col, label: Some(label_col.clone()) };
+            let model = model.unwrap_or_else(|| project_path(DEFAULT_MODEL));
+            let embedded = super::bench::embed_with_cache(&input.catalog, &columns, &default_cache_dir(), &model)?;
+            let trained = super::labels::train_labels(&embedded.products, &embedded.vectors, &label_col, top, holdout)?;
+            super::fsutil::write_atomic(&out, &serde_json::to_vec(&trained.head)?)?;
+            eprintln!(
+                "wrote {} ({} labels of {label_col}); top-1 accuracy {:.3} on {} held-out products (trained on {})",
+                out.display(),
+                trained.head.labels.len(),
+                trained.accuracy,
+                trained.tested_on,
+                trained.trained_on
+            );
+            Ok(())
+        }
+        Command::Detect { image, detect } => {
+            let options = detect.options()?;
+            let detector = detect.detector(&Device::flex())?;
+            let bytes = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            let decoded = crate::preprocess::decode(&bytes).with_context(|| format!("decoding {}", image.display()))?;
+            let items = crate::detect::readback::block_on(detector.detect(&decoded.to_rgb8(), &options))
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&items)?);
+            Ok(())
+        }
         Command::Serve { dir, port } => super::serve::serve(&dir, port, |addr| {
             eprintln!("serving {} on http://{addr}/ (Ctrl-C to stop)", dir.display());
         }),
@@ -240,6 +333,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     data_dir,
                     cache_dir: default_cache_dir(),
                     model: project_path(DEFAULT_MODEL),
+                }),
+                BenchKind::Detect => super::bench::detect::run(&super::bench::detect::DetectBenchOptions {
+                    quick,
+                    json,
+                    data_dir,
+                    models_dir: project_path("models"),
                 }),
             }
         }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod eval;
 pub mod fetch;
 pub mod fsutil;
+pub mod labels;
 pub mod npy;
 pub mod progress;
 pub mod serve;

@@ -2,6 +2,7 @@
 //! same run: `lookalike bench forest`, `bench build` and `bench quality`.
 
 pub mod build;
+pub mod detect;
 pub mod forest;
 pub mod quality;
 
@@ -24,13 +25,29 @@ pub struct CatalogEmbeddings {
 pub fn catalog_embeddings(data_dir: &Path, cache_dir: &Path, model: &Path, name: &str, label: Option<&str>) -> Result<CatalogEmbeddings> {
     let catalog_path = data_dir.join(name).join("labels.csv");
     let columns = Columns { id: Some("file".into()), image: Some("file".into()), label: label.map(String::from) };
-    let catalog: Catalog = read_catalog(&catalog_path, &columns)?;
+    let embedded = embed_with_cache(&catalog_path, &columns, cache_dir, model)?;
+    if embedded.skipped > 0 {
+        bail!("{} images of {name} could not be read", embedded.skipped);
+    }
+    Ok(CatalogEmbeddings { products: embedded.products, vectors: embedded.vectors })
+}
+
+/// A catalog's readable products and their embeddings, through the build's
+/// per-image cache; `skipped` counts unreadable images.
+pub struct CachedEmbeddings {
+    pub products: Vec<Product>,
+    pub vectors: Vec<f32>,
+    pub skipped: usize,
+}
+
+pub fn embed_with_cache(catalog_path: &Path, columns: &Columns, cache_dir: &Path, model: &Path) -> Result<CachedEmbeddings> {
+    let catalog: Catalog = read_catalog(catalog_path, columns)?;
     let device = Device::flex();
     let embedder = Embedder::new(weights::from_file(model, &device)?, device);
     let cache = EmbeddingCache::new(&cache_dir.join("embeddings"), &std::fs::read(model)?);
     let fetcher = Fetcher::new(FetchOptions::new(cache_dir.join("images")));
     let job = EmbedJob {
-        catalog_dir: catalog_path.parent().expect("file in a folder"),
+        catalog_dir: catalog_path.parent().unwrap_or(Path::new(".")),
         fetcher: &fetcher,
         embedder: &embedder,
         cache: Some(&cache),
@@ -38,8 +55,9 @@ pub fn catalog_embeddings(data_dir: &Path, cache_dir: &Path, model: &Path, name:
         batch_size: 16,
     };
     let embedded = embed_catalog(&catalog, &job)?;
-    if !embedded.skipped.is_empty() {
-        bail!("{} images of {name} could not be read", embedded.skipped.len());
-    }
-    Ok(CatalogEmbeddings { products: embedded.products.into_iter().cloned().collect(), vectors: embedded.vectors })
+    Ok(CachedEmbeddings {
+        products: embedded.products.into_iter().cloned().collect(),
+        vectors: embedded.vectors,
+        skipped: embedded.skipped.len(),
+    })
 }

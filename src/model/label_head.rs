@@ -1,0 +1,167 @@
+//! A small classifier on top of the embedder: names a crop with one of a
+//! catalog's labels (e.g. articleType) and a confidence.
+//!
+//! It is a softmax regression over L2-normalised embeddings: the embeddings
+//! already separate kinds of products well (same-articleType precision@10 is
+//! about 0.67), so a linear head is enough and stays tiny (20 labels x 1280
+//! weights), trains in seconds natively and runs in microseconds anywhere.
+//! Saved as JSON, so it is readable and loads the same in the browser.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabelHead {
+    /// The catalog column the labels came from (e.g. `articleType`).
+    pub column: String,
+    pub labels: Vec<String>,
+    pub feature_dim: usize,
+    /// `labels.len()` rows of `feature_dim` weights.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub label: String,
+    pub confidence: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabelHeadError {
+    #[error("{source_name}: not a label head: {message}")]
+    Parse { source_name: String, message: String },
+    #[error("{source_name}: {message}")]
+    Shape { source_name: String, message: String },
+}
+
+impl LabelHead {
+    /// Parses and checks a saved head.
+    pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, LabelHeadError> {
+        let head: LabelHead = serde_json::from_slice(bytes)
+            .map_err(|e| LabelHeadError::Parse { source_name: source_name.to_string(), message: e.to_string() })?;
+        let classes = head.labels.len();
+        if classes == 0 || head.weights.len() != classes * head.feature_dim || head.bias.len() != classes {
+            return Err(LabelHeadError::Shape {
+                source_name: source_name.to_string(),
+                message: format!(
+                    "{classes} labels need {} weights and {classes} biases; found {} and {}",
+                    classes * head.feature_dim,
+                    head.weights.len(),
+                    head.bias.len()
+                ),
+            });
+        }
+        Ok(head)
+    }
+
+    /// Class probabilities for one embedding (any scale; it is normalised).
+    pub fn probabilities(&self, embedding: &[f32]) -> Vec<f32> {
+        assert_eq!(embedding.len(), self.feature_dim, "embedding width");
+        let x = normalized(embedding);
+        let logits: Vec<f32> = self
+            .weights
+            .chunks_exact(self.feature_dim)
+            .zip(&self.bias)
+            .map(|(w, b)| w.iter().zip(&x).map(|(w, x)| w * x).sum::<f32>() + b)
+            .collect();
+        softmax(&logits)
+    }
+
+    /// The most likely label.
+    pub fn predict(&self, embedding: &[f32]) -> Prediction {
+        let p = self.probabilities(embedding);
+        let (best, &confidence) = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("at least one label");
+        Prediction { label: self.labels[best].clone(), confidence }
+    }
+}
+
+pub fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter().map(|x| x / norm).collect()
+}
+
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / total).collect()
+}
+
+/// Trains a head by full-batch gradient descent with Adam on the
+/// cross-entropy, with a little L2 regularisation. `rows` are embeddings,
+/// `targets` their label numbers (indices into `labels`).
+pub fn train(column: &str, labels: Vec<String>, rows: &[Vec<f32>], targets: &[usize], epochs: usize) -> LabelHead {
+    let dim = rows.first().map_or(0, Vec::len);
+    let classes = labels.len();
+    let xs: Vec<Vec<f32>> = rows.iter().map(|r| normalized(r)).collect();
+    let mut head = LabelHead { column: column.to_string(), labels, feature_dim: dim, weights: vec![0.0; classes * dim], bias: vec![0.0; classes] };
+    const LEARNING_RATE: f32 = 0.05;
+    const L2: f32 = 1e-4;
+    let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+    let params = classes * dim + classes;
+    let (mut m, mut v) = (vec![0f32; params], vec![0f32; params]);
+    for epoch in 1..=epochs {
+        let mut grad = vec![0f32; params];
+        for (x, &t) in xs.iter().zip(targets) {
+            let p = head.probabilities(x);
+            for c in 0..classes {
+                let err = p[c] - (c == t) as u8 as f32;
+                let row = &mut grad[c * dim..(c + 1) * dim];
+                for (g, xi) in row.iter_mut().zip(x) {
+                    *g += err * xi;
+                }
+                grad[classes * dim + c] += err;
+            }
+        }
+        let n = xs.len().max(1) as f32;
+        let (c1, c2) = (1.0 - b1.powi(epoch as i32), 1.0 - b2.powi(epoch as i32));
+        for i in 0..params {
+            let value = if i < classes * dim { head.weights[i] } else { head.bias[i - classes * dim] };
+            let g = grad[i] / n + if i < classes * dim { L2 * value } else { 0.0 };
+            m[i] = b1 * m[i] + (1.0 - b1) * g;
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+            let step = LEARNING_RATE * (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
+            if i < classes * dim {
+                head.weights[i] -= step;
+            } else {
+                head.bias[i - classes * dim] -= step;
+            }
+        }
+    }
+    head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_separable_classes_and_round_trips() {
+        // Three clusters around three axes of a 6-d space.
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        for i in 0..60 {
+            let class = i % 3;
+            let mut v = vec![0.1 * ((i * 7 % 5) as f32 - 2.0); 6];
+            v[class] += 3.0;
+            rows.push(v);
+            targets.push(class);
+        }
+        let head = train("kind", vec!["a".into(), "b".into(), "c".into()], &rows, &targets, 100);
+        let correct = rows.iter().zip(&targets).filter(|&(r, &t)| head.predict(r).label == head.labels[t]).count();
+        assert_eq!(correct, 60);
+        let saved = serde_json::to_vec(&head).unwrap();
+        assert_eq!(LabelHead::from_json(&saved, "head.json").unwrap(), head);
+        let prediction = head.predict(&[0.0, 0.0, 5.0, 0.0, 0.0, 0.0]);
+        assert_eq!(prediction.label, "c");
+        assert!(prediction.confidence > 0.5);
+    }
+
+    #[test]
+    fn a_mismatched_file_is_a_named_error() {
+        let err = LabelHead::from_json(br#"{"column":"t","labels":["a"],"feature_dim":4,"weights":[1],"bias":[0]}"#, "h.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("h.json") && err.contains("4 weights"), "{err}");
+    }
+}
