@@ -43,7 +43,47 @@ impl RecommendOptions {
 /// Look-alikes of the catalog product `item`, best first, itself excluded.
 pub fn recommend_item(index: &Index, item: u32, options: &RecommendOptions) -> Vec<Recommendation> {
     let query = options.query(index.forest.label(item));
-    to_recommendations(index, &index.ids[item as usize], index.forest.search_item(item, &query))
+    to_recommendations(index, &index.ids[item as usize], search_item_distinct(index, item, &query))
+}
+
+/// Neighbours of catalog item `item` from other products, one per product.
+pub fn search_item_distinct(index: &Index, item: u32, query: &Query) -> Vec<Neighbor> {
+    let own = index.ids[item as usize].as_str();
+    distinct_products(index, Some(own), query.k, |k| index.forest.search_item(item, &Query { k, ..query.clone() }))
+}
+
+/// Neighbours of an outside vector, one per product.
+pub fn search_vector_distinct(index: &Index, vector: &[f32], query: &Query) -> Result<Vec<Neighbor>, ForestError> {
+    // The first search also validates the vector; widened ones reuse it.
+    let mut first = Some(index.forest.search_vector(vector, query)?);
+    Ok(distinct_products(index, None, query.k, |k| match first.take() {
+        Some(hits) if k == query.k => hits,
+        _ => index.forest.search_vector(vector, &Query { k, ..query.clone() }).unwrap_or_default(),
+    }))
+}
+
+/// The best `k` neighbours of distinct products, `exclude` left out. A
+/// product indexed from several crops is found once, by its best crop; the
+/// search widens (doubling k) only when duplicates crowded the first answer.
+pub fn distinct_products(index: &Index, exclude: Option<&str>, k: usize, mut search: impl FnMut(usize) -> Vec<Neighbor>) -> Vec<Neighbor> {
+    let mut want = k;
+    loop {
+        let hits = search(want);
+        let exhausted = hits.len() < want || want >= index.forest.len();
+        let mut seen = std::collections::HashSet::new();
+        let distinct: Vec<Neighbor> = hits
+            .into_iter()
+            .filter(|n| {
+                let id = index.ids[n.item as usize].as_str();
+                Some(id) != exclude && seen.insert(id)
+            })
+            .take(k)
+            .collect();
+        if distinct.len() >= k || exhausted {
+            return distinct;
+        }
+        want = (want * 2).min(index.forest.len());
+    }
 }
 
 /// Look-alikes of an outside vector (a shopper's photo), labelled `query_id`.
@@ -55,7 +95,7 @@ pub fn recommend_vector(
     options: &RecommendOptions,
 ) -> Result<Vec<Recommendation>, ForestError> {
     let query = options.query(label.unwrap_or(NO_LABEL));
-    Ok(to_recommendations(index, query_id, index.forest.search_vector(vector, &query)?))
+    Ok(to_recommendations(index, query_id, search_vector_distinct(index, vector, &query)?))
 }
 
 fn to_recommendations(index: &Index, query_id: &str, neighbors: Vec<Neighbor>) -> Vec<Recommendation> {

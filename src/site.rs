@@ -12,6 +12,8 @@ pub const MANIFEST_PATH: &str = "data/catalog.json";
 pub const INDEX_PATH: &str = "data/index.lkf";
 pub const MODEL_PATH: &str = "data/model.bpk";
 pub const THUMBS_DIR: &str = "thumbs";
+pub const LABELS_PATH: &str = "data/labels.json";
+pub const DETECTOR_DIR: &str = "data/detector";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SiteManifest {
@@ -23,6 +25,22 @@ pub struct SiteManifest {
     pub label_column: Option<String>,
     /// In index order: item `i` of the index is `products[i]`.
     pub products: Vec<SiteProduct>,
+    /// The detector the page runs on a shopper's photo, when shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<DetectorInfo>,
+    /// Relative path of the label head, when shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
+}
+
+/// The detector's TF.js files in the site, and the options to run it with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DetectorInfo {
+    pub objects: String,
+    pub objects_shards: Vec<String>,
+    pub pose: String,
+    pub pose_shards: Vec<String>,
+    pub options: crate::detect::DetectOptions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -43,6 +61,19 @@ pub struct SiteProduct {
     /// A human title when the catalog has one (name, title, productDisplayName...).
     pub title: Option<String>,
     pub metadata: Map<String, Value>,
+    /// The part of the product's image this index item was embedded from,
+    /// when it was not the whole image. A product with several crops (a model
+    /// wearing a top and trousers) appears once per crop, in index order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<Crop>,
+}
+
+/// A region of a product image: what was found there, and where (pixels:
+/// x, y, width, height).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Crop {
+    pub class: String,
+    pub bbox: [u32; 4],
 }
 
 /// Columns that are taken as a product's title, in order of preference.

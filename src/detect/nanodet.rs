@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn decoding_places_a_box_around_its_cell() {
-        // One stride-32 cell (row 1, col 2 of a 2x4 grid at side 128... use side 64: 2x2 grid).
+        // Side 64: stride 32 is a 2x2 grid; strides 8 and 16 have no outputs.
         let side = 64;
         let cells = 4;
         let mut cls = vec![0.0; cells * 80];
@@ -165,7 +165,8 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].label, "person");
         let b = found[0].bbox;
-        assert!((b.x0 - 0.0).abs() < 1e-3 && (b.x1 - 128.0).abs() < 1e-3, "{b:?}");
-        assert!((b.y0 - 0.0).abs() < 1e-3 && (b.y1 - 64.0).abs() < 1e-3, "{b:?}");
+        // Centre (48, 48), one stride (32) each way, x scaled by 2.
+        assert!((b.x0 - 32.0).abs() < 1e-3 && (b.x1 - 160.0).abs() < 1e-3, "{b:?}");
+        assert!((b.y0 - 16.0).abs() < 1e-3 && (b.y1 - 80.0).abs() < 1e-3, "{b:?}");
     }
 }

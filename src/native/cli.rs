@@ -2,7 +2,7 @@
 
 use super::eval::{column_values, evaluate};
 use super::fetch::{FetchOptions, Fetcher};
-use super::site_builder::{BuildOptions, EmbedJob, Storage, build_site, embed_catalog, read_catalog};
+use super::site_builder::{BuildOptions, CropSpec, DetectorFiles, EmbedJob, Storage, build_site, embed_catalog, read_catalog};
 use crate::catalog::Columns;
 use crate::forest::{Encoding, ForestParams, Metric};
 use crate::index_file::Index;
@@ -140,11 +140,15 @@ impl DetectArgs {
         Ok(options)
     }
 
+    fn files(&self) -> DetectorFiles {
+        DetectorFiles {
+            objects: self.detector.clone().unwrap_or_else(|| project_path(DEFAULT_OBJECT_DETECTOR)),
+            pose: self.pose.clone().unwrap_or_else(|| project_path(DEFAULT_POSE_MODEL)),
+        }
+    }
+
     fn detector(&self, device: &Device) -> Result<crate::detect::Detector> {
-        use crate::model::tfjs::read_model;
-        let objects = read_model(&self.detector.clone().unwrap_or_else(|| project_path("models/nanodet.json")))?;
-        let pose = read_model(&self.pose.clone().unwrap_or_else(|| project_path("models/movenet-lightning.json")))?;
-        Ok(crate::detect::Detector::new(Some(&objects), Some(&pose), device)?)
+        self.files().load(device)
     }
 }
 
@@ -212,6 +216,26 @@ struct BuildArgs {
     /// Also write data/recommendations.json: the top N look-alikes of every product.
     #[arg(long, value_name = "N")]
     precompute: Option<usize>,
+    /// What of each image is indexed: the whole image, the product in a
+    /// packshot, or every item the detector finds (each crop indexed).
+    #[arg(long, value_enum, default_value_t = CropChoice::Foreground)]
+    crops: CropChoice,
+    #[command(flatten)]
+    detect: DetectArgs,
+    /// Do not ship the detector with the site (photo search then embeds the
+    /// whole photo).
+    #[arg(long)]
+    no_detector: bool,
+    /// Label head from train-labels [default: models/labels.json if present].
+    #[arg(long)]
+    labels: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum CropChoice {
+    Whole,
+    Foreground,
+    Detect,
 }
 
 #[derive(Args, Debug)]
@@ -230,9 +254,12 @@ struct QueryArgs {
     /// Candidates to examine [default: n_trees * k].
     #[arg(long)]
     search_k: Option<usize>,
-    /// Keep only products with the query's label.
+    /// Keep only products with the query's label (for a photo: the label
+    /// the site's label head gives each detected item).
     #[arg(long)]
     same_label: bool,
+    #[command(flatten)]
+    detect: DetectArgs,
 }
 
 #[derive(Args, Debug)]
@@ -270,6 +297,9 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 pub const DEFAULT_MODEL: &str = "models/efficientnet-lite0.bpk";
+pub const DEFAULT_OBJECT_DETECTOR: &str = "models/nanodet.json";
+pub const DEFAULT_POSE_MODEL: &str = "models/movenet-lightning.json";
+pub const DEFAULT_LABELS: &str = "models/labels.json";
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -372,7 +402,21 @@ fn build(args: BuildArgs) -> Result<()> {
         cache_dir: args.cache.unwrap_or_else(default_cache_dir),
         skip_bad: args.skip_bad,
         precompute: args.precompute,
+        crops: match args.crops {
+            CropChoice::Whole => CropSpec::Whole,
+            CropChoice::Foreground => CropSpec::Foreground,
+            CropChoice::Detect => CropSpec::Detect(args.detect.options()?),
+        },
+        detector: if args.no_detector { None } else { Some(args.detect.files()) },
+        labels: args.labels.or_else(|| Some(project_path(DEFAULT_LABELS)).filter(|p| p.is_file())),
     };
+    if let Some(files) = &options.detector {
+        for file in [&files.objects, &files.pose] {
+            if !file.is_file() {
+                bail!("detector model {} not found; run ./build.sh to fetch it, or pass --no-detector", file.display());
+            }
+        }
+    }
     let report = build_site(&options)?;
     eprintln!(
         "built {} with {} products ({} skipped) in {:.1}s; embedding took {:.1}s ({:.1} images/s)",
@@ -393,7 +437,7 @@ fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch
     let embedder = Embedder::new(model, device);
     let catalog_dir = catalog_path.parent().unwrap_or(Path::new("."));
     let fetcher = Fetcher::new(FetchOptions::new(default_cache_dir().join("images")));
-    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size };
+    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size, crops: &super::crops::CropMode::Whole };
     let embedded = embed_catalog(&catalog, &job)?;
     let rows = embedded.products.len();
     let npy = super::npy::encode_f32(&embedded.vectors, rows, crate::model::FEATURE_DIM);
@@ -412,31 +456,94 @@ pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
     let manifest: SiteManifest =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
     if manifest.products.len() != index.forest.len() {
-        bail!("{} lists {} products but the index has {}", manifest_path.display(), manifest.products.len(), index.forest.len());
+        bail!("{} lists {} items but the index has {}", manifest_path.display(), manifest.products.len(), index.forest.len());
     }
     Ok((index, manifest))
 }
 
 fn query(args: QueryArgs) -> Result<()> {
-    let (index, _) = load_site(&args.site)?;
+    let (index, manifest) = load_site(&args.site)?;
     let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label };
     let results = match (&args.id, &args.image) {
         (Some(id), _) => {
             let item = index.item_of(id).with_context(|| format!("no product with id '{id}' in {}", args.site.display()))?;
             recommend_item(&index, item, &options)
         }
-        (None, Some(image)) => {
-            let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-            let decoded = crate::preprocess::decode(&bytes).with_context(|| format!("decoding {}", image.display()))?;
-            let model = weights::from_file(&args.site.join(site::MODEL_PATH), &Device::flex())?;
-            let vector = Embedder::new(model, Device::flex())
-                .embed_batch(&[crate::preprocess::model_input(&decoded)])?
-                .remove(0);
-            recommend_vector(&index, &image.display().to_string(), &vector, None, &options)?
-        }
+        (None, Some(image)) => return query_image(&args, &index, &manifest, image),
         (None, None) => bail!("pass --id or --image"),
     };
     println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(())
+}
+
+/// One item found in a query photo and its look-alikes.
+#[derive(serde::Serialize)]
+struct PhotoItem {
+    class: Option<String>,
+    score: Option<f32>,
+    /// x, y, width, height in the photo's pixels.
+    #[serde(rename = "box")]
+    bbox: [u32; 4],
+    /// What the label head calls the crop, when the site has one.
+    label: Option<String>,
+    label_confidence: Option<f32>,
+    recommendations: Vec<crate::rank::Recommendation>,
+}
+
+/// `query --image`: detects the items in the photo (with the site's shipped
+/// detector, else the default models) and finds look-alikes of each crop.
+/// A photo where nothing is found is searched whole.
+fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: &Path) -> Result<()> {
+    use crate::detect::readback::block_on;
+    let device = Device::flex();
+    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let decoded = crate::preprocess::decode(&bytes).with_context(|| format!("decoding {}", image.display()))?;
+    let rgb = decoded.to_rgb8();
+    let detector = match &manifest.detector {
+        Some(info) if args.detect.detector.is_none() && args.detect.pose.is_none() => DetectorFiles {
+            objects: args.site.join(&info.objects),
+            pose: args.site.join(&info.pose),
+        }
+        .load(&device)?,
+        _ => args.detect.detector(&device)?,
+    };
+    let items = block_on(detector.detect(&rgb, &args.detect.options()?)).map_err(anyhow::Error::msg)?;
+    let head = match &manifest.labels {
+        Some(path) => {
+            let path = args.site.join(path);
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Some(crate::model::label_head::LabelHead::from_json(&bytes, &path.display().to_string())?)
+        }
+        None => None,
+    };
+    let (w, h) = rgb.dimensions();
+    let regions: Vec<(Option<&crate::detect::Item>, [u32; 4])> = if items.is_empty() {
+        vec![(None, [0, 0, w, h])]
+    } else {
+        items.iter().map(|i| (Some(i), { let (x, y, cw, ch) = i.bbox.pixels(w, h); [x, y, cw, ch] })).collect()
+    };
+    let crops: Vec<Vec<f32>> = regions
+        .iter()
+        .map(|(_, [x, y, cw, ch])| crate::preprocess::model_input(&decoded.crop_imm(*x, *y, *cw, *ch)))
+        .collect();
+    let model = weights::from_file(&args.site.join(site::MODEL_PATH), &device)?;
+    let vectors = Embedder::new(model, device).embed_batch(&crops)?;
+    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label };
+    let mut out = Vec::new();
+    for ((item, bbox), vector) in regions.iter().zip(&vectors) {
+        let prediction = head.as_ref().map(|h| h.predict(vector));
+        let label = prediction.as_ref().and_then(|p| index.label_number(&p.label));
+        let name = format!("{}#{}", image.display(), out.len());
+        out.push(PhotoItem {
+            class: item.map(|i| i.class.clone()),
+            score: item.map(|i| i.score),
+            bbox: *bbox,
+            label: prediction.as_ref().map(|p| p.label.clone()),
+            label_confidence: prediction.as_ref().map(|p| p.confidence),
+            recommendations: recommend_vector(index, &name, vector, label, &options)?,
+        });
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 

@@ -15,7 +15,10 @@ use crate::forest::{Encoding, Forest, ForestParams, NO_LABEL};
 use crate::index_file::Index;
 use crate::model::{Embedder, FEATURE_DIM, weights};
 use crate::preprocess::{self, EMBED_INPUT_SIZE};
-use crate::site::{self, ModelInfo, SiteManifest, SiteProduct};
+use crate::site::{self, Crop, DetectorInfo, ModelInfo, SiteManifest, SiteProduct};
+use super::crops::CropMode;
+use crate::detect::DetectOptions;
+use crate::model::label_head::LabelHead;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use rayon::prelude::*;
@@ -43,6 +46,39 @@ pub struct BuildOptions {
     pub skip_bad: bool,
     /// Also write `data/recommendations.json`: this many look-alikes per product.
     pub precompute: Option<usize>,
+    /// Which parts of each image are indexed.
+    pub crops: CropSpec,
+    /// The detector models shipped with the site for photo search in the
+    /// page (and used by `CropSpec::Detect`); `None` ships none.
+    pub detector: Option<DetectorFiles>,
+    /// A label head (from `train-labels`): names crops when the catalog has
+    /// no label column, and ships with the site to name a shopper's photo.
+    pub labels: Option<PathBuf>,
+}
+
+/// How catalog images are cut before embedding (see [`CropMode`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CropSpec {
+    Whole,
+    Foreground,
+    /// Run the detector (its files must be given) with these options.
+    Detect(DetectOptions),
+}
+
+/// The TF.js detector models: NanoDet (objects) and MoveNet (pose).
+#[derive(Debug, Clone)]
+pub struct DetectorFiles {
+    pub objects: PathBuf,
+    pub pose: PathBuf,
+}
+
+impl DetectorFiles {
+    pub fn load(&self, device: &Device) -> Result<crate::detect::Detector> {
+        use crate::model::tfjs::read_model;
+        let objects = read_model(&self.objects)?;
+        let pose = read_model(&self.pose)?;
+        Ok(crate::detect::Detector::new(Some(&objects), Some(&pose), device)?)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,14 +136,16 @@ pub struct EmbeddingCache {
 }
 
 /// Bumped whenever preprocessing changes what a given image embeds to.
-const PREPROCESS_VERSION: u32 = 3;
+const PREPROCESS_VERSION: u32 = 4;
 
 impl EmbeddingCache {
-    /// A cache under `root` for the model whose weights are `model_bytes`.
-    pub fn new(root: &Path, model_bytes: &[u8]) -> Self {
+    /// A cache under `root` for the model whose weights are `model_bytes`,
+    /// with images cut into crops by `crops`.
+    pub fn new(root: &Path, model_bytes: &[u8], crops: &CropMode) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(model_bytes);
         hasher.update(PREPROCESS_VERSION.to_le_bytes());
+        hasher.update(crops.cache_key().as_bytes());
         let model_key = format!("{:x}", hasher.finalize());
         Self { dir: root.join(&model_key[..16]) }
     }
@@ -116,14 +154,31 @@ impl EmbeddingCache {
         self.dir.join(format!("{content_key}.f32"))
     }
 
-    fn get(&self, content_key: &str) -> Option<Vec<f32>> {
-        let bytes = std::fs::read(self.path(content_key)).ok()?;
-        (bytes.len() == FEATURE_DIM * 4).then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    fn crops_path(&self, content_key: &str) -> PathBuf {
+        self.dir.join(format!("{content_key}.crops.json"))
     }
 
-    fn put(&self, content_key: &str, vector: &[f32]) {
-        let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
-        // A cache that cannot be written costs time on the next run, not this build.
+    /// The vectors of an image's crops (one per crop) and what each crop is.
+    fn get(&self, content_key: &str) -> Option<(Vec<Vec<f32>>, Vec<Option<Crop>>)> {
+        let bytes = std::fs::read(self.path(content_key)).ok()?;
+        let crops: Vec<Option<Crop>> = match std::fs::read(self.crops_path(content_key)) {
+            Ok(json) => serde_json::from_slice(&json).ok()?,
+            Err(_) => vec![None],
+        };
+        if bytes.len() != crops.len() * FEATURE_DIM * 4 {
+            return None;
+        }
+        let floats: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Some((floats.chunks_exact(FEATURE_DIM).map(<[f32]>::to_vec).collect(), crops))
+    }
+
+    fn put(&self, content_key: &str, vectors: &[&[f32]], crops: &[Option<Crop>]) {
+        let bytes: Vec<u8> = vectors.iter().flat_map(|v| v.iter()).flat_map(|v| v.to_le_bytes()).collect();
+        // A cache that cannot be written costs time on the next run, not this
+        // build. The crops go first: vectors without them are never read.
+        if crops.iter().any(Option::is_some) {
+            let _ = write_atomic(&self.crops_path(content_key), &serde_json::to_vec(crops).unwrap_or_default());
+        }
         let _ = write_atomic(&self.path(content_key), &bytes);
     }
 }
@@ -143,22 +198,28 @@ pub struct EmbedJob<'a> {
     /// Write thumbnails of this size into this site folder.
     pub thumbnails: Option<(&'a Path, u32)>,
     pub batch_size: usize,
+    /// Which parts of each image are embedded.
+    pub crops: &'a CropMode,
 }
 
-/// One product's image, read and either found in the cache or prepared.
+/// One product's image, read and either found in the cache or prepared:
+/// one vector or model input per crop.
 enum Ready {
-    Cached { vector: Vec<f32>, content_key: String },
-    Prepared { model_input: Vec<f32>, content_key: String },
+    Cached { vectors: Vec<Vec<f32>>, crops: Vec<Option<Crop>>, content_key: String },
+    Prepared { model_inputs: Vec<Vec<f32>>, crops: Vec<Option<Crop>>, content_key: String },
 }
 
-/// The embedded part of a catalog.
+/// The embedded part of a catalog, one entry per item (a crop of a product's
+/// image; a product has one item per crop, consecutive, in catalog order).
 pub struct Embedded<'a> {
-    /// Products whose image could be read, in catalog order.
+    /// The product of each item.
     pub products: Vec<&'a Product>,
-    /// One 1280-d vector per kept product, row-major.
+    /// One 1280-d vector per item, row-major.
     pub vectors: Vec<f32>,
-    /// SHA-256 (hex) of each kept product's image bytes.
+    /// SHA-256 (hex) of each item's image bytes.
     pub content_keys: Vec<String>,
+    /// The crop each item was embedded from (`None`: the whole image).
+    pub crops: Vec<Option<Crop>>,
     pub skipped: Vec<Skipped>,
     /// Products whose embedding came from the cache.
     pub from_cache: usize,
@@ -176,6 +237,7 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
         products: Vec::new(),
         vectors: Vec::with_capacity(catalog.products.len() * FEATURE_DIM),
         content_keys: Vec::new(),
+        crops: Vec::new(),
         skipped: Vec::new(),
         from_cache: 0,
         seconds: 0.0,
@@ -192,21 +254,28 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
             })
             .collect();
         let mut to_embed = Vec::new();
-        let mut slots = Vec::new(); // (position in `out`, content key) awaiting a vector
+        // Per prepared image: its first item, its crops, its content key.
+        let mut slots: Vec<(usize, Vec<Option<Crop>>, String)> = Vec::new();
         for (&(_, product), result) in batch.iter().zip(ready) {
             match result {
-                Ok(Ready::Cached { vector, content_key }) => {
-                    out.vectors.extend_from_slice(&vector);
-                    out.content_keys.push(content_key);
-                    out.products.push(product);
+                Ok(Ready::Cached { vectors, crops, content_key }) => {
+                    for (vector, crop) in vectors.iter().zip(crops) {
+                        out.vectors.extend_from_slice(vector);
+                        out.content_keys.push(content_key.clone());
+                        out.crops.push(crop);
+                        out.products.push(product);
+                    }
                     out.from_cache += 1;
                 }
-                Ok(Ready::Prepared { model_input, content_key }) => {
-                    slots.push((out.products.len(), content_key.clone()));
-                    to_embed.push(model_input);
-                    out.vectors.extend(std::iter::repeat_n(0.0, FEATURE_DIM));
-                    out.content_keys.push(content_key);
-                    out.products.push(product);
+                Ok(Ready::Prepared { model_inputs, crops, content_key }) => {
+                    slots.push((out.products.len(), crops.clone(), content_key.clone()));
+                    to_embed.extend(model_inputs);
+                    for crop in crops {
+                        out.vectors.extend(std::iter::repeat_n(0.0, FEATURE_DIM));
+                        out.content_keys.push(content_key.clone());
+                        out.crops.push(crop);
+                        out.products.push(product);
+                    }
                 }
                 Err(reason) => {
                     eprintln!("\nskipping {} (line {}): {reason}", product.id, product.line);
@@ -214,10 +283,15 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
                 }
             }
         }
-        for ((position, content_key), vector) in slots.iter().zip(job.embedder.embed_lanes(&to_embed, lanes)?) {
-            out.vectors[position * FEATURE_DIM..(position + 1) * FEATURE_DIM].copy_from_slice(&vector);
+        let mut embedded = job.embedder.embed_lanes(&to_embed, lanes)?.into_iter();
+        for (first, crops, content_key) in &slots {
+            let vectors: Vec<Vec<f32>> = embedded.by_ref().take(crops.len()).collect();
+            for (i, vector) in vectors.iter().enumerate() {
+                let item = first + i;
+                out.vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM].copy_from_slice(vector);
+            }
             if let Some(cache) = job.cache {
-                cache.put(content_key, &vector);
+                cache.put(content_key, &vectors.iter().map(Vec::as_slice).collect::<Vec<_>>(), crops);
             }
         }
         progress.advance(batch.len());
@@ -236,8 +310,8 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
     let thumb_file = job.thumbnails.map(|(site, size)| (site.join(thumb_path(&content_key)), size));
     let thumb_done = thumb_file.as_ref().is_none_or(|(path, _)| path.exists());
     let cached = job.cache.and_then(|c| c.get(&content_key));
-    if thumb_done && let Some(vector) = cached {
-        return Ok(Ready::Cached { vector, content_key });
+    if thumb_done && let Some((vectors, crops)) = cached {
+        return Ok(Ready::Cached { vectors, crops, content_key });
     }
     // Decode for the thumbnail, the embedding, or both.
     let decoded = preprocess::decode(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
@@ -249,8 +323,13 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
         write_atomic(&path, &jpeg).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     Ok(match cached {
-        Some(vector) => Ready::Cached { vector, content_key },
-        None => Ready::Prepared { model_input: preprocess::model_input(&decoded), content_key },
+        Some((vectors, crops)) => Ready::Cached { vectors, crops, content_key },
+        None => {
+            let (crops, images): (Vec<_>, Vec<_>) =
+                job.crops.crops(&decoded).map_err(|e| format!("{}: detection failed: {e}", product.image))?.into_iter().unzip();
+            let model_inputs = images.iter().map(preprocess::model_input).collect();
+            Ready::Prepared { model_inputs, crops, content_key }
+        }
     })
 }
 
@@ -276,7 +355,19 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     std::fs::create_dir_all(out.join(site::THUMBS_DIR))
         .with_context(|| format!("creating {}", out.display()))?;
 
-    let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes);
+    let crop_mode = match &options.crops {
+        CropSpec::Whole => CropMode::Whole,
+        CropSpec::Foreground => CropMode::Foreground,
+        CropSpec::Detect(detect_options) => {
+            let files = options.detector.as_ref().context("cropping by detection needs the detector models")?;
+            CropMode::Detect(Box::new(files.load(&Device::flex())?), detect_options.clone())
+        }
+    };
+    let head = options.labels.as_ref().map(|path| -> Result<LabelHead> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(LabelHead::from_json(&bytes, &path.display().to_string())?)
+    }).transpose()?;
+    let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes, &crop_mode);
     let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
     let job = EmbedJob {
         catalog_dir: &catalog_dir,
@@ -285,8 +376,9 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         cache: Some(&cache),
         thumbnails: Some((out, options.thumb_size)),
         batch_size: options.batch_size,
+        crops: &crop_mode,
     };
-    let Embedded { products: kept, vectors, content_keys, mut skipped, from_cache, seconds: embed_seconds } =
+    let Embedded { products: kept, vectors, content_keys, crops, mut skipped, from_cache, seconds: embed_seconds } =
         embed_catalog(&catalog, &job)?;
     skipped.extend(rejected.iter().map(|error| Skipped {
         id: String::new(),
@@ -298,15 +390,34 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     if kept.is_empty() {
         bail!("no product of {} had a readable image", options.catalog.display());
     }
+    let product_count = distinct_products(&kept);
     if from_cache > 0 {
-        eprintln!("{from_cache} of {} embeddings came from the cache", kept.len());
+        eprintln!("{from_cache} of {product_count} images' embeddings came from the cache");
+    }
+    if kept.len() > product_count {
+        eprintln!("{} crops of {product_count} products are indexed", kept.len());
     }
 
-    let label_names = catalog.label_names();
-    let labels: Vec<u32> = kept
+    // An item's label: its product's (the catalog's column), else what the
+    // label head calls its crop, else the detector's class for the crop.
+    let item_labels: Vec<Option<String>> = kept
         .iter()
-        .map(|p| match &p.label {
-            Some(l) => label_names.iter().position(|n| n == l).expect("label was collected") as u32,
+        .zip(vectors.chunks_exact(FEATURE_DIM))
+        .zip(&crops)
+        .map(|((p, vector), crop)| {
+            p.label.clone().or_else(|| match &head {
+                Some(head) => Some(head.predict(vector).label),
+                None => crop.as_ref().filter(|_| matches!(options.crops, CropSpec::Detect(_))).map(|c| c.class.clone()),
+            })
+        })
+        .collect();
+    let mut label_names: Vec<String> = item_labels.iter().flatten().cloned().collect();
+    label_names.sort();
+    label_names.dedup();
+    let labels: Vec<u32> = item_labels
+        .iter()
+        .map(|l| match l {
+            Some(l) => label_names.binary_search(l).expect("label was collected") as u32,
             None => NO_LABEL,
         })
         .collect();
@@ -331,6 +442,17 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     );
     write_atomic(&out.join(site::INDEX_PATH), &index_bytes).context("writing the index")?;
     write_model_record(&options.model, &model_bytes, embedder.model(), &out.join(site::MODEL_PATH))?;
+    let detector = options.detector.as_ref().map(|files| ship_detector(files, out)).transpose()?;
+    let labels_file = match &options.labels {
+        Some(path) => {
+            std::fs::copy(path, out.join(site::LABELS_PATH)).with_context(|| format!("copying {}", path.display()))?;
+            Some(site::LABELS_PATH.to_string())
+        }
+        None => {
+            let _ = std::fs::remove_file(out.join(site::LABELS_PATH));
+            None
+        }
+    };
 
     let manifest = SiteManifest {
         version: site::MANIFEST_VERSION,
@@ -348,12 +470,15 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             .enumerate()
             .map(|(item, p)| SiteProduct {
                 id: p.id.clone(),
-                label: p.label.clone(),
+                label: item_labels[item].clone(),
                 thumb: thumb_path(&content_keys[item]),
                 title: site::title_of(&p.metadata),
                 metadata: p.metadata.clone(),
+                crop: crops[item].clone(),
             })
             .collect(),
+        detector,
+        labels: labels_file,
     };
     write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?)
         .context("writing the manifest")?;
@@ -374,12 +499,38 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     web_assets.copy_into(out)?;
 
     Ok(BuildReport {
-        products: kept.len(),
+        products: product_count,
         skipped,
         from_cache,
         embed_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// How many distinct products `items` hold (a product's crops are consecutive).
+fn distinct_products(items: &[&Product]) -> usize {
+    items.windows(2).filter(|w| w[0].id != w[1].id).count() + usize::from(!items.is_empty())
+}
+
+/// Copies the detector's model files into the site, beside a description
+/// the page reads to load them.
+fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
+    let dir = out.join(site::DETECTOR_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut shipped = Vec::new();
+    for model in [&files.objects, &files.pose] {
+        let json = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+        let name = model.file_name().context("a model file name")?.to_string_lossy().to_string();
+        let shards = crate::model::tfjs::GraphModel::shard_paths(&json, &model.display().to_string())?;
+        for shard in &shards {
+            let from = model.parent().unwrap_or(Path::new(".")).join(shard);
+            std::fs::copy(&from, dir.join(shard)).with_context(|| format!("copying {}", from.display()))?;
+        }
+        write_atomic(&dir.join(&name), &json)?;
+        shipped.push((format!("{}/{name}", site::DETECTOR_DIR), shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect()));
+    }
+    let (pose, objects) = (shipped.pop().expect("two models"), shipped.pop().expect("two models"));
+    Ok(DetectorInfo { objects: objects.0, objects_shards: objects.1, pose: pose.0, pose_shards: pose.1, options: DetectOptions::default() })
 }
 
 /// Where `--precompute` writes the report's JSON for the whole catalog.

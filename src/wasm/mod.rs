@@ -15,6 +15,7 @@ use crate::forest::{LabelFilter, NO_LABEL, Neighbor, Query};
 use crate::index_file::Index;
 use crate::model::{Embedder, weights};
 use crate::preprocess;
+use crate::rank::{search_item_distinct, search_vector_distinct};
 use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -91,7 +92,7 @@ impl LookalikeIndex {
         }
         let label = self.index.forest.label(item);
         let filter = if same_label && label != NO_LABEL { LabelFilter::Equals(label) } else { LabelFilter::Any };
-        let hits = self.index.forest.search_item(item, &Query { k, search_k, filter });
+        let hits = search_item_distinct(&self.index, item, &Query { k, search_k, filter });
         self.to_js(&hits)
     }
 
@@ -106,10 +107,7 @@ impl LookalikeIndex {
             },
             None => LabelFilter::Any,
         };
-        let hits = self
-            .index
-            .forest
-            .search_vector(vector, &Query { k, search_k, filter })
+        let hits = search_vector_distinct(&self.index, vector, &Query { k, search_k, filter })
             .map_err(|e| JsError::new(&e.to_string()))?;
         self.to_js(&hits)
     }

@@ -64,7 +64,7 @@ pub fn run(options: &BuildBenchOptions) -> Result<()> {
 
     // 3. The build's pipeline end to end, without its caches.
     let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
-    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size };
+    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size, crops: &crate::native::crops::CropMode::Whole };
     let started = Instant::now();
     embed_catalog(&catalog, &job)?;
     let end_to_end_per_s = n as f64 / started.elapsed().as_secs_f64();

@@ -8,6 +8,7 @@ pub mod quality;
 
 use crate::catalog::{Catalog, Columns, Product};
 use crate::model::{Embedder, weights};
+use crate::native::crops::CropMode;
 use crate::native::fetch::{FetchOptions, Fetcher};
 use crate::native::site_builder::{EmbedJob, EmbeddingCache, embed_catalog, read_catalog};
 use anyhow::{Result, bail};
@@ -44,7 +45,9 @@ pub fn embed_with_cache(catalog_path: &Path, columns: &Columns, cache_dir: &Path
     let catalog: Catalog = read_catalog(catalog_path, columns)?;
     let device = Device::flex();
     let embedder = Embedder::new(weights::from_file(model, &device)?, device);
-    let cache = EmbeddingCache::new(&cache_dir.join("embeddings"), &std::fs::read(model)?);
+    // The benchmarks measure the embedder on whole images, as the references did.
+    let crops = CropMode::Whole;
+    let cache = EmbeddingCache::new(&cache_dir.join("embeddings"), &std::fs::read(model)?, &crops);
     let fetcher = Fetcher::new(FetchOptions::new(cache_dir.join("images")));
     let job = EmbedJob {
         catalog_dir: catalog_path.parent().unwrap_or(Path::new(".")),
@@ -53,6 +56,7 @@ pub fn embed_with_cache(catalog_path: &Path, columns: &Columns, cache_dir: &Path
         cache: Some(&cache),
         thumbnails: None,
         batch_size: 16,
+        crops: &crops,
     };
     let embedded = embed_catalog(&catalog, &job)?;
     Ok(CachedEmbeddings {
