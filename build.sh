@@ -166,10 +166,25 @@ ensure_browser_test_deps() {
   fi
 }
 
+# The label head names detected crops (and shoppers' photos) with the
+# fashion catalog's articleTypes; trained once from the shared data.
+LABEL_HEAD="models/labels.json"
+train_label_head() {
+  [ -f "$LABEL_HEAD" ] && [ "$LABEL_HEAD" -nt "$MODEL_RECORD" ] && return
+  if [ ! -f "$DATA/fashion-product-images/labels.csv" ]; then
+    log "no shared fashion catalog at $DATA; building without a label head"
+    return
+  fi
+  log "training the label head on the fashion catalog's articleTypes"
+  LOOKALIKE_CACHE="$CACHE" "$LOOKALIKE" train-labels --catalog "$DATA/fashion-product-images/labels.csv" \
+    --id-col product_id --image-col file --label-col articleType --out "$LABEL_HEAD"
+}
+
 build_all() {
   ensure_apt_packages
   ensure_weights
   build_native
+  train_label_head
   build_wasm
 }
 

@@ -5,7 +5,7 @@
 // Catalog strings are only ever assigned with textContent / attributes, never
 // parsed as HTML, so a hostile product name stays text.
 
-import init, { LookalikeIndex, loadEmbedder } from './pkg/lookalike.js';
+import init, { LookalikeIndex, LookalikeLabels, loadDetector, loadEmbedder } from './pkg/lookalike.js';
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -14,6 +14,9 @@ const state = {
   manifest: null,
   index: null,
   embedder: null,
+  detector: null, // loaded on the first photo: most visitors never need it
+  labels: null,
+  photo: null, // { bytes, width, height, items }
   lastQuery: null, // what the last search was, for tests and debugging
 };
 // A small, stable hook for tests and embedding pages.
@@ -84,7 +87,11 @@ function productCard(product, { score, tag = 'button' } = {}) {
 function renderCatalog() {
   const list = $('catalog');
   const fragment = document.createDocumentFragment();
+  const shown = new Set();
   state.manifest.products.forEach((product, item) => {
+    // A product indexed from several crops is listed once, by its first.
+    if (shown.has(product.id)) return;
+    shown.add(product.id);
     const li = document.createElement('li');
     const card = productCard(product);
     card.addEventListener('click', () => showLookalikes(item));
@@ -96,7 +103,18 @@ function renderCatalog() {
 
 function options() {
   const k = Math.max(1, Math.min(50, Number($('k').value) || 10));
-  return { k, sameLabel: $('same-label').checked };
+  return { k, sameLabel: $('same-label').checked, category: $('category').value || undefined };
+}
+
+function renderCategories() {
+  const select = $('category');
+  for (const name of state.index.labelNames()) {
+    const option = document.createElement('option');
+    option.value = name;
+    option.textContent = name;
+    select.append(option);
+  }
+  select.disabled = select.options.length <= 1;
 }
 
 function renderResults(title, hits, millis, extra) {
@@ -119,9 +137,9 @@ function renderResults(title, hits, millis, extra) {
 }
 
 function showLookalikes(item) {
-  const { k, sameLabel } = options();
+  const { k, sameLabel, category } = options();
   const started = performance.now();
-  const hits = state.index.queryItem(item, k, undefined, sameLabel);
+  const hits = state.index.queryItem(item, k, undefined, sameLabel, category);
   const millis = performance.now() - started;
   const product = state.manifest.products[item];
   state.lastQuery = { kind: 'item', item, id: product.id, hits, millis };
@@ -132,27 +150,194 @@ function showLookalikes(item) {
   renderResults(`Looks like: ${product.title || product.id}`, hits, millis, preview);
 }
 
-async function searchPhoto(file) {
+/// Fetches the detector's TF.js files and the label head on first use.
+async function ensureDetector() {
+  const info = state.manifest.detector;
+  if (state.detector || !info) return state.detector;
+  const concat = async (paths, label) => {
+    const parts = [];
+    for (const p of paths) parts.push(await fetchBytes(p, label));
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of parts) { out.set(p, offset); offset += p.length; }
+    return out;
+  };
+  const objectsJson = await fetchBytes(info.objects, 'detector');
+  const objects = await concat(info.objects_shards, 'detector');
+  const poseJson = await fetchBytes(info.pose, 'pose model');
+  const pose = await concat(info.pose_shards, 'pose model');
+  setStatus('Starting the detector…');
+  state.detector = await loadDetector(objectsJson, objects, poseJson, pose, info.options, params.get('backend') || 'auto');
+  if (state.manifest.labels) state.labels = LookalikeLabels.fromJson(await fetchBytes(state.manifest.labels, 'labels'));
+  setProgress(null);
+  return state.detector;
+}
+
+/// Opens a photo from any source (file, camera, drop, paste): finds its
+/// items, outlines them, and searches the best one (or the whole photo).
+async function openPhoto(file) {
   if (!state.embedder) {
     setStatus('The model is still loading; try again in a moment.');
     return;
   }
   const bytes = new Uint8Array(await file.arrayBuffer());
+  const view = $('photo-view');
+  const loaded = new Promise((resolve, reject) => { view.onload = resolve; view.onerror = () => reject(new Error('this file is not an image the browser can show')); });
+  if (view.src) URL.revokeObjectURL(view.src);
+  view.src = URL.createObjectURL(file);
+  await loaded;
+  state.photo = { bytes, name: file.name, width: view.naturalWidth, height: view.naturalHeight, items: [] };
+  $('photo-panel').hidden = false;
+  $('photo-boxes').replaceChildren();
+  let detectMillis = 0;
+  if (state.manifest.detector) {
+    setStatus('Finding the items in your photo…');
+    const detector = await ensureDetector();
+    const started = performance.now();
+    state.photo.items = await detector.detect(bytes);
+    detectMillis = performance.now() - started;
+    drawBoxes(state.photo.items);
+  }
+  state.photo.detectMillis = detectMillis;
+  if (state.photo.items.length) await searchItem(0);
+  else await searchWhole();
+}
+
+function drawBoxes(items) {
+  const layer = $('photo-boxes');
+  const { width, height } = state.photo;
+  const fragment = document.createDocumentFragment();
+  items.forEach((item, i) => {
+    const b = item.bbox;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'item-box';
+    button.style.left = `${(100 * b.x0) / width}%`;
+    button.style.top = `${(100 * b.y0) / height}%`;
+    button.style.width = `${(100 * (b.x1 - b.x0)) / width}%`;
+    button.style.height = `${(100 * (b.y1 - b.y0)) / height}%`;
+    button.setAttribute('aria-pressed', 'false');
+    button.setAttribute('aria-label', `Search for the ${item.class} (score ${item.score.toFixed(2)})`);
+    const tag = document.createElement('span');
+    tag.textContent = item.class;
+    button.append(tag);
+    button.addEventListener('click', (event) => { event.stopPropagation(); searchItem(i).catch(reportError); });
+    button.addEventListener('pointerdown', (event) => event.stopPropagation());
+    fragment.append(button);
+  });
+  layer.replaceChildren(fragment);
+}
+
+function markSelected(index) {
+  document.querySelectorAll('#photo-boxes .item-box').forEach((b, i) => b.setAttribute('aria-pressed', String(i === index)));
+}
+
+async function searchItem(i) {
+  const item = state.photo.items[i];
+  const b = item.bbox;
+  markSelected(i);
+  const box = { x: Math.max(0, Math.floor(b.x0)), y: Math.max(0, Math.floor(b.y0)), width: Math.ceil(b.x1 - b.x0), height: Math.ceil(b.y1 - b.y0) };
+  await searchRegion(box, item.class, { item: i });
+}
+
+/// Embeds a region of the photo and searches it; the label head (when the
+/// site ships one) names it, and that name filters when asked to.
+async function searchRegion(box, what, extra = {}) {
+  const { k, sameLabel, category } = options();
+  setStatus(`Looking for the ${what}…`);
+  const started = performance.now();
+  const vector = await state.embedder.embedCrop(state.photo.bytes, box.x, box.y, box.width, box.height);
+  const embedMillis = performance.now() - started;
+  const prediction = state.labels ? state.labels.predict(vector) : null;
+  const known = prediction && state.index.labelNames().includes(prediction.label);
+  const label = category || (sameLabel && known ? prediction.label : undefined);
+  const searchStarted = performance.now();
+  const hits = state.index.queryVector(vector, k, undefined, label);
+  const millis = performance.now() - searchStarted;
+  state.lastQuery = { kind: 'crop', what, box, prediction, label, hits, millis, embedMillis, detectMillis: state.photo.detectMillis, ...extra };
+  const named = prediction ? `${what} (${prediction.label}, ${(100 * prediction.confidence).toFixed(0)}%)` : what;
+  renderResults(`Looks like the ${named} in your photo`, hits, millis);
+  setStatus(`Found ${state.photo.items.length} items in ${state.photo.detectMillis.toFixed(0)} ms; embedded the ${what} in ${embedMillis.toFixed(0)} ms on ${state.embedder.backend}.`);
+}
+
+async function searchWhole() {
+  markSelected(-1);
+  const { k, category } = options();
   const started = performance.now();
   setStatus(`Embedding your photo on ${state.embedder.backend}…`);
-  const vector = await state.embedder.embedImage(bytes);
+  const vector = await state.embedder.embedImage(state.photo.bytes);
   const embedMillis = performance.now() - started;
-  const { k } = options();
   const searchStarted = performance.now();
-  const hits = state.index.queryVector(vector, k, undefined, undefined);
+  const hits = state.index.queryVector(vector, k, undefined, category);
   const millis = performance.now() - searchStarted;
-  state.lastQuery = { kind: 'photo', name: file.name, vector: Array.from(vector), hits, millis, embedMillis };
-  const preview = document.createElement('img');
-  preview.className = 'query-photo';
-  preview.alt = 'your photo';
-  preview.src = URL.createObjectURL(file);
-  renderResults(`Looks like your photo`, hits, millis, preview);
+  state.lastQuery = { kind: 'photo', name: state.photo.name, vector: Array.from(vector), hits, millis, embedMillis };
+  renderResults(`Looks like your photo`, hits, millis);
   setStatus(`Photo embedded in ${embedMillis.toFixed(0)} ms on ${state.embedder.backend}.`);
+}
+
+/// Drag on the photo to draw a box and search what is inside it.
+function enableDrawing() {
+  const stage = $('photo-stage');
+  let start = null;
+  let outline = null;
+  const point = (event) => {
+    const r = stage.getBoundingClientRect();
+    return { x: Math.min(Math.max(event.clientX - r.left, 0), r.width), y: Math.min(Math.max(event.clientY - r.top, 0), r.height), r };
+  };
+  stage.addEventListener('pointerdown', (event) => {
+    if (!state.photo) return;
+    start = point(event);
+    outline = document.createElement('div');
+    outline.className = 'draw-box';
+    stage.append(outline);
+    stage.setPointerCapture(event.pointerId);
+  });
+  stage.addEventListener('pointermove', (event) => {
+    if (!start) return;
+    const p = point(event);
+    Object.assign(outline.style, {
+      left: `${Math.min(start.x, p.x)}px`, top: `${Math.min(start.y, p.y)}px`,
+      width: `${Math.abs(p.x - start.x)}px`, height: `${Math.abs(p.y - start.y)}px`,
+    });
+  });
+  stage.addEventListener('pointerup', (event) => {
+    if (!start) return;
+    const p = point(event);
+    const scale = state.photo.width / p.r.width;
+    const box = {
+      x: Math.round(Math.min(start.x, p.x) * scale), y: Math.round(Math.min(start.y, p.y) * scale),
+      width: Math.round(Math.abs(p.x - start.x) * scale), height: Math.round(Math.abs(p.y - start.y) * scale),
+    };
+    start = null;
+    if (box.width >= 8 && box.height >= 8) {
+      markSelected(-1);
+      searchRegion(box, 'area you drew', { drawn: true }).catch(reportError).finally(() => outline.remove());
+    } else {
+      outline.remove();
+    }
+  });
+}
+
+/// Photos can also be dropped anywhere on the page, or pasted.
+function enablePhotoSources() {
+  for (const id of ['photo', 'camera']) {
+    $(id).addEventListener('change', (event) => {
+      const file = event.target.files[0];
+      if (file) openPhoto(file).catch(reportError);
+    });
+  }
+  document.addEventListener('dragover', (event) => { event.preventDefault(); document.body.classList.add('dragging'); });
+  document.addEventListener('dragleave', () => document.body.classList.remove('dragging'));
+  document.addEventListener('drop', (event) => {
+    event.preventDefault();
+    document.body.classList.remove('dragging');
+    const file = [...(event.dataTransfer?.files || [])].find((f) => f.type.startsWith('image/'));
+    if (file) openPhoto(file).catch(reportError);
+  });
+  document.addEventListener('paste', (event) => {
+    const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith('image/'));
+    if (file) openPhoto(file).catch(reportError);
+  });
 }
 
 async function loadModel() {
@@ -165,6 +350,7 @@ async function loadModel() {
   badge.textContent = state.embedder.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
   badge.dataset.backend = state.embedder.backend;
   $('photo').disabled = false;
+  $('camera').disabled = false;
   setProgress(null);
   setStatus(`Ready: ${state.index.length} products. Photo search runs on ${badge.textContent}.`);
 }
@@ -178,11 +364,10 @@ async function main() {
   const indexBytes = await fetchBytes(state.manifest.index, 'index');
   state.index = LookalikeIndex.fromBytes(indexBytes);
   renderCatalog();
+  renderCategories();
   document.body.dataset.ready = 'index';
-  $('photo').addEventListener('change', (event) => {
-    const file = event.target.files[0];
-    if (file) searchPhoto(file).catch(reportError);
-  });
+  enablePhotoSources();
+  enableDrawing();
   await loadModel();
   document.body.dataset.ready = 'model';
 }

@@ -398,17 +398,17 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         eprintln!("{} crops of {product_count} products are indexed", kept.len());
     }
 
-    // An item's label: its product's (the catalog's column), else what the
-    // label head calls its crop, else the detector's class for the crop.
+    // An item's label: with a label column, its product's (the catalog is
+    // authoritative: a product it leaves unlabelled stays so); without one,
+    // what the label head calls its crop, else the detector's class for it.
     let item_labels: Vec<Option<String>> = kept
         .iter()
         .zip(vectors.chunks_exact(FEATURE_DIM))
         .zip(&crops)
-        .map(|((p, vector), crop)| {
-            p.label.clone().or_else(|| match &head {
-                Some(head) => Some(head.predict(vector).label),
-                None => crop.as_ref().filter(|_| matches!(options.crops, CropSpec::Detect(_))).map(|c| c.class.clone()),
-            })
+        .map(|((p, vector), crop)| match (&catalog.label_column, &head) {
+            (Some(_), _) => p.label.clone(),
+            (None, Some(head)) => Some(head.predict(vector).label),
+            (None, None) => crop.as_ref().filter(|_| matches!(options.crops, CropSpec::Detect(_))).map(|c| c.class.clone()),
         })
         .collect();
     let mut label_names: Vec<String> = item_labels.iter().flatten().cloned().collect();

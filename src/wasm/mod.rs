@@ -89,15 +89,26 @@ impl LookalikeIndex {
         self.index.label_names.clone()
     }
 
-    /// The look-alikes of catalog item `item`, itself excluded; with
-    /// `same_label`, only items of its label.
+    /// The look-alikes of catalog item `item`, other products only; with
+    /// `same_label`, only items of its label; with `label`, only that label.
     #[wasm_bindgen(js_name = queryItem)]
-    pub fn query_item(&self, item: u32, k: usize, search_k: Option<usize>, same_label: bool) -> Result<JsValue, JsError> {
+    pub fn query_item(
+        &self,
+        item: u32,
+        k: usize,
+        search_k: Option<usize>,
+        same_label: bool,
+        label: Option<String>,
+    ) -> Result<JsValue, JsError> {
         if item as usize >= self.index.forest.len() {
             return Err(JsError::new(&format!("no item {item}")));
         }
-        let label = self.index.forest.label(item);
-        let filter = if same_label && label != NO_LABEL { LabelFilter::Equals(label) } else { LabelFilter::Any };
+        let own = self.index.forest.label(item);
+        let filter = match label {
+            Some(name) => self.label_filter(&name)?,
+            None if same_label && own != NO_LABEL => LabelFilter::Equals(own),
+            None => LabelFilter::Any,
+        };
         let hits = search_item_distinct(&self.index, item, &Query { k, search_k, filter });
         self.to_js(&hits)
     }
@@ -107,10 +118,7 @@ impl LookalikeIndex {
     #[wasm_bindgen(js_name = queryVector)]
     pub fn query_vector(&self, vector: &[f32], k: usize, search_k: Option<usize>, label: Option<String>) -> Result<JsValue, JsError> {
         let filter = match label {
-            Some(name) => match self.index.label_number(&name) {
-                Some(n) => LabelFilter::Equals(n),
-                None => return Err(JsError::new(&format!("unknown label '{name}'"))),
-            },
+            Some(name) => self.label_filter(&name)?,
             None => LabelFilter::Any,
         };
         let hits = search_vector_distinct(&self.index, vector, &Query { k, search_k, filter })
@@ -131,6 +139,13 @@ impl LookalikeIndex {
     #[wasm_bindgen(js_name = toTreeSpace)]
     pub fn to_tree_space(&self, vector: &[f32]) -> Result<Vec<f32>, JsError> {
         self.index.forest.to_tree_space(vector).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    fn label_filter(&self, name: &str) -> Result<LabelFilter, JsError> {
+        match self.index.label_number(name) {
+            Some(n) => Ok(LabelFilter::Equals(n)),
+            None => Err(JsError::new(&format!("unknown label '{name}'"))),
+        }
     }
 
     fn to_js(&self, hits: &[Neighbor]) -> Result<JsValue, JsError> {

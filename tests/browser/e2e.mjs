@@ -114,6 +114,7 @@ async function runMode(mode, url, sample, catalogDir) {
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
   try {
     const opened = Date.now();
     await page.goto(url);
@@ -173,6 +174,51 @@ async function runMode(mode, url, sample, catalogDir) {
         `top hit ${photoQuery.hits[0].id}, embed ${photoQuery.embedMillis.toFixed(0)} ms, total ${Date.now() - started} ms`);
     }
 
+    // A street photo: items are detected in the page, outlined, and the best
+    // one searched; clicking another box, or drawing one, searches that.
+    const street = path.join(catalogDir, 'street.jpg');
+    fs.copyFileSync(path.join(DATA, 'ccp-street-fashion/images/0003.jpg'), street);
+    await page.evaluate(() => { window.lookalike.lastQuery = null; });
+    await page.setInputFiles('#photo', street);
+    await page.waitForFunction(() => (window.lookalike.lastQuery && window.lookalike.lastQuery.kind === 'crop') || document.body.dataset.error, null, { timeout: 300_000 });
+    const first = await page.evaluate(() => ({ q: window.lookalike.lastQuery, items: window.lookalike.photo.items, error: document.body.dataset.error }));
+    const boxes = await page.locator('#photo-boxes .item-box').count();
+    check(`[${mode}] items in a street photo are detected and outlined`, !first.error && boxes >= 2 && boxes === first.items.length,
+      `${boxes} boxes (${first.items.map((i) => i.class).join(', ')}), detection ${first.q ? first.q.detectMillis.toFixed(0) : '?'} ms on ${await page.evaluate(() => window.lookalike.detector.backend)}`);
+    const distinct = first.q ? new Set(first.q.hits.map((h) => h.id)).size : 0;
+    check(`[${mode}] the best item is searched at once`, first.q && first.q.item === 0 && first.q.hits.length === 10 && distinct === 10,
+      first.q ? `${first.q.what} -> ${first.q.prediction ? first.q.prediction.label : 'no label'}, embed ${first.q.embedMillis.toFixed(0)} ms` : 'no query');
+    if (boxes >= 2) {
+      await page.locator('#photo-boxes .item-box').nth(1).focus();
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => window.lookalike.lastQuery && window.lookalike.lastQuery.item === 1, null, { timeout: 120_000 });
+      const pressed = await page.locator('#photo-boxes .item-box[aria-pressed=true]').count();
+      check(`[${mode}] a box chosen with the keyboard searches its item`, pressed === 1);
+    }
+    const stage = await page.locator('#photo-stage').boundingBox();
+    await page.mouse.move(stage.x + stage.width * 0.3, stage.y + stage.height * 0.7);
+    await page.mouse.down();
+    await page.mouse.move(stage.x + stage.width * 0.5, stage.y + stage.height * 0.8, { steps: 4 });
+    await page.mouse.move(stage.x + stage.width * 0.7, stage.y + stage.height * 0.95, { steps: 4 });
+    await page.mouse.up();
+    await page.waitForFunction(() => window.lookalike.lastQuery && window.lookalike.lastQuery.drawn, null, { timeout: 120_000 });
+    const drawn = await page.evaluate(() => ({ q: window.lookalike.lastQuery, w: window.lookalike.photo.width, h: window.lookalike.photo.height }));
+    const b = drawn.q.box;
+    const near = (v, want) => Math.abs(v - want) <= 0.03;
+    check(`[${mode}] drawing a box searches what is inside it`,
+      near(b.x / drawn.w, 0.3) && near(b.y / drawn.h, 0.7) && near((b.x + b.width) / drawn.w, 0.7) && near((b.y + b.height) / drawn.h, 0.95) && drawn.q.hits.length === 10,
+      `box ${b.x},${b.y} ${b.width}x${b.height} of ${drawn.w}x${drawn.h}`);
+    await page.locator('#photo-panel').screenshot({ path: path.join(ARTIFACTS, `${mode}-photo.png`) }).catch(() => {});
+
+    // The category filter keeps results in one category.
+    await page.selectOption('#category', 'Watches');
+    await page.click(`#catalog button.product[data-id="${sample.find((r) => r.articleType === 'Tshirts').product_id}"]`);
+    await page.waitForFunction(() => window.lookalike.lastQuery && window.lookalike.lastQuery.kind === 'item');
+    const filtered = await page.evaluate(() => window.lookalike.lastQuery.hits.map((h) => h.id));
+    check(`[${mode}] a category filter keeps only that category`, filtered.length > 0 && filtered.every((id) => labelOf.get(id) === 'Watches'),
+      `${filtered.filter((id) => labelOf.get(id) === 'Watches').length}/${filtered.length} watches for a t-shirt; others: ${filtered.filter((id) => labelOf.get(id) !== 'Watches').map((id) => `${id}=${labelOf.get(id)}`).join(' ')}`);
+    await page.selectOption('#category', '');
+
     // A hostile name is text, not markup.
     const hostile = await page.evaluate((id) => {
       const card = document.querySelector(`#catalog button.product[data-id="${id}"] .title`);
@@ -180,7 +226,6 @@ async function runMode(mode, url, sample, catalogDir) {
     }, HOSTILE_ID);
     check(`[${mode}] hostile product name renders as text`, hostile.text === HOSTILE_NAME && !hostile.injected && hostile.imgs === 0);
 
-    fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, `${mode}.png`) });
     check(`[${mode}] no errors in the page`, pageErrors.length === 0, pageErrors.slice(0, 3).join(' | '));
   } finally {
@@ -200,7 +245,9 @@ async function main() {
   console.log(`built a ${sample.length}-product site in ${((Date.now() - built) / 1000).toFixed(1)} s`);
   const { server, url } = await startServer(site);
   try {
-    for (const mode of Object.keys(MODES)) {
+    // E2E_MODES=cpu runs one mode while developing; the suite runs both.
+    const modes = (process.env.E2E_MODES || Object.keys(MODES).join(',')).split(',');
+    for (const mode of modes) {
       await runMode(mode, url, sample, work);
     }
   } finally {
