@@ -65,6 +65,17 @@ fn nanodet_finds_the_person_in_street_photos() {
 }
 
 #[test]
+fn nanodet_padding_and_biases_fold_into_its_convolutions() {
+    let detector = NanoDet::new(&models().0, &Device::flex()).unwrap();
+    let program = detector.program();
+    // The ONNX-converted graph pads before 28 of its 34 convolutions and adds
+    // every bias separately; compiled, only the input's own pad remains.
+    assert_eq!(program.count("Conv"), 34);
+    assert!(program.count("Pad") <= 1, "{} pads left", program.count("Pad"));
+    assert!(program.count("Binary") <= 10, "{} elementwise steps left", program.count("Binary"));
+}
+
+#[test]
 fn movenet_joints_are_where_anatomy_puts_them() {
     let pose = MoveNet::new(&models().1, &Device::flex()).unwrap();
     let mut upright = 0;

@@ -49,6 +49,10 @@ impl NanoDet {
         Ok(Self { program, side, device: device.clone() })
     }
 
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
     /// The network input: a plain (not letterboxed) resize, as NanoDet was trained.
     fn input(&self, image: &RgbImage) -> Tensor<4> {
         let side = self.side;

@@ -197,6 +197,11 @@ enum Known {
 struct Compiler<'a> {
     graph: &'a GraphModel,
     nodes: HashMap<&'a str, &'a NodeDef>,
+    /// How many node inputs read each node: a node read once can be fused
+    /// into its reader.
+    readers: HashMap<&'a str, usize>,
+    /// Memo of [`Compiler::is_constant`].
+    constant: HashMap<String, bool>,
     known: HashMap<String, Known>,
     steps: Vec<Step>,
     slot_count: usize,
@@ -226,6 +231,8 @@ impl Program {
         let mut compiler = Compiler {
             graph,
             nodes: graph.nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
+            readers: count_readers(graph),
+            constant: HashMap::new(),
             known: HashMap::new(),
             steps: Vec::new(),
             slot_count: 1,
@@ -253,6 +260,16 @@ impl Program {
         })
     }
 
+    /// Operations the program runs (after folding and fusion).
+    pub fn steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// How many of them are of each kind, e.g. `("Pad", 0)`: for tests and tuning.
+    pub fn count(&self, kind: &str) -> usize {
+        self.steps.iter().filter(|s| op_name(&s.op) == kind).count()
+    }
+
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
     }
@@ -266,7 +283,7 @@ impl Program {
             let outputs = execute(&step.op, input, &slots).map_err(|message| TfjsError::Node {
                 file: self.source.clone(),
                 node: step.node.clone(),
-                op: format!("{:?}", std::mem::discriminant(&step.op)),
+                op: op_name(&step.op).to_string(),
                 message,
             })?;
             for (slot, value) in outputs {
@@ -287,6 +304,16 @@ impl Program {
             })
             .collect())
     }
+}
+
+fn count_readers(graph: &GraphModel) -> HashMap<&str, usize> {
+    let mut readers = HashMap::new();
+    for node in &graph.nodes {
+        for input in node.data_inputs() {
+            *readers.entry(split_output(input).0).or_insert(0) += 1;
+        }
+    }
+    readers
 }
 
 /// For each step, the slots read for the last time there (outputs excluded).
@@ -377,6 +404,26 @@ impl<'a> Compiler<'a> {
             .ok_or_else(|| self.error(node, format!("has no output {k}")))
     }
 
+    /// Whether a value depends on constants only (never on the input).
+    fn is_constant(&mut self, name: &str) -> bool {
+        let (node_name, _) = split_output(name);
+        if let Some(&known) = self.constant.get(node_name) {
+            return known;
+        }
+        let constant = match self.nodes.get(node_name) {
+            Some(node) if node.op == "Const" => true,
+            Some(node) if node.op == "Placeholder" => false,
+            Some(node) => {
+                let node: &NodeDef = node;
+                let inputs: Vec<&str> = node.data_inputs().collect();
+                !inputs.is_empty() && inputs.into_iter().all(|i| self.is_constant(i))
+            }
+            None => false,
+        };
+        self.constant.insert(node_name.to_string(), constant);
+        constant
+    }
+
     fn compile_node(&mut self, node: &'a NodeDef) -> Result<(), TfjsError> {
         if node.op == "Const" {
             let host = self
@@ -388,17 +435,17 @@ impl<'a> Compiler<'a> {
             self.known.insert(key(&node.name, 0), Known::Host(host));
             return Ok(());
         }
-        // Resolve inputs first (depth first), so steps come out in order.
-        let inputs: Vec<Known> =
-            node.data_inputs().map(|i| self.resolve(i)).collect::<Result<_, _>>()?;
-        if !inputs.is_empty() && inputs.iter().all(|k| matches!(k, Known::Host(_))) {
-            let hosts: Vec<HostTensor> = inputs
-                .into_iter()
-                .map(|k| match k {
-                    Known::Host(h) => h,
-                    Known::Slot(_) => unreachable!(),
-                })
-                .collect();
+        // Nodes of constants only are folded now; the others resolve their
+        // inputs as they compile (depth first, so steps come out in order,
+        // and a reader can fuse a producer it alone reads before it is emitted).
+        if node.data_inputs().next().is_some() && node.data_inputs().all(|i| self.is_constant(i)) {
+            let mut hosts = Vec::new();
+            for input in node.data_inputs() {
+                match self.resolve(input)? {
+                    Known::Host(h) => hosts.push(h),
+                    Known::Slot(_) => unreachable!("checked constant"),
+                }
+            }
             let folded = fold(node, &hosts).map_err(|m| self.error(node, m))?;
             for (k, host) in folded.into_iter().enumerate() {
                 self.known.insert(key(&node.name, k), Known::Host(host));
@@ -431,8 +478,14 @@ impl<'a> Compiler<'a> {
                 self.known.insert(key(&node.name, 0), Known::Slot(slot));
             }
             "Conv2D" | "_FusedConv2D" | "DepthwiseConv2dNative" | "FusedDepthwiseConv2dNative" => {
-                let input = self.first_slot(node)?;
-                let conv = self.conv(node)?;
+                let mut conv = self.conv(node)?;
+                let input = match self.fold_padding(node, &conv)? {
+                    Some((slot, pairs)) => {
+                        conv.padding = Padding::Explicit(pairs);
+                        slot
+                    }
+                    None => self.first_slot(node)?,
+                };
                 self.emit(node, Some(input), Op::Conv(Box::new(conv)));
             }
             "MaxPool" | "AvgPool" => {
@@ -456,6 +509,9 @@ impl<'a> Compiler<'a> {
                 let names: Vec<&str> = node.data_inputs().collect();
                 if names.len() != 2 {
                     return Err(self.error(node, "expects two inputs"));
+                }
+                if matches!(binary, Binary::Add) && self.fold_bias(node, names[0], names[1])? {
+                    return Ok(());
                 }
                 let (a, b) = (self.operand(names[0])?, self.operand(names[1])?);
                 self.emit(node, None, Op::Binary(binary, a, b));
@@ -571,6 +627,78 @@ impl<'a> Compiler<'a> {
             other => return Err(self.error(node, format!("operation {other} is not supported"))),
         }
         Ok(())
+    }
+
+    /// The node named `name` when only one input anywhere reads it.
+    fn read_once(&self, name: &str) -> Option<&'a NodeDef> {
+        let (node, _) = split_output(name);
+        (self.readers.get(node) == Some(&1)).then(|| self.nodes.get(node).copied()).flatten()
+    }
+
+    /// ONNX converters pad explicitly (often on the other layout, behind a
+    /// transpose) and then run a VALID convolution. Folding the zero padding
+    /// into the convolution saves a full copy of the activations per layer.
+    /// Returns the unpadded input (transposed as the graph wanted) and the
+    /// padding for the convolution, or `None` when the pattern does not apply.
+    fn fold_padding(&mut self, node: &NodeDef, conv: &Conv) -> Result<Option<(usize, [(usize, usize); 2])>, TfjsError> {
+        if !matches!(conv.padding, Padding::Valid) {
+            return Ok(None);
+        }
+        let Some(first) = node.data_inputs().next() else { return Ok(None) };
+        let Some(mut producer) = self.read_once(first) else { return Ok(None) };
+        let mut transpose = None;
+        if producer.op == "Transpose" {
+            let Some(pad) = producer.data_inputs().next().and_then(|i| self.read_once(i)) else { return Ok(None) };
+            transpose = Some(producer);
+            producer = pad;
+        }
+        if !(producer.op == "Pad" || producer.op == "PadV2") {
+            return Ok(None);
+        }
+        if producer.op == "PadV2" && self.host_input(producer, 2)?.to_f32().first() != Some(&0.0) {
+            return Ok(None);
+        }
+        let pads = self.host_input(producer, 1)?.to_i64();
+        let mut pairs: Vec<(usize, usize)> = pads.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect();
+        let perm = match transpose {
+            Some(t) => self.host_input(t, 1)?.to_i64().into_iter().map(|p| p as usize).collect(),
+            None => (0..pairs.len()).collect::<Vec<_>>(),
+        };
+        if pairs.len() != 4 || perm.len() != 4 {
+            return Ok(None);
+        }
+        pairs = perm.iter().map(|&p| pairs[p]).collect(); // as the convolution sees them
+        let (batch, channels, h, w) = if conv.nhwc { (0, 3, 1, 2) } else { (0, 1, 2, 3) };
+        if pairs[batch] != (0, 0) || pairs[channels] != (0, 0) {
+            return Ok(None);
+        }
+        let source = producer.data_inputs().next().expect("Pad has an input").to_string();
+        let Known::Slot(mut slot) = self.resolve(&source)? else { return Ok(None) };
+        if let Some(t) = transpose {
+            slot = self.emit(t, Some(slot), Op::Transpose(perm));
+        }
+        Ok(Some((slot, [pairs[h], pairs[w]])))
+    }
+
+    /// A bias added right after a bias-less convolution becomes its bias.
+    fn fold_bias(&mut self, node: &NodeDef, a: &str, b: &str) -> Result<bool, TfjsError> {
+        if self.read_once(a).is_none() {
+            return Ok(false);
+        }
+        let (Known::Slot(slot), Known::Host(bias)) = (self.resolve(a)?, self.resolve(b)?) else { return Ok(false) };
+        let Some(step) = self.steps.iter_mut().rev().find(|s| s.output == slot) else { return Ok(false) };
+        let Op::Conv(conv) = &mut step.op else { return Ok(false) };
+        let channels = conv.weight.dims()[0];
+        // The bias must run along the channel axis: [C], or ones elsewhere.
+        let channel_axis = if conv.nhwc { 3 } else { 1 };
+        let along_channels = bias.shape.len() == 1
+            || (bias.shape.len() == 4 && bias.shape.iter().enumerate().all(|(i, &d)| d == 1 || i == channel_axis));
+        if conv.bias.is_some() || conv.activation != Activation::None || bias.len() != channels || !along_channels {
+            return Ok(false);
+        }
+        conv.bias = Some(Tensor::from_data(TensorData::new(bias.to_f32(), [channels]), self.device));
+        self.known.insert(key(&node.name, 0), Known::Slot(slot));
+        Ok(true)
     }
 
     fn nhwc(&self, node: &NodeDef) -> Result<bool, TfjsError> {
@@ -749,6 +877,23 @@ fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTensor>, String
         }
         other => return Err(format!("cannot fold operation {other} on constants")),
     })
+}
+
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Conv(_) => "Conv",
+        Op::Pool { .. } => "Pool",
+        Op::Binary(..) => "Binary",
+        Op::Unary(_) => "Unary",
+        Op::Sqrt => "Sqrt",
+        Op::Pad { .. } => "Pad",
+        Op::Transpose(_) => "Transpose",
+        Op::Reshape(_) => "Reshape",
+        Op::Concat { .. } => "Concat",
+        Op::Split { .. } => "Split",
+        Op::Unpack { .. } => "Unpack",
+        Op::Resize { .. } => "Resize",
+    }
 }
 
 /// Marks the one output of a single-output step.
