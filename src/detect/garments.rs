@@ -52,17 +52,22 @@ const LEGS: [usize; 6] = [LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE, LEFT_ANKLE
 const THIGHS: [usize; 4] = [LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE];
 const SHOULDERS_TO_KNEES: [usize; 6] = [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE];
 const ANKLES: [usize; 2] = [LEFT_ANKLE, RIGHT_ANKLE];
+const TRUNK: [usize; 4] = [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP];
 
 /// Fitted on CCP's development photos by grid search (see the module docs):
-/// a top and a bottom each get a second, alternative cut because one box
-/// cannot fit both a blouse and a long coat, or both trousers and a skirt.
-const CUTS: [Cut; 6] = [
+/// a top and a bottom get alternative cuts because one box cannot fit both a
+/// blouse and a long coat, or both trousers and a skirt.
+const CUTS: [Cut; 7] = [
     Cut { garment: Garment::UpperBody, joints: &TORSO, grow: [0.1, 0.1, 0.1, -0.1], alternative: false },
     Cut { garment: Garment::LowerBody, joints: &LEGS, grow: [0.1, 0.1, 0.1, 0.1], alternative: false },
     Cut { garment: Garment::Shoes, joints: &ANKLES, grow: [0.1, 0.0, 0.1, 0.3], alternative: false },
-    Cut { garment: Garment::FullLength, joints: &SHOULDERS_TO_KNEES, grow: [0.2, 0.1, 0.2, -0.1], alternative: false },
+    // A dress is one garment where most people wear two: it ranks with the
+    // alternatives, so the report's 3 boxes go to top, bottom and shoes first.
+    Cut { garment: Garment::FullLength, joints: &SHOULDERS_TO_KNEES, grow: [0.2, 0.1, 0.2, -0.1], alternative: true },
     Cut { garment: Garment::UpperBody, joints: &TORSO_TO_KNEES, grow: [0.2, 0.1, 0.2, -0.1], alternative: true },
     Cut { garment: Garment::LowerBody, joints: &THIGHS, grow: [0.2, 0.1, 0.2, -0.1], alternative: true },
+    // Loose tops: the trunk alone, grown on every side.
+    Cut { garment: Garment::UpperBody, joints: &TRUNK, grow: [0.2, 0.2, 0.2, 0.2], alternative: true },
 ];
 
 /// The regions of one person, each with a confidence (the mean score of the

@@ -48,7 +48,7 @@ pub const MIN_REGION_SCORE: f32 = 0.3;
 /// crop; at most this many people are parsed.
 const MAX_PEOPLE: usize = 2;
 /// Boxes of the same class overlapping more than this are one item.
-const SAME_ITEM_IOU: f32 = 0.8;
+const SAME_ITEM_IOU: f32 = 0.9;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectOptions {
@@ -136,8 +136,7 @@ impl Detector {
                 items.push(Item { class: PRODUCT_CLASS.to_string(), score: 1.0, bbox });
             }
         }
-        items.truncate(options.max_boxes);
-        Ok(items)
+        Ok(select(items, options.max_boxes))
     }
 
     /// Garment regions of each person: on a crop around every detected person
@@ -165,6 +164,22 @@ impl Detector {
         }
         Ok(items)
     }
+}
+
+/// The best `max_boxes` items, one per class first: a photo's top, bottom and
+/// shoes before a second cut of the same top. Best first.
+pub fn select(items: Vec<Item>, max_boxes: usize) -> Vec<Item> {
+    let (mut chosen, mut rest): (Vec<Item>, Vec<Item>) = (Vec::new(), Vec::new());
+    for item in items {
+        if chosen.len() < max_boxes && !chosen.iter().any(|c| c.class == item.class) {
+            chosen.push(item);
+        } else {
+            rest.push(item);
+        }
+    }
+    chosen.extend(rest.into_iter().take(max_boxes.saturating_sub(chosen.len())));
+    chosen.sort_by(|a, b| b.score.total_cmp(&a.score));
+    chosen
 }
 
 /// Best first, with same-class duplicates (e.g. one person's regions found

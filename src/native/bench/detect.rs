@@ -9,7 +9,7 @@
 
 use super::embed_with_cache;
 use crate::catalog::Columns;
-use crate::detect::{BBox, DetectOptions, Detector, Garment, readback::block_on};
+use crate::detect::{BBox, DetectOptions, Detector, Garment, Item, readback::block_on, select};
 use crate::native::labels::train_labels;
 use crate::model::tfjs::read_model;
 use anyhow::{Context, Result, bail};
@@ -146,15 +146,16 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
 
     // One photo per core at a time, each on a one-thread pool (as the embedder's lanes).
     let started = Instant::now();
-    let detections: Vec<Vec<(String, BBox)>> = photos
+    let found: Vec<Vec<Item>> = photos
         .par_iter()
-        .map(|photo| -> Result<Vec<(String, BBox)>> {
+        .map(|photo| -> Result<Vec<Item>> {
             let path = dir.join(&photo.file);
             let image = image::open(&path).with_context(|| format!("reading {}", path.display()))?.to_rgb8();
-            let items = block_on(detector.detect(&image, &everything)).map_err(anyhow::Error::msg)?;
-            Ok(items.into_iter().map(|i| (i.class, i.bbox)).collect())
+            block_on(detector.detect(&image, &everything)).map_err(anyhow::Error::msg)
         })
         .collect::<Result<_>>()?;
+    let boxes = |items: &[Item]| -> Vec<(String, BBox)> { items.iter().map(|i| (i.class.clone(), i.bbox)).collect() };
+    let detections: Vec<Vec<(String, BBox)>> = found.iter().map(|f| boxes(f)).collect();
     let threads = rayon::current_num_threads() as f64;
     let ms_per_photo = started.elapsed().as_secs_f64() * 1000.0 * threads / photos.len() as f64;
 
@@ -174,9 +175,9 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
     let trained = train_labels(&fashion.products, &fashion.vectors, "articleType", 20, 0.2)?;
     let wasm_cpu = wasm_timing(options, &dir.join(&photos[0].file));
 
-    // The defaults keep the best `max_boxes` of the same candidates.
+    // The defaults choose `max_boxes` of the same candidates, as the detector does.
     let limited: Vec<Vec<(String, BBox)>> =
-        detections.iter().map(|d| d.iter().take(defaults.max_boxes).cloned().collect()).collect();
+        found.iter().map(|f| boxes(&select(f.clone(), defaults.max_boxes))).collect();
     let per_photo = |d: &[Vec<(String, BBox)>]| d.iter().map(Vec::len).sum::<usize>() as f64 / d.len() as f64;
     let report = DetectReport {
         photos: photos.len(),
