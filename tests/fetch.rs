@@ -149,7 +149,7 @@ fn a_rerun_downloads_nothing_it_already_has() {
 fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
     use lookalike::catalog::Columns;
     use lookalike::forest::{ForestParams, Metric};
-    use lookalike::native::site_builder::{BuildOptions, Storage, build_site};
+    use lookalike::native::site_builder::{BuildOptions, Storage, build_site, CropSpec};
 
     let server = Server::start(sample_jpeg());
     let dir = scratch("site");
@@ -179,6 +179,9 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
         cache_dir: dir.join("cache"),
         skip_bad: false,
         precompute: None,
+        crops: CropSpec::Foreground,
+        detector: None,
+        labels: None,
     };
     let report = build_site(&options).unwrap();
     assert_eq!(report.products, 6);

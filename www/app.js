@@ -6,6 +6,7 @@
 // parsed as HTML, so a hostile product name stays text.
 
 import init, { LookalikeIndex, LookalikeLabels, loadDetector, loadEmbedder } from './pkg/lookalike.js';
+import { shopLink } from './links.js';
 
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
@@ -47,7 +48,8 @@ async function fetchBytes(url, label) {
     chunks.push(value);
     received += value.length;
     setStatus(`Loading ${label}… ${(received / 1e6).toFixed(1)} MB`);
-    if (total) setProgress(received / total);
+    // Content-Length counts compressed bytes when the host gzips.
+    if (total && received <= total) setProgress(received / total);
   }
   const bytes = new Uint8Array(received);
   let offset = 0;
@@ -82,6 +84,19 @@ function productCard(product, { score, tag = 'button' } = {}) {
     card.append(s);
   }
   return card;
+}
+
+/// A link to the product's own page in the shop, when the catalog has one.
+function productLink(product) {
+  const href = shopLink(product);
+  if (!href) return null;
+  const a = document.createElement('a');
+  a.className = 'product-link';
+  a.href = href;
+  a.rel = 'noopener';
+  a.textContent = 'View product';
+  a.setAttribute('aria-label', `View ${product.title || product.id} in the shop`);
+  return a;
 }
 
 function renderCatalog() {
@@ -129,6 +144,8 @@ function renderResults(title, hits, millis, extra) {
     const card = productCard(product, { score: hit.score });
     card.addEventListener('click', () => showLookalikes(hit.item));
     li.append(card);
+    const link = productLink(product);
+    if (link) li.append(link);
     fragment.append(li);
   }
   list.replaceChildren(fragment);
@@ -176,10 +193,7 @@ async function ensureDetector() {
 /// Opens a photo from any source (file, camera, drop, paste): finds its
 /// items, outlines them, and searches the best one (or the whole photo).
 async function openPhoto(file) {
-  if (!state.embedder) {
-    setStatus('The model is still loading; try again in a moment.');
-    return;
-  }
+  await ensureModel();
   const bytes = new Uint8Array(await file.arrayBuffer());
   const view = $('photo-view');
   const loaded = new Promise((resolve, reject) => { view.onload = resolve; view.onerror = () => reject(new Error('this file is not an image the browser can show')); });
@@ -340,6 +354,14 @@ function enablePhotoSources() {
   });
 }
 
+/// The embedder loads with the first photo: browsing and product clicks
+/// never need it, and it is most of the site's bytes.
+let modelLoading = null;
+function ensureModel() {
+  if (!modelLoading) modelLoading = loadModel().then(() => { document.body.dataset.ready = 'model'; });
+  return modelLoading;
+}
+
 async function loadModel() {
   const bytes = await fetchBytes(state.manifest.model.file, 'model');
   setStatus('Starting the model…');
@@ -349,10 +371,8 @@ async function loadModel() {
   badge.hidden = false;
   badge.textContent = state.embedder.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
   badge.dataset.backend = state.embedder.backend;
-  $('photo').disabled = false;
-  $('camera').disabled = false;
   setProgress(null);
-  setStatus(`Ready: ${state.index.length} products. Photo search runs on ${badge.textContent}.`);
+  setStatus(`Photo search runs on ${badge.textContent}.`);
 }
 
 async function main() {
@@ -366,10 +386,15 @@ async function main() {
   renderCatalog();
   renderCategories();
   document.body.dataset.ready = 'index';
+  // Deep links (the widget's default target): ?product=ID shows its look-alikes.
+  const linked = params.get('product') && state.index.itemOf(params.get('product'));
+  if (linked !== undefined && linked !== null && linked !== '') showLookalikes(linked);
   enablePhotoSources();
   enableDrawing();
-  await loadModel();
-  document.body.dataset.ready = 'model';
+  $('photo').disabled = false;
+  $('camera').disabled = false;
+  setProgress(null);
+  setStatus(`Ready: ${state.index.length} items. Choose a product, or search by photo.`);
 }
 
 function reportError(error) {
@@ -379,4 +404,15 @@ function reportError(error) {
   document.body.dataset.error = String(error.message || error);
 }
 
+/// Offline use: the service worker (copied to the site's root by the
+/// builder, so its scope is the whole site) caches what the page loads.
+function registerServiceWorker() {
+  if (!('serviceWorker' in navigator) || params.get('sw') === 'off') return;
+  navigator.serviceWorker.register('sw.js').then(
+    (registration) => { state.serviceWorker = registration; },
+    (error) => console.info('lookalike: no offline cache:', error.message),
+  );
+}
+
+registerServiceWorker();
 main().catch(reportError);

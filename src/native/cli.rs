@@ -105,6 +105,8 @@ enum BenchKind {
     Quality,
     /// Garment detection on CCP street photos, and the label head's accuracy.
     Detect,
+    /// The demo site in headless Chromium: bytes, time to results, photo queries.
+    Web,
 }
 
 /// The report's detection parameters, and the detector models.
@@ -363,6 +365,13 @@ pub fn run(cli: Cli) -> Result<()> {
                     data_dir,
                     cache_dir: default_cache_dir(),
                     model: project_path(DEFAULT_MODEL),
+                }),
+                BenchKind::Web => super::bench::web::run(&super::bench::web::WebBenchOptions {
+                    json,
+                    data_dir,
+                    cache_dir: default_cache_dir(),
+                    model: project_path(DEFAULT_MODEL),
+                    project: project_path("."),
                 }),
                 BenchKind::Detect => super::bench::detect::run(&super::bench::detect::DetectBenchOptions {
                     quick,

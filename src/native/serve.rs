@@ -11,6 +11,9 @@ use std::path::{Component, Path, PathBuf};
 /// Binds 127.0.0.1:`port` (0 picks a free port) and serves `root` forever.
 /// `on_ready` receives the bound address before the first request is accepted.
 pub fn serve(root: &Path, port: u16, on_ready: impl FnOnce(std::net::SocketAddr)) -> Result<()> {
+    // `LOOKALIKE_SERVE_LOG=1` prints one line per response (`bench web`
+    // counts the bytes a first visit costs from it, service worker included).
+    let log = std::env::var_os("LOOKALIKE_SERVE_LOG").is_some();
     let root = root.canonicalize().with_context(|| format!("site folder {}", root.display()))?;
     let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
     on_ready(listener.local_addr()?);
@@ -18,22 +21,34 @@ pub fn serve(root: &Path, port: u16, on_ready: impl FnOnce(std::net::SocketAddr)
         let Ok(stream) = stream else { continue };
         let root = root.clone();
         std::thread::spawn(move || {
-            let _ = handle(stream, &root);
+            let _ = handle(stream, &root, log);
         });
     }
     Ok(())
 }
 
-fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
+fn handle(mut stream: TcpStream, root: &Path, log: bool) -> std::io::Result<()> {
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    // Drain the headers; this server needs none of them.
+    // Read the headers; only Accept-Encoding and If-None-Match matter here.
+    let mut gzip_ok = false;
+    let mut if_none_match = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
             break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("accept-encoding")
+        {
+            gzip_ok = value.split(',').any(|v| v.trim().split(';').next() == Some("gzip"));
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("if-none-match")
+        {
+            if_none_match = Some(value.trim().to_string());
         }
     }
     let mut parts = request_line.split_whitespace();
@@ -44,10 +59,36 @@ fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let Some(path) = resolve(root, target) else {
         return respond(&mut stream, "404 Not Found", "text/plain", b"not found", method == "GET");
     };
-    match std::fs::read(&path) {
-        Ok(body) => respond(&mut stream, "200 OK", content_type(&path), &body, method == "GET"),
+    // The builder writes a .gz beside compressible files; send it when the
+    // client takes gzip (as static hosts with precompressed files do).
+    let gz = PathBuf::from(format!("{}.gz", path.display()));
+    let (file, encoding) = if gzip_ok && gz.is_file() { (gz, "Content-Encoding: gzip\r\n") } else { (path.clone(), "") };
+    // Revalidation (Cache-Control: no-cache) costs a 304 when nothing changed.
+    let tag = etag(&file);
+    if tag.is_some() && if_none_match == tag {
+        let headers = format!("ETag: {}\r\n", tag.unwrap_or_default());
+        if log {
+            eprintln!("served {target} 304 0");
+        }
+        return respond_with(&mut stream, "304 Not Modified", content_type(&path), b"", false, &headers);
+    }
+    match std::fs::read(&file) {
+        Ok(body) => {
+            if log {
+                eprintln!("served {target} 200 {}", body.len());
+            }
+            let headers = format!("{encoding}Vary: Accept-Encoding\r\nETag: {}\r\n", tag.unwrap_or_default());
+            respond_with(&mut stream, "200 OK", content_type(&path), &body, method == "GET", &headers)
+        }
         Err(_) => respond(&mut stream, "404 Not Found", "text/plain", b"not found", method == "GET"),
     }
+}
+
+/// A validator for a file's current content: its size and modification time.
+fn etag(path: &Path) -> Option<String> {
+    let meta = path.metadata().ok()?;
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(format!("\"{:x}-{:x}\"", meta.len(), modified.as_nanos()))
 }
 
 /// Maps a request target to a file under `root`, or `None` if it would
@@ -100,9 +141,13 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 fn respond(stream: &mut TcpStream, status: &str, mime: &str, body: &[u8], with_body: bool) -> std::io::Result<()> {
+    respond_with(stream, status, mime, body, with_body, "")
+}
+
+fn respond_with(stream: &mut TcpStream, status: &str, mime: &str, body: &[u8], with_body: bool, extra: &str) -> std::io::Result<()> {
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {mime}\r\nContent-Length: {}\r\n{extra}Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     if with_body {

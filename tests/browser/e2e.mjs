@@ -105,7 +105,7 @@ const cosine = (a, b) => {
   return dot / Math.sqrt(na * nb);
 };
 
-async function runMode(mode, url, sample, catalogDir) {
+async function runMode(mode, url, sample, catalogDir, stopServer) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), `lookalike-chromium-${mode}-`));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: '/usr/bin/chromium', headless: true, args: MODES[mode], viewport: { width: 1200, height: 900 },
@@ -150,10 +150,9 @@ async function runMode(mode, url, sample, catalogDir) {
     check(`[${mode}] precision@10 over all ${watches.length} watches >= 0.6`, precision >= 0.6,
       `${precision.toFixed(3)}, ${meanMs.toFixed(3)} ms/query in wasm`);
 
-    // The model, on the backend this browser offers.
-    await page.waitForFunction(() => document.body.dataset.ready === 'model' || document.body.dataset.error, null, { timeout: 300_000 });
-    const backend = await page.evaluate(() => window.lookalike.embedder && window.lookalike.embedder.backend);
-    check(`[${mode}] embedder runs on ${mode}`, backend === mode, `backend=${backend}, shown "${await page.textContent('#backend')}"`);
+    // Nothing heavy before a photo: the embedder loads with the first one.
+    const modelEarly = await page.evaluate(() => Boolean(window.lookalike.embedder));
+    check(`[${mode}] the embedder is not loaded before a photo`, !modelEarly);
 
     // Upload the watch's own photo: the page embeds it with Burn.
     const photo = path.join(catalogDir, 'upload.jpg');
@@ -165,6 +164,9 @@ async function runMode(mode, url, sample, catalogDir) {
       const q = window.lookalike.lastQuery;
       return q && q.kind === 'photo' ? q : { error: document.body.dataset.error };
     });
+    // The model, on the backend this browser offers.
+    const backend = await page.evaluate(() => window.lookalike.embedder && window.lookalike.embedder.backend);
+    check(`[${mode}] embedder runs on ${mode}`, backend === mode, `backend=${backend}, shown "${await page.textContent('#backend')}"`);
     if (photoQuery.error) {
       check(`[${mode}] photo search`, false, photoQuery.error);
     } else {
@@ -228,6 +230,39 @@ async function runMode(mode, url, sample, catalogDir) {
 
     await page.screenshot({ path: path.join(ARTIFACTS, `${mode}.png`) });
     check(`[${mode}] no errors in the page`, pageErrors.length === 0, pageErrors.slice(0, 3).join(' | '));
+
+    // The storefront widget: one script tag and one element, under a strict CSP.
+    const widgetProduct = sample[0].product_id;
+    await page.goto(new URL(`www/storefront.html`, url).href);
+    await page.evaluate((id) => document.getElementById('similar').setAttribute('product', id), widgetProduct);
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.getElementById('similar').dataset.state), null, { timeout: 120_000 });
+    const widget = await page.evaluate(() => {
+      const el = document.getElementById('similar');
+      const links = [...el.shadowRoot.querySelectorAll('a')];
+      return { state: el.dataset.state, ids: links.map((a) => a.dataset.id), hrefs: links.map((a) => a.href), text: el.shadowRoot.textContent };
+    });
+    check(`[${mode}] the storefront widget renders 6 look-alikes`, widget.state === 'ready' && widget.ids.length === 6 && new Set(widget.ids).size === 6 && !widget.ids.includes(widgetProduct),
+      `${widget.state}: ${widget.ids.join(' ')}${widget.state === 'error' ? ` ${widget.text}` : ''}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, `${mode}-storefront.png`) });
+    await page.goto(widget.hrefs[0] || url);
+    await page.waitForFunction(() => window.lookalike && window.lookalike.lastQuery, null, { timeout: 120_000 });
+    const deep = await page.evaluate(() => window.lookalike.lastQuery.id);
+    check(`[${mode}] a widget link opens its product's look-alikes`, deep === widget.ids[0], `opened ${deep}`);
+
+    // Offline: with the server gone, a reload is served by the service worker.
+    const workerReady = await page.evaluate(async () => Boolean((await navigator.serviceWorker.ready).active));
+    stopServer();
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === 'index' || document.body.dataset.error, null, { timeout: 120_000 });
+    const offline = await page.evaluate(() => ({
+      error: document.body.dataset.error, cards: document.querySelectorAll('#catalog .product').length,
+      controlled: Boolean(navigator.serviceWorker.controller),
+    }));
+    await page.click(`#catalog button.product[data-id="${watch.product_id}"]`);
+    const offlineHits = await page.evaluate(() => window.lookalike.lastQuery && window.lookalike.lastQuery.hits.length);
+    check(`[${mode}] the site works offline after the first visit`, workerReady && offline.controlled && !offline.error && offline.cards === sample.length && offlineHits === 10,
+      `${offline.cards} products, ${offlineHits} look-alikes${offline.error ? `, error ${offline.error}` : ''}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, `${mode}-offline.png`) });
   } finally {
     await context.close();
     fs.rmSync(userDataDir, { recursive: true, force: true });
@@ -243,15 +278,19 @@ async function main() {
   execFileSync(BIN, ['build', '--catalog', file, '--out', site, '--id-col', 'product_id', '--image-col', 'file',
     '--label-col', 'articleType', '--pca-dims', '64'], { stdio: 'inherit' });
   console.log(`built a ${sample.length}-product site in ${((Date.now() - built) / 1000).toFixed(1)} s`);
-  const { server, url } = await startServer(site);
   try {
     // E2E_MODES=cpu runs one mode while developing; the suite runs both.
     const modes = (process.env.E2E_MODES || Object.keys(MODES).join(',')).split(',');
     for (const mode of modes) {
-      await runMode(mode, url, sample, work);
+      // A server per mode: the offline check stops it.
+      const { server, url } = await startServer(site);
+      try {
+        await runMode(mode, url, sample, work, () => server.kill());
+      } finally {
+        server.kill();
+      }
     }
   } finally {
-    server.kill();
     fs.rmSync(work, { recursive: true, force: true });
   }
   console.log(`browser: ${results.passed} passed, ${results.failed} failed`);

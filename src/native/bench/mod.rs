@@ -5,6 +5,7 @@ pub mod build;
 pub mod detect;
 pub mod forest;
 pub mod quality;
+pub mod web;
 
 use crate::catalog::{Catalog, Columns, Product};
 use crate::model::{Embedder, weights};

@@ -1,0 +1,115 @@
+// `lookalike bench web`: what a shopper's browser pays, measured in headless
+// Chromium (Debian's) against the built demo site served by `lookalike serve`.
+//
+//   - bytes on the first visit (counted by the server, so the service
+//     worker's requests count too) and on a second, warm visit;
+//   - time from opening the page to the first look-alikes drawn (cold, warm);
+//   - product click to results drawn (synchronous: query + DOM);
+//   - photo query on the CPU backend (and on WebGPU where an adapter exists;
+//     here SwiftShader's software one): first photo (loads the embedder and
+//     detector) and a later photo (detection + embedding + search).
+//
+// Usage: LOOKALIKE_BIN=... node bench/web.mjs SITE_DIR PHOTO1 PHOTO2
+// Prints one JSON object.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// playwright-core is installed for the browser tests (tests/browser).
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { chromium } = await import(path.join(here, '../tests/browser/node_modules/playwright-core/index.mjs'));
+
+const [site, photoA, photoB] = process.argv.slice(2);
+const BASE = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+const MODES = {
+  cpu: [...BASE, '--disable-gpu'],
+  webgpu: [...BASE, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader', '--use-angle=swiftshader'],
+};
+
+function serve() {
+  return new Promise((resolve, reject) => {
+    const server = spawn(process.env.LOOKALIKE_BIN, ['serve', site, '--port', '0'], {
+      stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOOKALIKE_SERVE_LOG: '1' },
+    });
+    const counter = { bytes: 0, requests: 0 };
+    let buffered = '';
+    server.stderr.on('data', (chunk) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop();
+      for (const line of lines) {
+        const served = /^served \S+ \d+ (\d+)$/.exec(line);
+        if (served) { counter.bytes += Number(served[1]); counter.requests++; }
+        const ready = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(line);
+        if (ready) resolve({ server, url: `http://${ready[1]}/`, counter });
+      }
+    });
+    server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+const settle = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function firstResults(page, url) {
+  const opened = Date.now();
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.ready || document.body.dataset.error, null, { timeout: 120_000 });
+  await page.click('#catalog button.product');
+  await page.waitForSelector('#results:not([hidden])');
+  return Date.now() - opened;
+}
+
+async function photoQuery(page, photo) {
+  await page.evaluate(() => { window.lookalike.lastQuery = null; });
+  const started = Date.now();
+  await page.setInputFiles('#photo', photo);
+  await page.waitForFunction(() => window.lookalike.lastQuery || document.body.dataset.error, null, { timeout: 600_000 });
+  const q = await page.evaluate(() => window.lookalike.lastQuery);
+  return { ms: Date.now() - started, detect_ms: q.detectMillis ?? null, embed_ms: q.embedMillis, search_ms: q.millis, kind: q.kind };
+}
+
+async function run(mode) {
+  const { server, url, counter } = await serve();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `lookalike-bench-web-${mode}-`));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: '/usr/bin/chromium', headless: true, args: MODES[mode], viewport: { width: 1200, height: 900 },
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  try {
+    const out = { mode };
+    if (mode === 'cpu') {
+      out.cold_first_results_ms = await firstResults(page, url);
+      await settle(3000); // the service worker's precache and lazy thumbnails
+      out.first_load_bytes = counter.bytes;
+      out.first_load_requests = counter.requests;
+      counter.bytes = 0;
+      out.warm_first_results_ms = await firstResults(page, url);
+      await settle(1000);
+      out.warm_load_bytes = counter.bytes;
+      const clicks = await page.evaluate(() => {
+        const buttons = [...document.querySelectorAll('#catalog button.product')].slice(0, 50);
+        return buttons.map((b) => { const t = performance.now(); b.click(); return performance.now() - t; });
+      });
+      clicks.sort((a, b) => a - b);
+      out.click_to_results_ms = { median: clicks[clicks.length >> 1], p95: clicks[Math.floor(clicks.length * 0.95)] };
+    } else {
+      await page.goto(url);
+      await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 120_000 });
+    }
+    out.first_photo = await photoQuery(page, photoA);
+    out.backend = await page.evaluate(() => window.lookalike.embedder.backend);
+    out.later_photo = await photoQuery(page, photoB);
+    return out;
+  } finally {
+    await context.close();
+    server.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const results = [];
+for (const mode of Object.keys(MODES)) results.push(await run(mode));
+console.log(JSON.stringify(results));
