@@ -174,4 +174,35 @@ mod tests {
         assert_eq!(resolve(&root, "/missing"), None);
         std::fs::remove_dir_all(root).unwrap();
     }
+
+    /// Raw HTTP over loopback: the headers and body of one GET.
+    fn get(addr: std::net::SocketAddr, path: &str, headers: &str) -> (String, Vec<u8>) {
+        use std::io::Read;
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n").unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (String::from_utf8_lossy(&response[..split]).to_string(), response[split + 4..].to_vec())
+    }
+
+    #[test]
+    fn precompressed_files_and_revalidation() {
+        let root = std::env::temp_dir().join(format!("lookalike-serve-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a.js"), "plain").unwrap();
+        std::fs::write(root.join("a.js.gz"), "zipped").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let served = root.clone();
+        std::thread::spawn(move || serve(&served, 0, |addr| tx.send(addr).unwrap()));
+        let addr = rx.recv().unwrap();
+        let (head, body) = get(addr, "/a.js", "Accept-Encoding: br, gzip\r\n");
+        assert!(head.contains("Content-Encoding: gzip") && body == b"zipped", "{head}");
+        let (head, body) = get(addr, "/a.js", "");
+        assert!(!head.contains("Content-Encoding") && body == b"plain", "{head}");
+        let etag = head.lines().find_map(|l| l.strip_prefix("ETag: ")).unwrap().to_string();
+        let (head, body) = get(addr, "/a.js", &format!("If-None-Match: {etag}\r\n"));
+        assert!(head.starts_with("HTTP/1.1 304") && body.is_empty(), "{head}");
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -289,9 +289,18 @@ pub async fn load_embedder(model_bytes: Vec<u8>, prefer: String) -> Result<Looka
     Ok(LookalikeEmbedder { embedder: Embedder::new(model, device), backend: backend.to_string() })
 }
 
+thread_local! {
+    /// The WebGPU device, once initialised: the embedder and the detector
+    /// share it (a second initialisation fails, and would waste memory).
+    static WEBGPU: std::cell::RefCell<Option<Device>> = const { std::cell::RefCell::new(None) };
+}
+
 async fn choose_device(prefer: &str) -> Result<(Device, &'static str), JsError> {
     if prefer == "cpu" {
         return Ok((Device::flex(), "cpu"));
+    }
+    if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
+        return Ok((device, "webgpu"));
     }
     let webgpu = if webgpu_adapter_available().await {
         use burn::tensor::wgpu::WgpuBackend;
@@ -304,7 +313,10 @@ async fn choose_device(prefer: &str) -> Result<(Device, &'static str), JsError> 
         Err("this browser offers no WebGPU adapter".to_string())
     };
     match (webgpu, prefer) {
-        (Ok(device), _) => Ok((device, "webgpu")),
+        (Ok(device), _) => {
+            WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+            Ok((device, "webgpu"))
+        }
         (Err(reason), "webgpu") => Err(JsError::new(&reason)),
         (Err(reason), _) => {
             web_sys::console::info_1(&format!("lookalike: {reason}; using the CPU backend").into());

@@ -187,6 +187,17 @@ async function runMode(mode, url, sample, catalogDir, stopServer) {
     const boxes = await page.locator('#photo-boxes .item-box').count();
     check(`[${mode}] items in a street photo are detected and outlined`, !first.error && boxes >= 2 && boxes === first.items.length,
       `${boxes} boxes (${first.items.map((i) => i.class).join(', ')}), detection ${first.q ? first.q.detectMillis.toFixed(0) : '?'} ms on ${await page.evaluate(() => window.lookalike.detector.backend)}`);
+    // The page's detector (wasm, on this backend) agrees with the native tool's.
+    const native = JSON.parse(execFileSync(BIN, ['detect', street], { encoding: 'utf8' }));
+    const iou = (a, b) => {
+      const w = Math.max(0, Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0));
+      const h = Math.max(0, Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0));
+      const area = (r) => (r.x1 - r.x0) * (r.y1 - r.y0);
+      return (w * h) / (area(a) + area(b) - w * h);
+    };
+    const agree = native.length === first.items.length && native.every((n, i) => n.class === first.items[i].class && iou(n.bbox, first.items[i].bbox) >= 0.95);
+    check(`[${mode}] detection in the page matches the native tool`, agree,
+      first.items.map((it, i) => `${it.class} IoU ${native[i] ? iou(native[i].bbox, it.bbox).toFixed(3) : '-'}`).join(', '));
     const distinct = first.q ? new Set(first.q.hits.map((h) => h.id)).size : 0;
     check(`[${mode}] the best item is searched at once`, first.q && first.q.item === 0 && first.q.hits.length === 10 && distinct === 10,
       first.q ? `${first.q.what} -> ${first.q.prediction ? first.q.prediction.label : 'no label'}, embed ${first.q.embedMillis.toFixed(0)} ms` : 'no query');
