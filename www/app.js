@@ -377,7 +377,8 @@ async function loadModel() {
 
 async function main() {
   setStatus('Loading the search engine…');
-  await init();
+  // Fetched with progress (about 3 MB compressed), then compiled.
+  await init({ module_or_path: await fetchBytes('www/pkg/lookalike_bg.wasm', 'search engine') });
   const manifestResponse = await fetch('data/catalog.json');
   if (!manifestResponse.ok) throw new Error(`catalog: HTTP ${manifestResponse.status}`);
   state.manifest = await manifestResponse.json();

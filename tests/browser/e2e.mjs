@@ -223,6 +223,26 @@ async function runMode(mode, url, sample, catalogDir, stopServer) {
       `box ${b.x},${b.y} ${b.width}x${b.height} of ${drawn.w}x${drawn.h}`);
     await page.locator('#photo-panel').screenshot({ path: path.join(ARTIFACTS, `${mode}-photo.png`) }).catch(() => {});
 
+    // A photo dropped on the page, or pasted, is searched the same way.
+    if (mode === 'cpu') {
+      const b64 = fs.readFileSync(path.join(DATA, 'ccp-street-fashion/images/0005.jpg')).toString('base64');
+      for (const [how, name] of [['drop', 'dropped.jpg'], ['paste', 'pasted.jpg']]) {
+        await page.evaluate(async ({ b64, how, name }) => {
+          window.lookalike.lastQuery = null;
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const data = new DataTransfer();
+          data.items.add(new File([bytes], name, { type: 'image/jpeg' }));
+          const event = how === 'drop'
+            ? new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true })
+            : new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true });
+          document.dispatchEvent(event);
+        }, { b64, how, name });
+        await page.waitForFunction(() => window.lookalike.lastQuery || document.body.dataset.error, null, { timeout: 120_000 });
+        const got = await page.evaluate(() => ({ name: window.lookalike.photo.name, hits: window.lookalike.lastQuery.hits.length }));
+        check(`[${mode}] a ${how === 'drop' ? 'dropped' : 'pasted'} photo is searched`, got.name === name && got.hits === 10, `${got.name}, ${got.hits} look-alikes`);
+      }
+    }
+
     // The category filter keeps results in one category.
     await page.selectOption('#category', 'Watches');
     await page.click(`#catalog button.product[data-id="${sample.find((r) => r.articleType === 'Tshirts').product_id}"]`);
