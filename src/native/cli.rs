@@ -41,6 +41,10 @@ enum Command {
         model: Option<PathBuf>,
         #[arg(long, default_value_t = 16)]
         batch_size: usize,
+        /// What of each image is embedded (`detect` is not offered: one
+        /// vector per product here).
+        #[arg(long, value_enum, default_value_t = CropChoice::Whole)]
+        crops: CropChoice,
     },
     /// Benchmarks that print numbers (ratios against references measured in the same run).
     Bench {
@@ -337,9 +341,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { dir, port } => super::serve::serve(&dir, port, |addr| {
             eprintln!("serving {} on http://{addr}/ (Ctrl-C to stop)", dir.display());
         }),
-        Command::Embed { input, out, model, batch_size } => {
+        Command::Embed { input, out, model, batch_size, crops } => {
             let columns = Columns { id: input.id_col, image: input.image_col, label: None };
-            embed(&input.catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size)
+            let crops = match crops {
+                CropChoice::Whole => super::crops::CropMode::Whole,
+                CropChoice::Foreground => super::crops::CropMode::Foreground,
+                CropChoice::Detect => bail!("embed writes one vector per product; use --crops whole or foreground"),
+            };
+            embed(&input.catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size, &crops)
         }
         Command::Bench { what, quick, json, dataset } => {
             let data_dir = std::env::var_os("LOOKALIKE_DATA").map(PathBuf::from).unwrap_or_else(|| project_path("../shared/data"));
@@ -442,14 +451,14 @@ fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch_size: usize) -> Result<()> {
+fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch_size: usize, crops: &super::crops::CropMode) -> Result<()> {
     let catalog = read_catalog(catalog_path, columns)?;
     let device = Device::flex();
     let model = weights::from_file(model, &device).with_context(|| format!("loading the embedder from {}", model.display()))?;
     let embedder = Embedder::new(model, device);
     let catalog_dir = catalog_path.parent().unwrap_or(Path::new("."));
     let fetcher = Fetcher::new(FetchOptions::new(default_cache_dir().join("images")));
-    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size, crops: &super::crops::CropMode::Whole };
+    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size, crops };
     let embedded = embed_catalog(&catalog, &job)?;
     let rows = embedded.products.len();
     let npy = super::npy::encode_f32(&embedded.vectors, rows, crate::model::FEATURE_DIM);
