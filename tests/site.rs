@@ -313,10 +313,11 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
     std::fs::write(dir.join("catalog.csv"), catalog).unwrap();
     let mut opts = options(&dir, dir.join("catalog.csv"));
     opts.columns = Columns { id: Some("id".into()), image: Some("image".into()), label: None };
-    opts.crops = CropSpec::Detect(lookalike::detect::DetectOptions::default());
+    opts.crops = CropSpec::Detect;
     opts.detector = Some(DetectorFiles {
         objects: common::detector_model("nanodet.json"),
         pose: common::detector_model("movenet-lightning.json"),
+        options: lookalike::detect::DetectOptions::default(),
     });
     let report = build_site(&opts).unwrap();
     assert_eq!(report.products, 16);

@@ -146,15 +146,16 @@ impl DetectArgs {
         Ok(options)
     }
 
-    fn files(&self) -> DetectorFiles {
-        DetectorFiles {
+    fn files(&self) -> Result<DetectorFiles> {
+        Ok(DetectorFiles {
             objects: self.detector.clone().unwrap_or_else(|| project_path(DEFAULT_OBJECT_DETECTOR)),
             pose: self.pose.clone().unwrap_or_else(|| project_path(DEFAULT_POSE_MODEL)),
-        }
+            options: self.options()?,
+        })
     }
 
     fn detector(&self, device: &Device) -> Result<crate::detect::Detector> {
-        self.files().load(device)
+        self.files()?.load(device)
     }
 }
 
@@ -426,9 +427,9 @@ fn build(args: BuildArgs) -> Result<()> {
         crops: match args.crops {
             CropChoice::Whole => CropSpec::Whole,
             CropChoice::Foreground => CropSpec::Foreground,
-            CropChoice::Detect => CropSpec::Detect(args.detect.options()?),
+            CropChoice::Detect => CropSpec::Detect,
         },
-        detector: if args.no_detector { None } else { Some(args.detect.files()) },
+        detector: if args.no_detector { None } else { Some(args.detect.files()?) },
         labels: args.labels.or_else(|| Some(project_path(DEFAULT_LABELS)).filter(|p| p.is_file())),
     };
     if let Some(files) = &options.detector {
@@ -524,6 +525,7 @@ fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: 
         Some(info) if args.detect.detector.is_none() && args.detect.pose.is_none() => DetectorFiles {
             objects: args.site.join(&info.objects),
             pose: args.site.join(&info.pose),
+            options: info.options.clone(),
         }
         .load(&device)?,
         _ => args.detect.detector(&device)?,

@@ -61,15 +61,17 @@ pub struct BuildOptions {
 pub enum CropSpec {
     Whole,
     Foreground,
-    /// Run the detector (its files must be given) with these options.
-    Detect(DetectOptions),
+    /// Run the detector (its files and options must be given).
+    Detect,
 }
 
-/// The TF.js detector models: NanoDet (objects) and MoveNet (pose).
+/// The TF.js detector models, NanoDet (objects) and MoveNet (pose), and the
+/// options they run with, in the build and in the site's page.
 #[derive(Debug, Clone)]
 pub struct DetectorFiles {
     pub objects: PathBuf,
     pub pose: PathBuf,
+    pub options: DetectOptions,
 }
 
 impl DetectorFiles {
@@ -358,9 +360,9 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let crop_mode = match &options.crops {
         CropSpec::Whole => CropMode::Whole,
         CropSpec::Foreground => CropMode::Foreground,
-        CropSpec::Detect(detect_options) => {
+        CropSpec::Detect => {
             let files = options.detector.as_ref().context("cropping by detection needs the detector models")?;
-            CropMode::Detect(Box::new(files.load(&Device::flex())?), detect_options.clone())
+            CropMode::Detect(Box::new(files.load(&Device::flex())?), files.options.clone())
         }
     };
     let head = options.labels.as_ref().map(|path| -> Result<LabelHead> {
@@ -408,7 +410,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         .map(|((p, vector), crop)| match (&catalog.label_column, &head) {
             (Some(_), _) => p.label.clone(),
             (None, Some(head)) => Some(head.predict(vector).label),
-            (None, None) => crop.as_ref().filter(|_| matches!(options.crops, CropSpec::Detect(_))).map(|c| c.class.clone()),
+            (None, None) => crop.as_ref().filter(|_| options.crops == CropSpec::Detect).map(|c| c.class.clone()),
         })
         .collect();
     let mut label_names: Vec<String> = item_labels.iter().flatten().cloned().collect();
@@ -568,7 +570,7 @@ fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
         shipped.push((format!("{}/{name}", site::DETECTOR_DIR), shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect()));
     }
     let (pose, objects) = (shipped.pop().expect("two models"), shipped.pop().expect("two models"));
-    Ok(DetectorInfo { objects: objects.0, objects_shards: objects.1, pose: pose.0, pose_shards: pose.1, options: DetectOptions::default() })
+    Ok(DetectorInfo { objects: objects.0, objects_shards: objects.1, pose: pose.0, pose_shards: pose.1, options: files.options.clone() })
 }
 
 /// Where `--precompute` writes the report's JSON for the whole catalog.

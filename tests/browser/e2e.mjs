@@ -71,10 +71,14 @@ function makeCatalog(dir) {
 function startServer(site) {
   return new Promise((resolve, reject) => {
     const server = spawn(BIN, ['serve', site, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // The address may arrive split across chunks: match on all that came.
+    let seen = '';
     server.stderr.on('data', (chunk) => {
-      const match = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(chunk.toString());
+      seen += chunk.toString();
+      const match = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(seen);
       if (match) resolve({ server, url: `http://${match[1]}/` });
     });
+    setTimeout(() => reject(new Error(`the server did not start: ${seen}`)), 30_000);
     server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });
 }

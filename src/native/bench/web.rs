@@ -38,7 +38,11 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
         skip_bad: false,
         precompute: None,
         crops: CropSpec::Foreground,
-        detector: Some(DetectorFiles { objects: models.join("nanodet.json"), pose: models.join("movenet-lightning.json") }),
+        detector: Some(DetectorFiles {
+            objects: models.join("nanodet.json"),
+            pose: models.join("movenet-lightning.json"),
+            options: crate::detect::DetectOptions::default(),
+        }),
         labels: labels.is_file().then_some(labels),
     })?;
     let photos = options.data_dir.join("ccp-street-fashion/images");
