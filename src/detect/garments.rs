@@ -87,3 +87,51 @@ pub fn garment_regions(points: &[Keypoint; KEYPOINTS], width: u32, height: u32) 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A person standing upright, 100 px from shoulders to hips.
+    fn standing() -> [Keypoint; KEYPOINTS] {
+        let mut points = [Keypoint { x: 0.0, y: 0.0, score: 0.9 }; KEYPOINTS];
+        let mut set = |j: usize, x: f32, y: f32| points[j] = Keypoint { x, y, score: 0.9 };
+        set(LEFT_SHOULDER, 140.0, 100.0);
+        set(RIGHT_SHOULDER, 60.0, 100.0);
+        set(LEFT_ELBOW, 150.0, 150.0);
+        set(RIGHT_ELBOW, 50.0, 150.0);
+        set(LEFT_HIP, 125.0, 200.0);
+        set(RIGHT_HIP, 75.0, 200.0);
+        set(LEFT_KNEE, 125.0, 280.0);
+        set(RIGHT_KNEE, 75.0, 280.0);
+        set(LEFT_ANKLE, 125.0, 360.0);
+        set(RIGHT_ANKLE, 75.0, 360.0);
+        points
+    }
+
+    #[test]
+    fn regions_stack_from_shoulders_to_feet() {
+        let regions = garment_regions(&standing(), 200, 420);
+        let main = |g: Garment| regions.iter().find(|(r, _, _)| *r == g).map(|(_, b, s)| (*b, *s)).unwrap();
+        let (upper, lower, shoes) = (main(Garment::UpperBody), main(Garment::LowerBody), main(Garment::Shoes));
+        // Torso 100 px: the top runs from 10 px above the shoulders to 10 px above the hips.
+        assert_eq!((upper.0.y0, upper.0.y1), (90.0, 190.0));
+        assert_eq!((lower.0.y0, lower.0.y1), (190.0, 370.0));
+        assert!(shoes.0.y0 >= 350.0 && shoes.0.y1 <= 420.0, "{:?}", shoes.0);
+        // Main cuts outrank the alternatives of the same garment.
+        let scores: Vec<f32> = regions.iter().filter(|(g, _, _)| *g == Garment::UpperBody).map(|(_, _, s)| *s).collect();
+        assert!(scores.len() == 3 && scores[0] > scores[1] && scores[0] > scores[2], "{scores:?}");
+    }
+
+    #[test]
+    fn unseen_joints_give_no_region() {
+        let mut points = standing();
+        for j in [LEFT_ANKLE, RIGHT_ANKLE] {
+            points[j].score = 0.05;
+        }
+        let regions = garment_regions(&points, 200, 420);
+        assert!(regions.iter().all(|(g, _, _)| *g != Garment::Shoes));
+        // Regions are clipped to the image.
+        assert!(regions.iter().all(|(_, b, _)| b.x0 >= 0.0 && b.x1 <= 200.0 && b.y1 <= 420.0));
+    }
+}

@@ -194,3 +194,33 @@ fn dedupe(mut items: Vec<Item>) -> Vec<Item> {
     }
     kept
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(class: &str, score: f32) -> Item {
+        Item { class: class.into(), score, bbox: BBox::new(0.0, 0.0, 1.0, 1.0) }
+    }
+
+    #[test]
+    fn the_box_limit_goes_to_different_classes_first() {
+        let items = vec![item("upper body", 0.9), item("upper body", 0.85), item("lower body", 0.8), item("shoes", 0.5)];
+        let chosen: Vec<String> = select(items.clone(), 3).into_iter().map(|i| i.class).collect();
+        assert_eq!(chosen, ["upper body", "lower body", "shoes"]);
+        // With room left, the second cut of a class comes back, best first.
+        let all: Vec<f32> = select(items, 10).into_iter().map(|i| i.score).collect();
+        assert_eq!(all, [0.9, 0.85, 0.8, 0.5]);
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let mut options = DetectOptions::default();
+        assert!(options.validate().is_ok());
+        options.classes.push("hat".into());
+        assert!(options.validate().unwrap_err().contains("unknown class `hat`"));
+        options.classes.pop();
+        options.min_score = 1.5;
+        assert!(options.validate().unwrap_err().contains("1.5"));
+    }
+}
