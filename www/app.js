@@ -168,9 +168,15 @@ function showLookalikes(item) {
 }
 
 /// Fetches the detector's TF.js files and the label head on first use.
-async function ensureDetector() {
+let detectorLoading = null;
+function ensureDetector() {
+  if (!detectorLoading) detectorLoading = loadDetectorFiles();
+  return detectorLoading;
+}
+
+async function loadDetectorFiles() {
   const info = state.manifest.detector;
-  if (state.detector || !info) return state.detector;
+  if (!info) return null;
   const concat = async (paths, label) => {
     const parts = [];
     for (const p of paths) parts.push(await fetchBytes(p, label));
@@ -332,6 +338,19 @@ function enableDrawing() {
   });
 }
 
+/// A shopper reaching for the photo controls will likely use them: start
+/// loading the embedder and detector then, not on the first visit.
+function warmUpOnIntent() {
+  const warm = () => {
+    ensureModel().then(() => state.manifest.detector && ensureDetector()).catch(reportError);
+  };
+  for (const id of ['photo', 'camera']) {
+    const label = $(id).closest('label');
+    label.addEventListener('pointerenter', warm, { once: true });
+    $(id).addEventListener('focus', warm, { once: true });
+  }
+}
+
 /// Photos can also be dropped anywhere on the page, or pasted.
 function enablePhotoSources() {
   for (const id of ['photo', 'camera']) {
@@ -392,6 +411,7 @@ async function main() {
   if (linked !== undefined && linked !== null && linked !== '') showLookalikes(linked);
   enablePhotoSources();
   enableDrawing();
+  warmUpOnIntent();
   $('photo').disabled = false;
   $('camera').disabled = false;
   setProgress(null);

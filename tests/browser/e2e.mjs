@@ -157,6 +157,10 @@ async function runMode(mode, url, sample, catalogDir, stopServer) {
     // Nothing heavy before a photo: the embedder loads with the first one.
     const modelEarly = await page.evaluate(() => Boolean(window.lookalike.embedder));
     check(`[${mode}] the embedder is not loaded before a photo`, !modelEarly);
+    // ... but reaching for the photo control starts loading it.
+    await page.hover('label.upload');
+    const warmed = await page.waitForFunction(() => Boolean(window.lookalike.embedder), null, { timeout: 120_000 }).then(() => true, () => false);
+    check(`[${mode}] pointing at the photo control loads the embedder ahead`, warmed);
 
     // Upload the watch's own photo: the page embeds it with Burn.
     const photo = path.join(catalogDir, 'upload.jpg');
