@@ -43,8 +43,8 @@ enum Command {
         batch_size: usize,
         /// What of each image is embedded (`detect` is not offered: one
         /// vector per product here).
-        #[arg(long, value_enum, default_value_t = CropChoice::Whole)]
-        crops: CropChoice,
+        #[arg(long, value_enum, default_value_t = CropSpec::Whole)]
+        crops: CropSpec,
     },
     /// Benchmarks that print numbers (ratios against references measured in the same run).
     Bench {
@@ -225,8 +225,8 @@ struct BuildArgs {
     precompute: Option<usize>,
     /// What of each image is indexed: the whole image, the product in a
     /// packshot, or every item the detector finds (each crop indexed).
-    #[arg(long, value_enum, default_value_t = CropChoice::Foreground)]
-    crops: CropChoice,
+    #[arg(long, value_enum, default_value_t = CropSpec::Foreground)]
+    crops: CropSpec,
     #[command(flatten)]
     detect: DetectArgs,
     /// Do not ship the detector with the site (photo search then embeds the
@@ -236,13 +236,6 @@ struct BuildArgs {
     /// Label head from train-labels [default: models/labels.json if present].
     #[arg(long)]
     labels: Option<PathBuf>,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
-enum CropChoice {
-    Whole,
-    Foreground,
-    Detect,
 }
 
 #[derive(Args, Debug)]
@@ -345,9 +338,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed { input, out, model, batch_size, crops } => {
             let columns = Columns { id: input.id_col, image: input.image_col, label: None };
             let crops = match crops {
-                CropChoice::Whole => super::crops::CropMode::Whole,
-                CropChoice::Foreground => super::crops::CropMode::Foreground,
-                CropChoice::Detect => bail!("embed writes one vector per product; use --crops whole or foreground"),
+                CropSpec::Whole => super::crops::CropMode::Whole,
+                CropSpec::Foreground => super::crops::CropMode::Foreground,
+                CropSpec::Detect => bail!("embed writes one vector per product; use --crops whole or foreground"),
             };
             embed(&input.catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size, &crops)
         }
@@ -424,11 +417,7 @@ fn build(args: BuildArgs) -> Result<()> {
         cache_dir: args.cache.unwrap_or_else(default_cache_dir),
         skip_bad: args.skip_bad,
         precompute: args.precompute,
-        crops: match args.crops {
-            CropChoice::Whole => CropSpec::Whole,
-            CropChoice::Foreground => CropSpec::Foreground,
-            CropChoice::Detect => CropSpec::Detect,
-        },
+        crops: args.crops,
         detector: if args.no_detector { None } else { Some(args.detect.files()?) },
         labels: args.labels.or_else(|| Some(project_path(DEFAULT_LABELS)).filter(|p| p.is_file())),
     };

@@ -56,8 +56,9 @@ pub struct BuildOptions {
     pub labels: Option<PathBuf>,
 }
 
-/// How catalog images are cut before embedding (see [`CropMode`]).
-#[derive(Debug, Clone, PartialEq)]
+/// How catalog images are cut before embedding (see [`CropMode`]); also the
+/// command line's `--crops`.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 pub enum CropSpec {
     Whole,
     Foreground,
