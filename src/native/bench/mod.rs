@@ -12,26 +12,21 @@ use crate::model::{Embedder, weights};
 use crate::native::crops::CropMode;
 use crate::native::fetch::{FetchOptions, Fetcher};
 use crate::native::site_builder::{EmbedJob, EmbeddingCache, embed_catalog, read_catalog};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use std::path::Path;
 
 /// A shared catalog's products (all of them; the data is clean) and their
 /// embeddings, from the build's per-image cache (keyed by image, model and
 /// preprocessing version), computed the first time.
-pub struct CatalogEmbeddings {
-    pub products: Vec<Product>,
-    pub vectors: Vec<f32>,
-}
-
-pub fn catalog_embeddings(data_dir: &Path, cache_dir: &Path, model: &Path, name: &str, label: Option<&str>) -> Result<CatalogEmbeddings> {
+pub fn catalog_embeddings(data_dir: &Path, cache_dir: &Path, model: &Path, name: &str, label: Option<&str>) -> Result<CachedEmbeddings> {
     let catalog_path = data_dir.join(name).join("labels.csv");
     let columns = Columns { id: Some("file".into()), image: Some("file".into()), label: label.map(String::from) };
     let embedded = embed_with_cache(&catalog_path, &columns, cache_dir, model)?;
     if embedded.skipped > 0 {
         bail!("{} images of {name} could not be read", embedded.skipped);
     }
-    Ok(CatalogEmbeddings { products: embedded.products, vectors: embedded.vectors })
+    Ok(embedded)
 }
 
 /// A catalog's readable products and their embeddings, through the build's
@@ -45,10 +40,12 @@ pub struct CachedEmbeddings {
 pub fn embed_with_cache(catalog_path: &Path, columns: &Columns, cache_dir: &Path, model: &Path) -> Result<CachedEmbeddings> {
     let catalog: Catalog = read_catalog(catalog_path, columns)?;
     let device = Device::flex();
-    let embedder = Embedder::new(weights::from_file(model, &device)?, device);
+    // Read once: the bytes load the model and key the embedding cache.
+    let model_bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let embedder = Embedder::new(weights::from_file_bytes(model, &model_bytes, &device)?, device);
     // The benchmarks measure the embedder on whole images, as the references did.
     let crops = CropMode::Whole;
-    let cache = EmbeddingCache::new(&cache_dir.join("embeddings"), &std::fs::read(model)?, &crops);
+    let cache = EmbeddingCache::new(&cache_dir.join("embeddings"), &model_bytes, &crops);
     let fetcher = Fetcher::new(FetchOptions::new(cache_dir.join("images")));
     let job = EmbedJob {
         catalog_dir: catalog_path.parent().unwrap_or(Path::new(".")),
