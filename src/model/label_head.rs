@@ -57,12 +57,16 @@ impl LabelHead {
     /// Class probabilities for one embedding (any scale; it is normalised).
     pub fn probabilities(&self, embedding: &[f32]) -> Vec<f32> {
         assert_eq!(embedding.len(), self.feature_dim, "embedding width");
-        let x = normalized(embedding);
+        self.probabilities_of_unit(&normalized(embedding))
+    }
+
+    /// As [`Self::probabilities`], for an embedding already of unit length.
+    fn probabilities_of_unit(&self, x: &[f32]) -> Vec<f32> {
         let logits: Vec<f32> = self
             .weights
             .chunks_exact(self.feature_dim)
             .zip(&self.bias)
-            .map(|(w, b)| w.iter().zip(&x).map(|(w, x)| w * x).sum::<f32>() + b)
+            .map(|(w, b)| w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>() + b)
             .collect();
         softmax(&logits)
     }
@@ -103,7 +107,7 @@ pub fn train(column: &str, labels: Vec<String>, rows: &[Vec<f32>], targets: &[us
     for epoch in 1..=epochs {
         let mut grad = vec![0f32; params];
         for (x, &t) in xs.iter().zip(targets) {
-            let p = head.probabilities(x);
+            let p = head.probabilities_of_unit(x); // normalised once, above
             for c in 0..classes {
                 let err = p[c] - (c == t) as u8 as f32;
                 let row = &mut grad[c * dim..(c + 1) * dim];

@@ -18,15 +18,9 @@ pub struct Trained {
     pub tested_on: usize,
 }
 
-/// The value of `column` for a product: its label if that is the label
-/// column, else the metadata field.
-fn value_of<'a>(product: &'a Product, column: &str) -> Option<&'a str> {
-    product
-        .metadata
-        .get(column)
-        .and_then(|v| v.as_str())
-        .or(product.label.as_deref())
-        .filter(|s| !s.is_empty())
+/// A product's label (the catalog was read with `column` as its label column).
+fn label_of(product: &Product) -> Option<&str> {
+    product.label.as_deref().filter(|s| !s.is_empty())
 }
 
 /// Whether a product is held out: a hash of its id, so the split is stable
@@ -36,12 +30,13 @@ pub fn held_out(id: &str, share: f64) -> bool {
     (hash % 10_000) as f64 / 10_000.0 < share
 }
 
-/// Trains on the products of the `top` most frequent values of `column`
-/// (others are left out: too rare to learn), holding `holdout` of them out.
+/// Trains on the products of the `top` most frequent labels (others are left
+/// out: too rare to learn), holding `holdout` of them out. `column` names the
+/// catalog column the labels were read from.
 pub fn train_labels(products: &[Product], vectors: &[f32], column: &str, top: usize, holdout: f64) -> Result<Trained> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for p in products {
-        if let Some(v) = value_of(p, column) {
+        if let Some(v) = label_of(p) {
             *counts.entry(v).or_default() += 1;
         }
     }
@@ -55,7 +50,7 @@ pub fn train_labels(products: &[Product], vectors: &[f32], column: &str, top: us
     let number: HashMap<&str, usize> = frequent.iter().enumerate().map(|(i, (l, _))| (*l, i)).collect();
     let (mut train_rows, mut train_targets, mut test_rows, mut test_targets) = (vec![], vec![], vec![], vec![]);
     for (p, v) in products.iter().zip(vectors.chunks_exact(FEATURE_DIM)) {
-        let Some(&t) = value_of(p, column).and_then(|l| number.get(l)) else { continue };
+        let Some(&t) = label_of(p).and_then(|l| number.get(l)) else { continue };
         if held_out(&p.id, holdout) {
             test_rows.push(v.to_vec());
             test_targets.push(t);
