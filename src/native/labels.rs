@@ -14,6 +14,9 @@ pub struct Trained {
     pub head: LabelHead,
     /// Top-1 accuracy on the held-out products.
     pub accuracy: f64,
+    /// The reference: always answering the most frequent label (labels are
+    /// numbered by frequency, so label 0), on the same held-out products.
+    pub majority_accuracy: f64,
     pub trained_on: usize,
     pub tested_on: usize,
 }
@@ -64,8 +67,10 @@ pub fn train_labels(products: &[Product], vectors: &[f32], column: &str, top: us
     }
     let head = label_head::train(column, labels, &train_rows, &train_targets, EPOCHS);
     let correct = test_rows.iter().zip(&test_targets).filter(|&(r, &t)| head.predict(r).label == head.labels[t]).count();
+    let tested = test_rows.len().max(1) as f64;
     Ok(Trained {
-        accuracy: correct as f64 / test_rows.len().max(1) as f64,
+        accuracy: correct as f64 / tested,
+        majority_accuracy: test_targets.iter().filter(|&&t| t == 0).count() as f64 / tested,
         trained_on: train_rows.len(),
         tested_on: test_rows.len(),
         head,
