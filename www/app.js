@@ -18,6 +18,7 @@ const state = {
   detector: null, // loaded on the first photo: most visitors never need it
   labels: null,
   photo: null, // { bytes, width, height, items }
+  labelNames: [], // the index's labels, read once
   lastQuery: null, // what the last search was, for tests and debugging
 };
 // A small, stable hook for tests and embedding pages.
@@ -123,7 +124,7 @@ function options() {
 
 function renderCategories() {
   const select = $('category');
-  for (const name of state.index.labelNames()) {
+  for (const name of state.labelNames) {
     const option = document.createElement('option');
     option.value = name;
     option.textContent = name;
@@ -269,7 +270,7 @@ async function searchRegion(box, what, extra = {}) {
   const vector = await state.embedder.embedCrop(state.photo.bytes, box.x, box.y, box.width, box.height);
   const embedMillis = performance.now() - started;
   const prediction = state.labels ? state.labels.predict(vector) : null;
-  const known = prediction && state.index.labelNames().includes(prediction.label);
+  const known = prediction && state.labelNames.includes(prediction.label);
   const label = category || (sameLabel && known ? prediction.label : undefined);
   const searchStarted = performance.now();
   const hits = state.index.queryVector(vector, k, undefined, label);
@@ -403,6 +404,7 @@ async function main() {
   state.manifest = await manifestResponse.json();
   const indexBytes = await fetchBytes(state.manifest.index, 'index');
   state.index = LookalikeIndex.fromBytes(indexBytes);
+  state.labelNames = state.index.labelNames(); // fixed for the index's life
   renderCatalog();
   renderCategories();
   document.body.dataset.ready = 'index';

@@ -64,9 +64,9 @@ fn handle(mut stream: TcpStream, root: &Path, log: bool) -> std::io::Result<()> 
     let gz = PathBuf::from(format!("{}.gz", path.display()));
     let (file, encoding) = if gzip_ok && gz.is_file() { (gz, "Content-Encoding: gzip\r\n") } else { (path.clone(), "") };
     // Revalidation (Cache-Control: no-cache) costs a 304 when nothing changed.
-    let tag = etag(&file);
-    if tag.is_some() && if_none_match == tag {
-        let headers = format!("ETag: {}\r\n", tag.unwrap_or_default());
+    let tag = etag(&file).unwrap_or_default();
+    if !tag.is_empty() && if_none_match.as_deref() == Some(tag.as_str()) {
+        let headers = format!("ETag: {tag}\r\n");
         if log {
             eprintln!("served {target} 304 0");
         }
@@ -77,7 +77,7 @@ fn handle(mut stream: TcpStream, root: &Path, log: bool) -> std::io::Result<()> 
             if log {
                 eprintln!("served {target} 200 {}", body.len());
             }
-            let headers = format!("{encoding}Vary: Accept-Encoding\r\nETag: {}\r\n", tag.unwrap_or_default());
+            let headers = format!("{encoding}Vary: Accept-Encoding\r\nETag: {tag}\r\n");
             respond_with(&mut stream, "200 OK", content_type(&path), &body, method == "GET", &headers)
         }
         Err(_) => respond(&mut stream, "404 Not Found", "text/plain", b"not found", method == "GET"),

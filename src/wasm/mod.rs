@@ -176,27 +176,27 @@ impl LookalikeEmbedder {
     /// as the native build does, and returns its 1280-d feature vector.
     #[wasm_bindgen(js_name = embedImage)]
     pub fn embed_image(&self, bytes: Vec<u8>) -> js_sys::Promise {
-        let embedder = self.embedder.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let image = preprocess::decode(&bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
-            let input = preprocess::model_input(&image);
-            let mut vectors = embedder.embed_batch_async(&[input]).await.map_err(|e| JsError::new(&e.to_string()))?;
-            Ok(js_sys::Float32Array::from(vectors.remove(0).as_slice()).into())
-        })
+        self.embed_region(bytes, None)
     }
-}
 
-#[wasm_bindgen]
-impl LookalikeEmbedder {
     /// As [`Self::embed_image`], for the region `x, y, width, height` (pixels)
     /// of the image: a detected item or a box the shopper drew.
     #[wasm_bindgen(js_name = embedCrop)]
     pub fn embed_crop(&self, bytes: Vec<u8>, x: u32, y: u32, width: u32, height: u32) -> js_sys::Promise {
+        self.embed_region(bytes, Some(BBox::new(x as f32, y as f32, (x + width) as f32, (y + height) as f32)))
+    }
+}
+
+impl LookalikeEmbedder {
+    fn embed_region(&self, bytes: Vec<u8>, region: Option<BBox>) -> js_sys::Promise {
         let embedder = self.embedder.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let image = preprocess::decode(&bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
-            let (x, y, w, h) = BBox::new(x as f32, y as f32, (x + width) as f32, (y + height) as f32).pixels(image.width(), image.height());
-            let input = preprocess::model_input(&image.crop_imm(x, y, w, h));
+            let mut image = preprocess::decode(&bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+            if let Some(region) = region {
+                let (x, y, w, h) = region.pixels(image.width(), image.height());
+                image = image.crop_imm(x, y, w, h);
+            }
+            let input = preprocess::model_input(&image);
             let mut vectors = embedder.embed_batch_async(&[input]).await.map_err(|e| JsError::new(&e.to_string()))?;
             Ok(js_sys::Float32Array::from(vectors.remove(0).as_slice()).into())
         })

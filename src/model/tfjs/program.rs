@@ -912,7 +912,7 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
         Op::Conv(conv) => run_conv(conv, input()?)?,
         Op::Pool { kind, kernel, stride, padding, nhwc } => {
             let x = input()?;
-            let (nchw, [n, c, h, w]) = to_nchw(&x, *nhwc)?;
+            let (nchw, [_, _, h, w]) = to_nchw(&x, *nhwc)?;
             let pads = padding.resolve([h, w], *kernel, *stride, [1, 1]);
             let y = match kind {
                 PoolKind::Max => {
@@ -927,7 +927,6 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
                     avg_pool2d(nchw, options)
                 }
             };
-            let _ = (n, c);
             from_nchw(y, *nhwc)
         }
         Op::Binary(kind, a, b) => {
