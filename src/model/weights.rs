@@ -9,14 +9,17 @@
 //! for another architecture fails loudly instead of leaving random weights.
 
 use super::EfficientNetLite;
+use super::efficientnet::Variant;
 use burn::tensor::{Bytes, Device};
-use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot};
+use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot, ModuleStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("{source_name}: cannot read weights: {message}")]
     Read { source_name: String, message: String },
-    #[error("{source_name}: not weights for EfficientNet-Lite0; missing {count} tensors, e.g. {example}")]
+    #[error("{source_name}: not weights for EfficientNet-Lite; {message}")]
+    NotLite { source_name: String, message: String },
+    #[error("{source_name}: not weights for EfficientNet-Lite; missing {count} tensors, e.g. {example}")]
     Missing {
         source_name: String,
         count: usize,
@@ -43,6 +46,38 @@ fn check_applied(result: ApplyResult, source_name: &str) -> Result<(), WeightsEr
     Ok(())
 }
 
+/// Which EfficientNet-Lite a set of weights belongs to, from the number of
+/// blocks and the channels into the head (the variants differ in both), so
+/// a user's Lite1 or Lite2 checkpoint loads without being named.
+fn infer_variant<S: ModuleStore>(store: &mut S, source_name: &str) -> Result<Variant, WeightsError> {
+    let not_lite = |message: String| WeightsError::NotLite { source_name: source_name.to_string(), message };
+    let keys = store.keys().map_err(|e| not_lite(e.to_string()))?;
+    let blocks = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |last| last + 1);
+    let head = store
+        .get_tensor("conv_head.weight")
+        .map_err(|e| not_lite(e.to_string()))?
+        .ok_or_else(|| not_lite("no conv_head.weight".into()))?;
+    let head_channels_in = head.shape.get(1).copied().unwrap_or(0);
+    Variant::from_signature(blocks, head_channels_in)
+        .ok_or_else(|| not_lite(format!("{blocks} blocks and {head_channels_in} channels into the head match no Lite0-Lite4")))
+}
+
+/// Builds the variant the store holds and loads its weights into it.
+fn load<S: ModuleStore>(store: &mut S, with_classifier: bool, source_name: &str, device: &Device) -> Result<EfficientNetLite, WeightsError> {
+    let variant = infer_variant(store, source_name)?;
+    let mut model = EfficientNetLite::new(variant, with_classifier, device);
+    let result = model.load_from(store).map_err(|e| WeightsError::Read {
+        source_name: source_name.to_string(),
+        message: e.to_string(),
+    })?;
+    check_applied(result, source_name)?;
+    Ok(model)
+}
+
 /// Loads a Burnpack record from bytes (the browser's path; also used natively).
 /// `with_classifier` must match what the record holds.
 pub fn from_burnpack_bytes(
@@ -51,14 +86,7 @@ pub fn from_burnpack_bytes(
     source_name: &str,
     device: &Device,
 ) -> Result<EfficientNetLite, WeightsError> {
-    let mut model = EfficientNetLite::lite0(with_classifier, device);
-    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
-    let result = model.load_from(&mut store).map_err(|e| WeightsError::Read {
-        source_name: source_name.to_string(),
-        message: e.to_string(),
-    })?;
-    check_applied(result, source_name)?;
-    Ok(model)
+    load(&mut BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes))), with_classifier, source_name, device)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -72,18 +100,11 @@ mod native {
 
     /// Loads the reference PyTorch checkpoint, keeping the ImageNet classifier.
     pub fn from_pytorch_file(path: &Path, device: &Device) -> Result<EfficientNetLite, WeightsError> {
-        let source_name = path.display().to_string();
-        let mut model = EfficientNetLite::lite0(true, device);
         // `_blocks.3._bn1.weight` -> `blocks.3.bn1.weight`
         let remapper = KeyRemapper::from_patterns(vec![(r"(^|\.)_", "$1")])
             .expect("the key pattern is a valid regex");
         let mut store = PytorchStore::from_file(path).remap(remapper);
-        let result = model.load_from(&mut store).map_err(|e| WeightsError::Read {
-            source_name: source_name.clone(),
-            message: e.to_string(),
-        })?;
-        check_applied(result, &source_name)?;
-        Ok(model)
+        load(&mut store, true, &path.display().to_string(), device)
     }
 
     /// Whether `path` names a PyTorch checkpoint (else a Burnpack record).

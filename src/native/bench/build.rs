@@ -59,7 +59,7 @@ pub fn run(options: &BuildBenchOptions) -> Result<()> {
         embedder.embed_lanes(batch, lanes)?;
     }
     let embed_per_s = n as f64 / started.elapsed().as_secs_f64();
-    let flops_per_image = EfficientNetLite::feature_flops(EMBED_INPUT_SIZE as usize) as f64;
+    let flops_per_image = EfficientNetLite::feature_flops(embedder.model().variant(), EMBED_INPUT_SIZE as usize) as f64;
     let embed_gflops = flops_per_image * embed_per_s / 1e9;
 
     // 3. The build's pipeline end to end, without its caches.
