@@ -195,8 +195,11 @@ case "${1:-build}" in
   demo)
     build_all
     log "building the demo site from $DATA/fashion-product-images"
+    # Learning the catalog's kind and colour columns makes "alike" mean the
+    # same kind of product in the same colour (docs/quality.md).
     "$LOOKALIKE" build --catalog "$DATA/fashion-product-images/labels.csv" --out "$CACHE/demo-site" \
-      --id-col product_id --image-col file --label-col articleType
+      --id-col product_id --image-col file --label-col articleType \
+      --learn articleType=0.5 --learn baseColour=0.22
     "$LOOKALIKE" serve "$CACHE/demo-site" --port "$PORT"
     ;;
   test)

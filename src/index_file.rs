@@ -6,6 +6,7 @@
 //! node reference are checked, so a truncated, corrupted, foreign or newer
 //! file is an error with a reason, never a panic or an endless loop.
 
+use crate::appearance::{Layout, PartsTable};
 use crate::forest::{Buf, Encoding, Forest, Metric, NO_LABEL, Node, Projection, SharedBytes, VectorStore};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,9 +40,13 @@ pub enum Section {
     Deleted = 13,
     RescoreVectors = 14,
     RescoreScales = 15,
+    /// Optional: every item's colour signature and learned attributes
+    /// ([`crate::appearance::PartsTable`]): a u32 length, the layout as
+    /// JSON, then one byte per value.
+    Appearance = 16,
 }
 
-const ALL_SECTIONS: [Section; 15] = [
+const ALL_SECTIONS: [Section; 16] = [
     Section::Vectors,
     Section::Scales,
     Section::Labels,
@@ -57,6 +62,7 @@ const ALL_SECTIONS: [Section; 15] = [
     Section::Deleted,
     Section::RescoreVectors,
     Section::RescoreScales,
+    Section::Appearance,
 ];
 /// Header byte 60 when there are no re-scoring vectors.
 const NO_RESCORE: u8 = 0xFF;
@@ -108,6 +114,8 @@ pub struct Index {
     pub ids: Vec<String>,
     /// Name of each label number used in the forest.
     pub label_names: Vec<String>,
+    /// Colour and learned attributes of every item, when the site has them.
+    pub appearance: Option<PartsTable>,
 }
 
 /// The fixed-size fields of the header.
@@ -188,6 +196,10 @@ impl Index {
                 },
                 Section::ProjectionBasis => match projection {
                     Some(p) => encode_floats(&p.basis, Encoding::F16),
+                    None => continue,
+                },
+                Section::Appearance => match &self.appearance {
+                    Some(table) => appearance_bytes(table),
                     None => continue,
                 },
                 Section::Deleted => {
@@ -378,6 +390,10 @@ impl Index {
             },
             ids,
             label_names,
+            appearance: match sections.get(&(Section::Appearance as u32)) {
+                Some(&(start, end)) => Some(read_appearance(&data[start..end], h.n_items)?),
+                None => None,
+            },
         };
         index.validate()?;
         Ok(index)
@@ -527,6 +543,30 @@ fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
     })
 }
 
+fn appearance_bytes(table: &PartsTable) -> Vec<u8> {
+    let layout = serde_json::to_vec(&table.layout).expect("a layout serialises");
+    let mut out = (layout.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&layout);
+    out.extend_from_slice(&table.codes);
+    out
+}
+
+fn read_appearance(bytes: &[u8], n_items: usize) -> Result<PartsTable, IndexFileError> {
+    let malformed = |reason: String| IndexFileError::Malformed { section: Section::Appearance, reason };
+    if bytes.len() < 4 {
+        return Err(malformed("shorter than its length field".into()));
+    }
+    let layout_end = (read_u32(bytes, 0) as usize).checked_add(4).filter(|&end| end <= bytes.len());
+    let layout_end = layout_end.ok_or_else(|| malformed("layout runs past the section".into()))?;
+    let layout: Layout = serde_json::from_slice(&bytes[4..layout_end]).map_err(|e| malformed(format!("layout: {e}")))?;
+    let codes = &bytes[layout_end..];
+    let expected = layout.dims().checked_mul(n_items).ok_or_else(|| malformed("sizes overflow".into()))?;
+    if codes.len() != expected {
+        return Err(malformed(format!("{} values for {n_items} items of {} parts' values", codes.len(), layout.dims())));
+    }
+    Ok(PartsTable { layout, codes: codes.to_vec() })
+}
+
 /// The byte range of each known section, checked against the file's end and
 /// its checksum.
 fn read_section_table(bytes: &[u8], n_sections: usize) -> Result<HashMap<u32, (usize, usize)>, IndexFileError> {
@@ -674,6 +714,7 @@ mod tests {
             forest,
             ids: (0..n).map(|i| format!("sku-{i}")).collect(),
             label_names: vec!["shoe".into(), "bag".into(), "hat ünicode".into()],
+            appearance: None,
         }
     }
 
@@ -704,6 +745,30 @@ mod tests {
             assert_eq!(back.item_of("sku-42"), Some(42));
             assert!(back.forest.is_deleted(17));
         }
+    }
+
+    fn with_appearance(mut index: Index) -> Index {
+        use crate::appearance::Part;
+        let layout = Layout { visual_weight: 0.6, parts: vec![Part { name: "colour".into(), dims: 3, weight: 0.4 }] };
+        let rows: Vec<Vec<f32>> = (0..index.forest.len()).map(|i| vec![(i % 3) as f32 / 2.0, 1.0, 0.0]).collect();
+        index.appearance = Some(PartsTable::encode(layout, &rows));
+        index
+    }
+
+    #[test]
+    fn the_appearance_section_round_trips() {
+        let index = with_appearance(sample_index());
+        let back = Index::from_bytes(&index.to_bytes()).unwrap();
+        assert_eq!(back.appearance, index.appearance);
+        assert_eq!(back.appearance.unwrap().item(4), vec![128.0 / 255.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn an_appearance_table_of_the_wrong_size_is_named() {
+        let mut index = with_appearance(sample_index());
+        index.appearance.as_mut().unwrap().codes.pop();
+        let err = Index::from_bytes(&index.to_bytes()).unwrap_err();
+        assert!(matches!(err, IndexFileError::Malformed { section: Section::Appearance, .. }), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub const MODEL_PATH: &str = "data/model.bpk";
 pub const THUMBS_DIR: &str = "thumbs";
 pub const LABELS_PATH: &str = "data/labels.json";
 pub const DETECTOR_DIR: &str = "data/detector";
+pub const ATTRIBUTES_PATH: &str = "data/attributes.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SiteManifest {
@@ -31,6 +32,11 @@ pub struct SiteManifest {
     /// Relative path of the label head, when shipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<String>,
+    /// Relative path of the attribute heads learned from the catalog (a JSON
+    /// array of label heads, in the order of the index's appearance parts):
+    /// a shopper's photo needs them to be described like the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<String>,
 }
 
 /// The detector's TF.js files in the site, and the options to run it with.

@@ -182,6 +182,8 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
         crops: CropSpec::Foreground,
         detector: None,
         labels: None,
+        learn: Vec::new(),
+        colour_weight: 0.0,
     };
     let report = build_site(&options).unwrap();
     assert_eq!(report.products, 6);

@@ -9,7 +9,10 @@ use lookalike::forest::{ForestParams, Metric};
 use lookalike::native::cli::load_site;
 use lookalike::native::eval::{column_values, evaluate};
 use lookalike::native::site_builder::{BuildOptions, BuildReport, CropSpec, DetectorFiles, Storage, build_site};
-use lookalike::rank::Recommendation;
+use lookalike::appearance::Weights;
+use lookalike::native::attributes::LearnSpec;
+use lookalike::native::cli::load_attribute_heads;
+use lookalike::rank::{Recommendation, RecommendOptions, recommend_item};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -90,6 +93,8 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
         crops: CropSpec::Whole,
         detector: None,
         labels: None,
+        learn: Vec::new(),
+        colour_weight: 0.0,
     }
 }
 
@@ -351,4 +356,60 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
         let recs = item["recommendations"].as_array().unwrap();
         assert!(!recs.is_empty() && recs.len() <= 3);
     }
+}
+
+/// Share of each product's look-alikes that have its value of `column`.
+fn share_alike(index: &lookalike::index_file::Index, manifest: &lookalike::site::SiteManifest, column: &str, weights: Option<Weights>) -> f64 {
+    let values = column_values(manifest, column);
+    let options = RecommendOptions { k: 10, search_k: None, same_label: false, weights };
+    let mut total = 0.0;
+    for item in 0..index.forest.len() as u32 {
+        let hits = recommend_item(index, item, &options);
+        let item_of = |id: &str| index.item_of(id).unwrap() as usize;
+        total += hits.iter().filter(|h| values[item_of(&h.similar_product_id)] == values[item as usize]).count() as f64 / hits.len() as f64;
+    }
+    total / index.forest.len() as f64
+}
+
+#[test]
+fn learned_kind_and_colour_are_blended_at_query_time() {
+    let shared = built();
+    let shared_dir = shared.dir.parent().unwrap();
+    let dir = scratch("learned");
+    let options = BuildOptions {
+        // The shared build's cache: nothing is embedded again.
+        cache_dir: shared_dir.join("cache"),
+        learn: vec![LearnSpec { column: "articleType".into(), weight: 0.4 }, LearnSpec { column: "baseColour".into(), weight: 0.2 }],
+        ..options(&dir, shared_dir.join("catalog.csv"))
+    };
+    let report = build_site(&options).unwrap();
+    assert_eq!(report.from_cache, report.products);
+    let (index, manifest) = load_site(&options.out).unwrap();
+    let layout = &index.appearance.as_ref().expect("every site stores colour").layout;
+    let names: Vec<&str> = layout.parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["colour", "articleType", "baseColour"]);
+    assert!((layout.visual_weight - 0.4).abs() < 1e-6);
+    let heads = load_attribute_heads(&options.out, &manifest).unwrap();
+    assert_eq!(heads.iter().map(|h| h.column.as_str()).collect::<Vec<_>>(), ["articleType", "baseColour"]);
+
+    // The embedding alone, then colour weighed in, then the site's defaults.
+    let visual = Weights::visual_only(layout);
+    let colour = Weights::visual_only(layout).with_overrides(&[("visual".into(), 0.6), ("colour".into(), 0.4)], layout).unwrap();
+    let colour_by_visual = share_alike(&index, &manifest, "baseColour", Some(visual.clone()));
+    let colour_by_signature = share_alike(&index, &manifest, "baseColour", Some(colour));
+    assert!(colour_by_signature >= colour_by_visual + 0.08, "same colour: {colour_by_visual:.3} by the embedding, {colour_by_signature:.3} with colour");
+    let kind_by_visual = share_alike(&index, &manifest, "articleType", Some(visual));
+    let kind_by_default = share_alike(&index, &manifest, "articleType", None);
+    assert!(kind_by_default > kind_by_visual, "same articleType: {kind_by_visual:.3} by the embedding, {kind_by_default:.3} with the learned parts");
+
+    // The command line weighs parts by name and names the ones it knows.
+    let site = options.out.to_str().unwrap();
+    let out = lookalike(&["query", "--site", site, "--id", "1563", "-k", "5", "--weight", "colour=0.5"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recs: Vec<Recommendation> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(recs.len(), 5);
+    let out = lookalike(&["query", "--site", site, "--id", "1563", "--weight", "size=1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("`size`") && err.contains("colour, articleType, baseColour"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

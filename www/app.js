@@ -5,7 +5,7 @@
 // Catalog strings are only ever assigned with textContent / attributes, never
 // parsed as HTML, so a hostile product name stays text.
 
-import init, { LookalikeIndex, LookalikeLabels, loadDetector, loadEmbedder } from './pkg/lookalike.js';
+import init, { LookalikeAttributes, LookalikeIndex, LookalikeLabels, loadDetector, loadEmbedder } from './pkg/lookalike.js';
 import { shopLink } from './links.js';
 
 const params = new URLSearchParams(location.search);
@@ -17,6 +17,9 @@ const state = {
   embedder: null,
   detector: null, // loaded on the first photo: most visitors never need it
   labels: null,
+  attributes: null, // describes a photo's crop like the catalog's items
+  weights: undefined, // the shopper's weights of the similarity's parts
+  rerun: null, // repeats the last search (when a weight changes)
   photo: null, // { bytes, width, height, items }
   labelNames: [], // the index's labels, read once
   lastQuery: null, // what the last search was, for tests and debugging
@@ -81,7 +84,7 @@ function productCard(product, { score, tag = 'button' } = {}) {
     const s = document.createElement('span');
     s.className = 'score';
     s.textContent = score.toFixed(3);
-    s.title = 'cosine similarity';
+    s.title = 'similarity (weighted mean of the parts below the search options)';
     card.append(s);
   }
   return card;
@@ -154,13 +157,43 @@ function renderResults(title, hits, millis, extra) {
   $('results').scrollIntoView({ block: 'nearest' });
 }
 
+/// One slider per part of the similarity (shape, colour, learned
+/// attributes), starting at the index's defaults; moving one re-runs the
+/// last search with the new weights.
+function renderWeights() {
+  const appearance = state.index.appearance;
+  const fieldset = $('weights');
+  if (!appearance) return;
+  const parts = [{ name: 'visual', weight: appearance.visual_weight }, ...appearance.parts];
+  const current = {};
+  for (const part of parts) {
+    current[part.name] = part.weight;
+    const label = document.createElement('label');
+    const input = document.createElement('input');
+    Object.assign(input, { type: 'range', min: '0', max: '1', step: '0.05', value: String(part.weight) });
+    input.dataset.part = part.name;
+    const value = document.createElement('output');
+    value.textContent = part.weight.toFixed(2);
+    input.addEventListener('input', () => {
+      current[part.name] = Number(input.value);
+      value.textContent = Number(input.value).toFixed(2);
+      state.weights = { ...current };
+      if (state.rerun) state.rerun().catch(reportError);
+    });
+    label.append(part.name === 'visual' ? 'shape (image)' : part.name, input, value);
+    fieldset.append(label);
+  }
+  fieldset.hidden = false;
+}
+
 function showLookalikes(item) {
+  state.rerun = async () => showLookalikes(item);
   const { k, sameLabel, category } = options();
   const started = performance.now();
-  const hits = state.index.queryItem(item, k, undefined, sameLabel, category);
+  const hits = state.index.queryItem(item, k, undefined, sameLabel, category, state.weights);
   const millis = performance.now() - started;
   const product = state.manifest.products[item];
-  state.lastQuery = { kind: 'item', item, id: product.id, hits, millis };
+  state.lastQuery = { kind: 'item', item, id: product.id, hits, millis, weights: state.weights };
   const preview = document.createElement('img');
   preview.className = 'query-photo';
   preview.src = product.thumb;
@@ -267,15 +300,17 @@ async function searchRegion(box, what, extra = {}) {
   const { k, sameLabel, category } = options();
   setStatus(`Looking for the ${what}…`);
   const started = performance.now();
-  const vector = await state.embedder.embedCrop(state.photo.bytes, box.x, box.y, box.width, box.height);
+  const { vector, colour } = await state.embedder.describeCrop(state.photo.bytes, box.x, box.y, box.width, box.height);
   const embedMillis = performance.now() - started;
+  const parts = state.attributes.describe(vector, colour);
   const prediction = state.labels ? state.labels.predict(vector) : null;
   const known = prediction && state.labelNames.includes(prediction.label);
   const label = category || (sameLabel && known ? prediction.label : undefined);
   const searchStarted = performance.now();
-  const hits = state.index.queryVector(vector, k, undefined, label);
+  const hits = state.index.queryVector(vector, k, undefined, label, parts, state.weights);
   const millis = performance.now() - searchStarted;
-  state.lastQuery = { kind: 'crop', what, box, prediction, label, hits, millis, embedMillis, detectMillis: state.photo.detectMillis, ...extra };
+  state.rerun = async () => searchRegion(box, what, extra);
+  state.lastQuery = { kind: 'crop', what, box, prediction, label, hits, millis, embedMillis, detectMillis: state.photo.detectMillis, weights: state.weights, ...extra };
   const named = prediction ? `${what} (${prediction.label}, ${(100 * prediction.confidence).toFixed(0)}%)` : what;
   renderResults(`Looks like the ${named} in your photo`, hits, millis);
   setStatus(`Found ${state.photo.items.length} items in ${state.photo.detectMillis.toFixed(0)} ms; embedded the ${what} in ${embedMillis.toFixed(0)} ms on ${state.embedder.backend}.`);
@@ -286,12 +321,14 @@ async function searchWhole() {
   const { k, category } = options();
   const started = performance.now();
   setStatus(`Embedding your photo on ${state.embedder.backend}…`);
-  const vector = await state.embedder.embedImage(state.photo.bytes);
+  const { vector, colour } = await state.embedder.describeCrop(state.photo.bytes);
   const embedMillis = performance.now() - started;
+  const parts = state.attributes.describe(vector, colour);
   const searchStarted = performance.now();
-  const hits = state.index.queryVector(vector, k, undefined, category);
+  const hits = state.index.queryVector(vector, k, undefined, category, parts, state.weights);
   const millis = performance.now() - searchStarted;
-  state.lastQuery = { kind: 'photo', name: state.photo.name, vector: Array.from(vector), hits, millis, embedMillis };
+  state.rerun = searchWhole;
+  state.lastQuery = { kind: 'photo', name: state.photo.name, vector: Array.from(vector), hits, millis, embedMillis, weights: state.weights };
   renderResults(`Looks like your photo`, hits, millis);
   setStatus(`Photo embedded in ${embedMillis.toFixed(0)} ms on ${state.embedder.backend}.`);
 }
@@ -387,6 +424,9 @@ async function loadModel() {
   setStatus('Starting the model…');
   const prefer = params.get('backend') || 'auto';
   state.embedder = await loadEmbedder(bytes, prefer);
+  // The learned attributes describe a photo like the catalog's items.
+  const heads = state.manifest.attributes ? await fetchBytes(state.manifest.attributes, 'attributes') : new TextEncoder().encode('[]');
+  state.attributes = LookalikeAttributes.fromJson(heads);
   const badge = $('backend');
   badge.hidden = false;
   badge.textContent = state.embedder.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
@@ -407,6 +447,7 @@ async function main() {
   state.labelNames = state.index.labelNames(); // fixed for the index's life
   renderCatalog();
   renderCategories();
+  renderWeights();
   document.body.dataset.ready = 'index';
   // Deep links (the widget's default target): ?product=ID shows its look-alikes.
   const linked = params.get('product') && state.index.itemOf(params.get('product'));

@@ -55,7 +55,7 @@ pub fn foreground_box(image: &RgbImage) -> Option<BBox> {
 
 /// The background colour: the median of the border pixels, provided most of
 /// the border is close to it (else the image has no plain background).
-fn border_colour(image: &RgbImage) -> Option<[u8; 3]> {
+pub fn border_colour(image: &RgbImage) -> Option<[u8; 3]> {
     let (w, h) = image.dimensions();
     let mut border: Vec<[u8; 3]> = Vec::with_capacity(2 * (w + h) as usize);
     for x in 0..w {

@@ -39,19 +39,31 @@ impl LabelHead {
     pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, LabelHeadError> {
         let head: LabelHead = serde_json::from_slice(bytes)
             .map_err(|e| LabelHeadError::Parse { source_name: source_name.to_string(), message: e.to_string() })?;
-        let classes = head.labels.len();
-        if classes == 0 || head.weights.len() != classes * head.feature_dim || head.bias.len() != classes {
+        head.check(source_name)
+    }
+
+    /// Parses and checks a JSON array of heads (a site's learned attributes).
+    pub fn list_from_json(bytes: &[u8], source_name: &str) -> Result<Vec<Self>, LabelHeadError> {
+        let heads: Vec<LabelHead> = serde_json::from_slice(bytes)
+            .map_err(|e| LabelHeadError::Parse { source_name: source_name.to_string(), message: e.to_string() })?;
+        heads.into_iter().map(|h| h.check(source_name)).collect()
+    }
+
+    fn check(self, source_name: &str) -> Result<Self, LabelHeadError> {
+        let classes = self.labels.len();
+        if classes == 0 || self.weights.len() != classes * self.feature_dim || self.bias.len() != classes {
             return Err(LabelHeadError::Shape {
                 source_name: source_name.to_string(),
                 message: format!(
-                    "{classes} labels need {} weights and {classes} biases; found {} and {}",
-                    classes * head.feature_dim,
-                    head.weights.len(),
-                    head.bias.len()
+                    "{} ({classes} labels) needs {} weights and {classes} biases; found {} and {}",
+                    self.column,
+                    classes * self.feature_dim,
+                    self.weights.len(),
+                    self.bias.len()
                 ),
             });
         }
-        Ok(head)
+        Ok(self)
     }
 
     /// Class probabilities for one embedding (any scale; it is normalised).
@@ -92,47 +104,48 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 /// Trains a head by full-batch gradient descent with Adam on the
-/// cross-entropy, with a little L2 regularisation. `rows` are embeddings,
-/// `targets` their label numbers (indices into `labels`).
+/// cross-entropy, with a little L2 regularisation. `rows` are feature rows
+/// (normalised here), `targets` their label numbers (indices into `labels`).
+///
+/// Each epoch is two matrix products on the CPU backend (logits, then the
+/// weights' gradient), so a head over 2,000 rows of 1,308 values and 60
+/// labels trains in a few seconds.
 pub fn train(column: &str, labels: Vec<String>, rows: &[Vec<f32>], targets: &[usize], epochs: usize) -> LabelHead {
-    let dim = rows.first().map_or(0, Vec::len);
-    let classes = labels.len();
-    let xs: Vec<Vec<f32>> = rows.iter().map(|r| normalized(r)).collect();
-    let mut head = LabelHead { column: column.to_string(), labels, feature_dim: dim, weights: vec![0.0; classes * dim], bias: vec![0.0; classes] };
+    use burn::tensor::{Device, Int, Tensor, TensorData};
     const LEARNING_RATE: f32 = 0.05;
     const L2: f32 = 1e-4;
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-    let params = classes * dim + classes;
-    let (mut m, mut v) = (vec![0f32; params], vec![0f32; params]);
-    for epoch in 1..=epochs {
-        let mut grad = vec![0f32; params];
-        for (x, &t) in xs.iter().zip(targets) {
-            let p = head.probabilities_of_unit(x); // normalised once, above
-            for c in 0..classes {
-                let err = p[c] - (c == t) as u8 as f32;
-                let row = &mut grad[c * dim..(c + 1) * dim];
-                for (g, xi) in row.iter_mut().zip(x) {
-                    *g += err * xi;
-                }
-                grad[classes * dim + c] += err;
-            }
-        }
-        let n = xs.len().max(1) as f32;
-        let (c1, c2) = (1.0 - b1.powi(epoch as i32), 1.0 - b2.powi(epoch as i32));
-        for i in 0..params {
-            let value = if i < classes * dim { head.weights[i] } else { head.bias[i - classes * dim] };
-            let g = grad[i] / n + if i < classes * dim { L2 * value } else { 0.0 };
-            m[i] = b1 * m[i] + (1.0 - b1) * g;
-            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-            let step = LEARNING_RATE * (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
-            if i < classes * dim {
-                head.weights[i] -= step;
-            } else {
-                head.bias[i - classes * dim] -= step;
-            }
-        }
+    let dim = rows.first().map_or(0, Vec::len);
+    let classes = labels.len();
+    let n = rows.len();
+    if n == 0 || classes == 0 {
+        return LabelHead { column: column.to_string(), labels, feature_dim: dim, weights: vec![0.0; classes * dim], bias: vec![0.0; classes] };
     }
-    head
+    let device = Device::flex();
+    let flat: Vec<f32> = rows.iter().flat_map(|r| normalized(r)).collect();
+    let x: Tensor<2> = Tensor::from_data(TensorData::new(flat, [n, dim]), &device);
+    let target_numbers: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+    let y: Tensor<2> = Tensor::<1, Int>::from_data(TensorData::new(target_numbers, [n]), &device).one_hot(classes).float();
+    let mut w: Tensor<2> = Tensor::zeros([classes, dim], &device);
+    let mut b: Tensor<1> = Tensor::zeros([classes], &device);
+    let (mut mw, mut vw) = (w.zeros_like(), w.zeros_like());
+    let (mut mb, mut vb) = (b.zeros_like(), b.zeros_like());
+    for epoch in 1..=epochs {
+        let logits = x.clone().matmul(w.clone().transpose()) + b.clone().unsqueeze::<2>();
+        let p = burn::tensor::activation::softmax(logits, 1);
+        let error = (p - y.clone()) / n as f32;
+        let grad_w = error.clone().transpose().matmul(x.clone()) + w.clone() * L2;
+        let grad_b: Tensor<1> = error.sum_dim(0).squeeze_dim(0);
+        let (c1, c2) = (1.0 - b1.powi(epoch as i32), 1.0 - b2.powi(epoch as i32));
+        mw = mw * b1 + grad_w.clone() * (1.0 - b1);
+        vw = vw * b2 + grad_w.powi_scalar(2) * (1.0 - b2);
+        w = w - (mw.clone() / c1) * LEARNING_RATE / ((vw.clone() / c2).sqrt() + eps);
+        mb = mb * b1 + grad_b.clone() * (1.0 - b1);
+        vb = vb * b2 + grad_b.powi_scalar(2) * (1.0 - b2);
+        b = b - (mb.clone() / c1) * LEARNING_RATE / ((vb.clone() / c2).sqrt() + eps);
+    }
+    let read = |t: TensorData| t.try_to_vec::<f32>().expect("f32 parameters");
+    LabelHead { column: column.to_string(), labels, feature_dim: dim, weights: read(w.into_data()), bias: read(b.into_data()) }
 }
 
 #[cfg(test)]

@@ -236,6 +236,14 @@ struct BuildArgs {
     /// Label head from train-labels [default: models/labels.json if present].
     #[arg(long)]
     labels: Option<PathBuf>,
+    /// Learn a catalog column as part of what "alike" means, with the
+    /// default weight of its part (e.g. `--learn articleType=0.5`; without a
+    /// weight, 0.25). Repeatable. Queries predict it from their pixels.
+    #[arg(long, value_name = "COLUMN[=W]", value_parser = parse_learn_arg)]
+    learn: Vec<super::attributes::LearnSpec>,
+    /// Default weight of the colour signature (queries can change it).
+    #[arg(long, default_value_t = 0.0)]
+    colour_weight: f32,
 }
 
 #[derive(Args, Debug)]
@@ -258,8 +266,30 @@ struct QueryArgs {
     /// the site's label head gives each detected item).
     #[arg(long)]
     same_label: bool,
+    /// Weight of one part of the similarity, replacing the site's default:
+    /// `visual`, `colour`, or a learned column (e.g. `--weight colour=0.3`).
+    /// Repeatable.
+    #[arg(long = "weight", value_name = "PART=W", value_parser = parse_weight_arg)]
+    weights: Vec<(String, f32)>,
     #[command(flatten)]
     detect: DetectArgs,
+}
+
+fn parse_weight_arg(text: &str) -> Result<(String, f32), String> {
+    crate::appearance::parse_weight(text).map_err(|e| e.to_string())
+}
+
+fn parse_learn_arg(text: &str) -> Result<super::attributes::LearnSpec, String> {
+    super::attributes::parse_learn(text).map_err(|e| e.to_string())
+}
+
+/// The query's weights: the site's defaults with the `--weight` overrides.
+fn query_weights(index: &Index, overrides: &[(String, f32)], site: &Path) -> Result<Option<crate::appearance::Weights>> {
+    match &index.appearance {
+        Some(table) => Ok(Some(crate::appearance::Weights::defaults(&table.layout).with_overrides(overrides, &table.layout)?)),
+        None if overrides.is_empty() => Ok(None),
+        None => bail!("{} was built without colour or learned parts; rebuild it to weigh them", site.display()),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -420,6 +450,8 @@ fn build(args: BuildArgs) -> Result<()> {
         crops: args.crops,
         detector: if args.no_detector { None } else { Some(args.detect.files()?) },
         labels: args.labels.or_else(|| Some(project_path(DEFAULT_LABELS)).filter(|p| p.is_file())),
+        learn: args.learn,
+        colour_weight: args.colour_weight,
     };
     if let Some(files) = &options.detector {
         for file in [&files.objects, &files.pose] {
@@ -474,7 +506,8 @@ pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
 
 fn query(args: QueryArgs) -> Result<()> {
     let (index, manifest) = load_site(&args.site)?;
-    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label };
+    let weights = query_weights(&index, &args.weights, &args.site)?;
+    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label, weights };
     let results = match (&args.id, &args.image) {
         (Some(id), _) => {
             let item = index.item_of(id).with_context(|| format!("no product with id '{id}' in {}", args.site.display()))?;
@@ -534,15 +567,16 @@ fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: 
     } else {
         items.iter().map(|i| (Some(i), { let (x, y, cw, ch) = i.bbox.pixels(w, h); [x, y, cw, ch] })).collect()
     };
-    let crops: Vec<Vec<f32>> = regions
-        .iter()
-        .map(|(_, [x, y, cw, ch])| crate::preprocess::model_input(&decoded.crop_imm(*x, *y, *cw, *ch)))
-        .collect();
+    let crop_images: Vec<image::DynamicImage> = regions.iter().map(|(_, [x, y, cw, ch])| decoded.crop_imm(*x, *y, *cw, *ch)).collect();
+    let crops: Vec<Vec<f32>> = crop_images.iter().map(crate::preprocess::model_input).collect();
     let model = weights::from_file(&args.site.join(site::MODEL_PATH), &device)?;
     let vectors = Embedder::new(model, device).embed_batch(&crops)?;
-    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label };
+    let heads = load_attribute_heads(&args.site, manifest)?;
+    let weights = query_weights(index, &args.weights, &args.site)?;
+    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label, weights };
     let mut out = Vec::new();
-    for ((item, bbox), vector) in regions.iter().zip(&vectors) {
+    for (((item, bbox), vector), crop) in regions.iter().zip(&vectors).zip(&crop_images) {
+        let parts = crate::appearance::describe(vector, &crate::colour::colour_signature(crop), &heads);
         let prediction = head.as_ref().map(|h| h.predict(vector));
         let label = prediction.as_ref().and_then(|p| index.label_number(&p.label));
         let name = format!("{}#{}", image.display(), out.len());
@@ -552,11 +586,19 @@ fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: 
             bbox: *bbox,
             label: prediction.as_ref().map(|p| p.label.clone()),
             label_confidence: prediction.as_ref().map(|p| p.confidence),
-            recommendations: recommend_vector(index, &name, vector, label, &options)?,
+            recommendations: recommend_vector(index, &name, vector, Some(&parts), label, &options)?,
         });
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// The attribute heads a site learned from its catalog (none if it learned none).
+pub fn load_attribute_heads(site_dir: &Path, manifest: &SiteManifest) -> Result<Vec<crate::model::label_head::LabelHead>> {
+    let Some(path) = &manifest.attributes else { return Ok(Vec::new()) };
+    let path = site_dir.join(path);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(crate::model::label_head::LabelHead::list_from_json(&bytes, &path.display().to_string())?)
 }
 
 fn eval(args: EvalArgs) -> Result<()> {

@@ -29,8 +29,12 @@ fn label_of(product: &Product) -> Option<&str> {
 /// Whether a product is held out: a hash of its id, so the split is stable
 /// across runs and machines and independent of catalog order.
 pub fn held_out(id: &str, share: f64) -> bool {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    (hash % 10_000) as f64 / 10_000.0 < share
+    (stable_hash(id) % 10_000) as f64 / 10_000.0 < share
+}
+
+/// FNV-1a of an id: the same on every run and machine.
+pub fn stable_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Trains on the products of the `top` most frequent labels (others are left

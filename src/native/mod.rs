@@ -2,6 +2,7 @@
 //! (fetch, embed, build the forest), answers queries, evaluates and serves.
 
 pub mod bench;
+pub mod attributes;
 pub mod crops;
 pub mod cli;
 pub mod eval;

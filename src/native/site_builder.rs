@@ -11,6 +11,9 @@ use super::fetch::{FetchOptions, Fetcher};
 use super::progress::{Progress, format_duration};
 use sha2::{Digest, Sha256};
 use crate::catalog::{Catalog, CatalogFormat, Columns, Product};
+use crate::appearance::{self, Layout, PartsTable};
+use crate::colour::{COLOUR_BINS, ColourSignature, colour_signature};
+use super::attributes::{self, LearnSpec};
 use crate::forest::{Encoding, Forest, ForestParams, NO_LABEL};
 use crate::index_file::Index;
 use crate::model::{Embedder, FEATURE_DIM, weights};
@@ -54,6 +57,11 @@ pub struct BuildOptions {
     /// A label head (from `train-labels`): names crops when the catalog has
     /// no label column, and ships with the site to name a shopper's photo.
     pub labels: Option<PathBuf>,
+    /// Catalog columns to learn as parts of the appearance, with their
+    /// default weights (see [`crate::appearance`]).
+    pub learn: Vec<LearnSpec>,
+    /// Default weight of the colour signature.
+    pub colour_weight: f32,
 }
 
 /// How catalog images are cut before embedding (see [`CropMode`]); also the
@@ -139,7 +147,10 @@ pub struct EmbeddingCache {
 }
 
 /// Bumped whenever preprocessing changes what a given image embeds to.
-const PREPROCESS_VERSION: u32 = 4;
+const PREPROCESS_VERSION: u32 = 5;
+
+/// Values cached per crop: the embedding, then the colour signature.
+const CACHED_DIMS: usize = FEATURE_DIM + COLOUR_BINS;
 
 impl EmbeddingCache {
     /// A cache under `root` for the model whose weights are `model_bytes`,
@@ -161,18 +172,19 @@ impl EmbeddingCache {
         self.dir.join(format!("{content_key}.crops.json"))
     }
 
-    /// The vectors of an image's crops (one per crop) and what each crop is.
+    /// The vectors of an image's crops (one per crop: embedding, then colour
+    /// signature) and what each crop is.
     fn get(&self, content_key: &str) -> Option<(Vec<Vec<f32>>, Vec<Option<Crop>>)> {
         let bytes = std::fs::read(self.path(content_key)).ok()?;
         let crops: Vec<Option<Crop>> = match std::fs::read(self.crops_path(content_key)) {
             Ok(json) => serde_json::from_slice(&json).ok()?,
             Err(_) => vec![None],
         };
-        if bytes.len() != crops.len() * FEATURE_DIM * 4 {
+        if bytes.len() != crops.len() * CACHED_DIMS * 4 {
             return None;
         }
         let floats: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        Some((floats.chunks_exact(FEATURE_DIM).map(<[f32]>::to_vec).collect(), crops))
+        Some((floats.chunks_exact(CACHED_DIMS).map(<[f32]>::to_vec).collect(), crops))
     }
 
     fn put(&self, content_key: &str, vectors: &[&[f32]], crops: &[Option<Crop>]) {
@@ -206,10 +218,11 @@ pub struct EmbedJob<'a> {
 }
 
 /// One product's image, read and either found in the cache or prepared:
-/// one vector or model input per crop.
+/// per crop, its cached vector (embedding and colour signature), or its
+/// model input and colour signature.
 enum Ready {
     Cached { vectors: Vec<Vec<f32>>, crops: Vec<Option<Crop>>, content_key: String },
-    Prepared { model_inputs: Vec<Vec<f32>>, crops: Vec<Option<Crop>>, content_key: String },
+    Prepared { model_inputs: Vec<Vec<f32>>, colours: Vec<ColourSignature>, crops: Vec<Option<Crop>>, content_key: String },
 }
 
 /// The embedded part of a catalog, one entry per item (a crop of a product's
@@ -219,6 +232,8 @@ pub struct Embedded<'a> {
     pub products: Vec<&'a Product>,
     /// One 1280-d vector per item, row-major.
     pub vectors: Vec<f32>,
+    /// One colour signature per item, row-major.
+    pub colours: Vec<f32>,
     /// SHA-256 (hex) of each item's image bytes.
     pub content_keys: Vec<String>,
     /// The crop each item was embedded from (`None`: the whole image).
@@ -239,6 +254,7 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
     let mut out = Embedded {
         products: Vec::new(),
         vectors: Vec::with_capacity(catalog.products.len() * FEATURE_DIM),
+        colours: Vec::with_capacity(catalog.products.len() * COLOUR_BINS),
         content_keys: Vec::new(),
         crops: Vec::new(),
         skipped: Vec::new(),
@@ -257,24 +273,26 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
             })
             .collect();
         let mut to_embed = Vec::new();
-        // Per prepared image: its first item, its crops, its content key.
-        let mut slots: Vec<(usize, Vec<Option<Crop>>, String)> = Vec::new();
+        // Per prepared image: its first item, its crops' colours, its crops, its content key.
+        let mut slots: Vec<(usize, Vec<ColourSignature>, Vec<Option<Crop>>, String)> = Vec::new();
         for (&(_, product), result) in batch.iter().zip(ready) {
             match result {
                 Ok(Ready::Cached { vectors, crops, content_key }) => {
                     for (vector, crop) in vectors.iter().zip(crops) {
-                        out.vectors.extend_from_slice(vector);
+                        out.vectors.extend_from_slice(&vector[..FEATURE_DIM]);
+                        out.colours.extend_from_slice(&vector[FEATURE_DIM..]);
                         out.content_keys.push(content_key.clone());
                         out.crops.push(crop);
                         out.products.push(product);
                     }
                     out.from_cache += 1;
                 }
-                Ok(Ready::Prepared { model_inputs, crops, content_key }) => {
-                    slots.push((out.products.len(), crops.clone(), content_key.clone()));
+                Ok(Ready::Prepared { model_inputs, colours, crops, content_key }) => {
+                    slots.push((out.products.len(), colours.clone(), crops.clone(), content_key.clone()));
                     to_embed.extend(model_inputs);
-                    for crop in crops {
+                    for (crop, colour) in crops.into_iter().zip(&colours) {
                         out.vectors.extend(std::iter::repeat_n(0.0, FEATURE_DIM));
+                        out.colours.extend_from_slice(colour);
                         out.content_keys.push(content_key.clone());
                         out.crops.push(crop);
                         out.products.push(product);
@@ -287,14 +305,15 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
             }
         }
         let mut embedded = job.embedder.embed_lanes(&to_embed, lanes)?.into_iter();
-        for (first, crops, content_key) in &slots {
+        for (first, colours, crops, content_key) in &slots {
             let vectors: Vec<Vec<f32>> = embedded.by_ref().take(crops.len()).collect();
             for (i, vector) in vectors.iter().enumerate() {
                 let item = first + i;
                 out.vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM].copy_from_slice(vector);
             }
             if let Some(cache) = job.cache {
-                cache.put(content_key, &vectors.iter().map(Vec::as_slice).collect::<Vec<_>>(), crops);
+                let cached: Vec<Vec<f32>> = vectors.iter().zip(colours).map(|(v, c)| [v.as_slice(), c.as_slice()].concat()).collect();
+                cache.put(content_key, &cached.iter().map(Vec::as_slice).collect::<Vec<_>>(), crops);
             }
         }
         progress.advance(batch.len());
@@ -331,7 +350,8 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
             let (crops, images): (Vec<_>, Vec<_>) =
                 job.crops.crops(&decoded).map_err(|e| format!("{}: detection failed: {e}", product.image))?.into_iter().unzip();
             let model_inputs = images.iter().map(preprocess::model_input).collect();
-            Ready::Prepared { model_inputs, crops, content_key }
+            let colours = images.iter().map(colour_signature).collect();
+            Ready::Prepared { model_inputs, colours, crops, content_key }
         }
     })
 }
@@ -381,7 +401,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         batch_size: options.batch_size,
         crops: &crop_mode,
     };
-    let Embedded { products: kept, vectors, content_keys, crops, mut skipped, from_cache, seconds: embed_seconds } =
+    let Embedded { products: kept, vectors, colours, content_keys, crops, mut skipped, from_cache, seconds: embed_seconds } =
         embed_catalog(&catalog, &job)?;
     skipped.extend(rejected.iter().map(|error| Skipped {
         id: String::new(),
@@ -424,6 +444,8 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             None => NO_LABEL,
         })
         .collect();
+    let heads = learn_attributes(&options.learn, &kept, catalog.label_column.as_deref(), &vectors, &colours)?;
+    let appearance = appearance_table(options, &heads, &vectors, &colours)?;
     let forest_started = Instant::now();
     let params = options.storage.resolve(options.forest.clone(), kept.len());
     let forest = Forest::build(vectors, FEATURE_DIM, Some(labels), &params)?;
@@ -431,6 +453,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         forest,
         ids: kept.iter().map(|p| p.id.clone()).collect(),
         label_names,
+        appearance: Some(appearance),
     };
     let index_bytes = index.to_bytes();
     eprintln!(
@@ -446,6 +469,13 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     write_atomic(&out.join(site::INDEX_PATH), &index_bytes).context("writing the index")?;
     write_model_record(&options.model, &model_bytes, embedder.model(), &out.join(site::MODEL_PATH))?;
     let detector = options.detector.as_ref().map(|files| ship_detector(files, out)).transpose()?;
+    let attributes_file = if heads.is_empty() {
+        let _ = std::fs::remove_file(out.join(site::ATTRIBUTES_PATH));
+        None
+    } else {
+        write_atomic(&out.join(site::ATTRIBUTES_PATH), &serde_json::to_vec(&heads)?).context("writing the attribute heads")?;
+        Some(site::ATTRIBUTES_PATH.to_string())
+    };
     let labels_file = match &options.labels {
         Some(path) => {
             std::fs::copy(path, out.join(site::LABELS_PATH)).with_context(|| format!("copying {}", path.display()))?;
@@ -460,7 +490,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let manifest = SiteManifest {
         version: site::MANIFEST_VERSION,
         model: ModelInfo {
-            name: "efficientnet-lite0".into(),
+            name: format!("efficientnet-{}", embedder.model().variant().name()),
             file: site::MODEL_PATH.into(),
             input_size: EMBED_INPUT_SIZE,
             dims: FEATURE_DIM,
@@ -482,6 +512,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             .collect(),
         detector,
         labels: labels_file,
+        attributes: attributes_file,
     };
     write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?)
         .context("writing the manifest")?;
@@ -509,6 +540,42 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         embed_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Trains a head for each `--learn` column, with progress.
+fn learn_attributes(specs: &[LearnSpec], items: &[&Product], label_column: Option<&str>, vectors: &[f32], colours: &[f32]) -> Result<Vec<LabelHead>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let started = Instant::now();
+            let values: Vec<Option<String>> = items.iter().map(|p| attributes::value_of(p, &spec.column, label_column)).collect();
+            if values.iter().all(Option::is_none) {
+                bail!("--learn {}: no product has a value in that column", spec.column);
+            }
+            let head = attributes::learn(&spec.column, &values, vectors, colours)?;
+            eprintln!("learned {} ({} values) in {}", spec.column, head.labels.len(), format_duration(started.elapsed().as_secs_f64()));
+            Ok(head)
+        })
+        .collect()
+}
+
+/// Every item's appearance parts, and the default weights: the learned
+/// attributes and colour take theirs, the embedding the rest of 1.
+fn appearance_table(options: &BuildOptions, heads: &[LabelHead], vectors: &[f32], colours: &[f32]) -> Result<PartsTable> {
+    let attributes: Vec<(&LabelHead, f32)> = heads.iter().zip(&options.learn).map(|(h, s)| (h, s.weight)).collect();
+    let others = options.colour_weight + attributes.iter().map(|a| a.1).sum::<f32>();
+    if !(0.0..=1.0).contains(&others) {
+        bail!("the colour and learned weights add up to {others}; they share 1 with the embedding, so keep them within 0..1");
+    }
+    let layout = Layout::new(1.0 - others, options.colour_weight, &attributes);
+    let rows: Vec<Vec<f32>> = (0..vectors.len() / FEATURE_DIM)
+        .into_par_iter()
+        .map(|item| {
+            let colour: &ColourSignature = colours[item * COLOUR_BINS..(item + 1) * COLOUR_BINS].try_into().expect("a colour row");
+            appearance::describe(&vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM], colour, heads)
+        })
+        .collect();
+    Ok(PartsTable::encode(layout, &rows))
 }
 
 /// Files a static host should send gzipped: text, the wasm module and the
@@ -580,7 +647,7 @@ pub const RECOMMENDATIONS_PATH: &str = "data/recommendations.json";
 /// The top `n` look-alikes of every product, in the report's JSON shape,
 /// same-label filtered when the catalog has labels (as the report did).
 pub fn precompute(index: &Index, n: usize, same_label: bool) -> Vec<crate::rank::Recommendation> {
-    let options = crate::rank::RecommendOptions { k: n, search_k: None, same_label };
+    let options = crate::rank::RecommendOptions { k: n, search_k: None, same_label, weights: None };
     let per_item: Vec<Vec<crate::rank::Recommendation>> = (0..index.forest.len() as u32)
         .into_par_iter()
         .map(|item| crate::rank::recommend_item(index, item, &options))

@@ -12,8 +12,15 @@
 //! const detector = await loadDetector(nanodetJson, nanodetBin, movenetJson, movenetBin, undefined, 'auto');
 //! const items = await detector.detect(photoBytes);     // [{class, score, bbox}, ...]
 //! const crop = await embedder.embedCrop(photoBytes, x, y, width, height);
+//! // Colour and learned attributes, blended at query time:
+//! const { vector: v, colour } = await embedder.describeCrop(photoBytes, x, y, width, height);
+//! const attributes = LookalikeAttributes.fromJson(attributesJson); // data/attributes.json, or "[]"
+//! const parts = attributes.describe(v, colour);
+//! const blended = index.queryVector(v, 10, undefined, undefined, parts, { colour: 0.3 });
 //! ```
 
+use crate::appearance::{self, Weights};
+use crate::colour::{COLOUR_BINS, ColourSignature, colour_signature};
 use crate::detect::{BBox, DetectOptions, Detector};
 use crate::forest::{LabelFilter, NO_LABEL, Neighbor, Query};
 use crate::model::label_head::LabelHead;
@@ -89,8 +96,19 @@ impl LookalikeIndex {
         self.index.label_names.clone()
     }
 
+    /// The similarity's parts and default weights:
+    /// `{visual_weight, parts: [{name, dims, weight}]}`, or `null` for an
+    /// index that has only the embedding.
+    #[wasm_bindgen(getter)]
+    pub fn appearance(&self) -> Result<JsValue, JsError> {
+        let layout = self.index.appearance.as_ref().map(|t| &t.layout);
+        serde_wasm_bindgen::to_value(&layout).map_err(|e| JsError::new(&e.to_string()))
+    }
+
     /// The look-alikes of catalog item `item`, other products only; with
     /// `same_label`, only items of its label; with `label`, only that label.
+    /// `weights` (`{colour: 0.3, ...}`) replace the default weights of the
+    /// parts they name.
     #[wasm_bindgen(js_name = queryItem)]
     pub fn query_item(
         &self,
@@ -99,6 +117,7 @@ impl LookalikeIndex {
         search_k: Option<usize>,
         same_label: bool,
         label: Option<String>,
+        weights: JsValue,
     ) -> Result<JsValue, JsError> {
         if item as usize >= self.index.forest.len() {
             return Err(JsError::new(&format!("no item {item}")));
@@ -109,21 +128,51 @@ impl LookalikeIndex {
             None if same_label && own != NO_LABEL => LabelFilter::Equals(own),
             None => LabelFilter::Any,
         };
-        let hits = search_item_distinct(&self.index, item, &Query { k, search_k, filter });
+        let weights = self.weights(weights)?;
+        let hits = search_item_distinct(&self.index, item, &Query { k, search_k, filter }, weights.as_ref());
         self.to_js(&hits)
     }
 
     /// The look-alikes of an outside vector (a shopper's photo); `label`
-    /// restricts them to one label name.
+    /// restricts them to one label name. `parts` (from
+    /// `LookalikeAttributes.describe`) and `weights` blend in colour and
+    /// learned attributes; without `parts` only the embedding counts.
     #[wasm_bindgen(js_name = queryVector)]
-    pub fn query_vector(&self, vector: &[f32], k: usize, search_k: Option<usize>, label: Option<String>) -> Result<JsValue, JsError> {
+    pub fn query_vector(
+        &self,
+        vector: &[f32],
+        k: usize,
+        search_k: Option<usize>,
+        label: Option<String>,
+        parts: Option<Vec<f32>>,
+        weights: JsValue,
+    ) -> Result<JsValue, JsError> {
         let filter = match label {
             Some(name) => self.label_filter(&name)?,
             None => LabelFilter::Any,
         };
-        let hits = search_vector_distinct(&self.index, vector, &Query { k, search_k, filter })
+        if let (Some(parts), Some(table)) = (&parts, &self.index.appearance)
+            && parts.len() != table.layout.dims()
+        {
+            return Err(JsError::new(&format!("parts: expected {} values, got {}", table.layout.dims(), parts.len())));
+        }
+        let weights = self.weights(weights)?;
+        let hits = search_vector_distinct(&self.index, vector, parts.as_deref(), &Query { k, search_k, filter }, weights.as_ref())
             .map_err(|e| JsError::new(&e.to_string()))?;
         self.to_js(&hits)
+    }
+
+    /// The index's default weights with the overrides of a JS object
+    /// (`undefined`: the defaults).
+    fn weights(&self, overrides: JsValue) -> Result<Option<Weights>, JsError> {
+        let Some(table) = &self.index.appearance else { return Ok(None) };
+        if overrides.is_undefined() || overrides.is_null() {
+            return Ok(None);
+        }
+        let map: std::collections::BTreeMap<String, f32> =
+            serde_wasm_bindgen::from_value(overrides).map_err(|e| JsError::new(&format!("weights: {e}")))?;
+        let overrides: Vec<(String, f32)> = map.into_iter().collect();
+        Weights::defaults(&table.layout).with_overrides(&overrides, &table.layout).map(Some).map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// The stored vector of an item, in tree space (normalised, projected).
@@ -176,19 +225,35 @@ impl LookalikeEmbedder {
     /// as the native build does, and returns its 1280-d feature vector.
     #[wasm_bindgen(js_name = embedImage)]
     pub fn embed_image(&self, bytes: Vec<u8>) -> js_sys::Promise {
-        self.embed_region(bytes, None)
+        self.embed_region(bytes, None, false)
     }
 
     /// As [`Self::embed_image`], for the region `x, y, width, height` (pixels)
     /// of the image: a detected item or a box the shopper drew.
     #[wasm_bindgen(js_name = embedCrop)]
     pub fn embed_crop(&self, bytes: Vec<u8>, x: u32, y: u32, width: u32, height: u32) -> js_sys::Promise {
-        self.embed_region(bytes, Some(BBox::new(x as f32, y as f32, (x + width) as f32, (y + height) as f32)))
+        self.embed_region(bytes, Some(region(x, y, width, height)), false)
+    }
+
+    /// As [`Self::embed_crop`], with the region's colour signature too:
+    /// `{vector, colour}` (the photo is decoded once for both). Without a
+    /// region (`undefined` x), the whole image.
+    #[wasm_bindgen(js_name = describeCrop)]
+    pub fn describe_crop(&self, bytes: Vec<u8>, x: Option<u32>, y: Option<u32>, width: Option<u32>, height: Option<u32>) -> js_sys::Promise {
+        let area = match (x, y, width, height) {
+            (Some(x), Some(y), Some(w), Some(h)) => Some(region(x, y, w, h)),
+            _ => None,
+        };
+        self.embed_region(bytes, area, true)
     }
 }
 
+fn region(x: u32, y: u32, width: u32, height: u32) -> BBox {
+    BBox::new(x as f32, y as f32, (x + width) as f32, (y + height) as f32)
+}
+
 impl LookalikeEmbedder {
-    fn embed_region(&self, bytes: Vec<u8>, region: Option<BBox>) -> js_sys::Promise {
+    fn embed_region(&self, bytes: Vec<u8>, region: Option<BBox>, with_colour: bool) -> js_sys::Promise {
         let embedder = self.embedder.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let mut image = preprocess::decode(&bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
@@ -198,8 +263,46 @@ impl LookalikeEmbedder {
             }
             let input = preprocess::model_input(&image);
             let mut vectors = embedder.embed_batch_async(&[input]).await.map_err(|e| JsError::new(&e.to_string()))?;
-            Ok(js_sys::Float32Array::from(vectors.remove(0).as_slice()).into())
+            let vector: JsValue = js_sys::Float32Array::from(vectors.remove(0).as_slice()).into();
+            if !with_colour {
+                return Ok(vector);
+            }
+            let described = js_sys::Object::new();
+            let colour: JsValue = js_sys::Float32Array::from(colour_signature(&image).as_slice()).into();
+            js_sys::Reflect::set(&described, &"vector".into(), &vector)?;
+            js_sys::Reflect::set(&described, &"colour".into(), &colour)?;
+            Ok(described.into())
         })
+    }
+}
+
+/// The attributes a site learned from its catalog (`data/attributes.json`):
+/// describes a photo's crop the way the catalog's items are described.
+#[wasm_bindgen]
+pub struct LookalikeAttributes {
+    heads: Vec<LabelHead>,
+}
+
+#[wasm_bindgen]
+impl LookalikeAttributes {
+    /// Parses the site's attribute heads (a JSON array; `[]` for none).
+    #[wasm_bindgen(js_name = fromJson)]
+    pub fn from_json(bytes: Vec<u8>) -> Result<LookalikeAttributes, JsError> {
+        let heads = LabelHead::list_from_json(&bytes, "attributes.json").map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(LookalikeAttributes { heads })
+    }
+
+    /// The appearance parts of a crop from its embedding and colour
+    /// signature (what `queryVector` takes as `parts`).
+    pub fn describe(&self, vector: &[f32], colour: &[f32]) -> Result<Vec<f32>, JsError> {
+        let colour: &ColourSignature =
+            colour.try_into().map_err(|_| JsError::new(&format!("colour: expected {COLOUR_BINS} values, got {}", colour.len())))?;
+        if let Some(head) = self.heads.first()
+            && head.feature_dim != vector.len() + COLOUR_BINS
+        {
+            return Err(JsError::new(&format!("vector: expected {} values, got {}", head.feature_dim - COLOUR_BINS, vector.len())));
+        }
+        Ok(appearance::describe(vector, colour, &self.heads))
     }
 }
 

@@ -154,6 +154,32 @@ async function runMode(mode, url, sample, catalogDir, stopServer) {
     check(`[${mode}] precision@10 over all ${watches.length} watches >= 0.6`, precision >= 0.6,
       `${precision.toFixed(3)}, ${meanMs.toFixed(3)} ms/query in wasm`);
 
+    // Colour and learned attributes are weighed at query time, in wasm: the
+    // colour signature alone finds same-colour products far more often than
+    // the embedding alone, over the whole sample.
+    const colourShare = await page.evaluate(({ ids, colourOf }) => {
+      const index = window.lookalike.index;
+      const none = Object.fromEntries(index.appearance.parts.map((p) => [p.name, 0]));
+      const share = (weights) => ids.reduce((sum, id) => {
+        const hits = index.queryItem(index.itemOf(id), 10, undefined, false, undefined, weights);
+        return sum + hits.filter((h) => colourOf[h.id] === colourOf[id]).length / hits.length;
+      }, 0) / ids.length;
+      return { visual: share({ ...none, visual: 1 }), colour: share({ ...none, visual: 0.5, colour: 0.5 }) };
+    }, { ids: sample.map((r) => r.product_id), colourOf: Object.fromEntries(sample.map((r) => [r.product_id, r.baseColour])) });
+    check(`[${mode}] weighing colour finds more products of the same colour`, colourShare.colour >= colourShare.visual + 0.1,
+      `same baseColour ${colourShare.visual.toFixed(3)} by the embedding alone, ${colourShare.colour.toFixed(3)} half by colour`);
+    // The page's colour slider re-runs the shown search with its weight.
+    const slide = (value) => page.evaluate((v) => {
+      const input = document.querySelector('#weights input[data-part="colour"]');
+      input.value = v;
+      input.dispatchEvent(new Event('input', { bubbles: true }));
+    }, value);
+    await slide('0.8');
+    await page.waitForFunction(() => window.lookalike.lastQuery.weights && window.lookalike.lastQuery.weights.colour === 0.8);
+    const slid = await page.evaluate(() => ({ kind: window.lookalike.lastQuery.kind, hits: window.lookalike.lastQuery.hits.length }));
+    check(`[${mode}] moving the colour slider re-runs the search with its weight`, slid.kind === 'item' && slid.hits === 10, JSON.stringify(slid));
+    await slide('0');
+
     // Nothing heavy before a photo: the embedder loads with the first one.
     const modelEarly = await page.evaluate(() => Boolean(window.lookalike.embedder));
     check(`[${mode}] the embedder is not loaded before a photo`, !modelEarly);
@@ -315,7 +341,7 @@ async function main() {
   const site = path.join(work, 'site');
   const built = Date.now();
   execFileSync(BIN, ['build', '--catalog', file, '--out', site, '--id-col', 'product_id', '--image-col', 'file',
-    '--label-col', 'articleType', '--pca-dims', '64'], { stdio: 'inherit' });
+    '--label-col', 'articleType', '--pca-dims', '64', '--learn', 'articleType=0.4', '--learn', 'baseColour=0.2'], { stdio: 'inherit' });
   console.log(`built a ${sample.length}-product site in ${((Date.now() - built) / 1000).toFixed(1)} s`);
   try {
     // E2E_MODES=cpu runs one mode while developing; the suite runs both.

@@ -189,7 +189,7 @@ fn bench_dataset(dataset: &Dataset, options: &BenchOptions) -> Result<DatasetRep
         let started = Instant::now();
         let forest = Forest::build(dataset.base.clone(), dims, None, &params)?;
         let build_s = started.elapsed().as_secs_f64();
-        let index = Index { forest, ids: (0..n).map(|i| i.to_string()).collect(), label_names: Vec::new() };
+        let index = Index { forest, ids: (0..n).map(|i| i.to_string()).collect(), label_names: Vec::new(), appearance: None };
         let bytes_per_item = index.to_bytes().len() as f64 / n as f64;
         let sweep = search_ks()
             .into_iter()

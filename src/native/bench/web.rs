@@ -5,6 +5,7 @@
 //! backend and on WebGPU (SwiftShader here). Targets from the issue: first
 //! load <= 15 MB, click to results <= 100 ms, photo query <= 1 s on CPU wasm.
 
+use crate::native::attributes::LearnSpec;
 use crate::catalog::Columns;
 use crate::forest::{ForestParams, Metric};
 use crate::native::site_builder::{BuildOptions, CropSpec, DetectorFiles, Storage, build_site};
@@ -44,6 +45,12 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
             options: crate::detect::DetectOptions::default(),
         }),
         labels: labels.is_file().then_some(labels),
+        // As the demo is built (build.sh).
+        learn: vec![
+            LearnSpec { column: "articleType".into(), weight: 0.5 },
+            LearnSpec { column: "baseColour".into(), weight: 0.22 },
+        ],
+        colour_weight: 0.0,
     })?;
     let photos = options.data_dir.join("ccp-street-fashion/images");
     let output = std::process::Command::new("node")
@@ -138,7 +145,7 @@ impl References {
             }
         }
         let (index, _) = crate::native::cli::load_site(site)?;
-        let options = crate::rank::RecommendOptions { k: 10, search_k: None, same_label: false };
+        let options = crate::rank::RecommendOptions { k: 10, search_k: None, same_label: false, weights: None };
         let mut times: Vec<f64> = (0..50u32)
             .map(|item| {
                 let started = Instant::now();

@@ -1,0 +1,107 @@
+//! Learning a catalog's attributes at build time (`build --learn COLUMN=W`):
+//! a softmax head per column, over each item's embedding and colour
+//! signature, whose probabilities become a part of the item's appearance
+//! (see [`crate::appearance`]). The catalog's labels are used here, once;
+//! a query's attributes are predicted from its pixels.
+
+use crate::appearance::{AppearanceError, head_input};
+use crate::catalog::Product;
+use crate::colour::{COLOUR_BINS, ColourSignature};
+use crate::model::FEATURE_DIM;
+use crate::model::label_head::{self, LabelHead};
+use anyhow::{Result, bail};
+use std::collections::HashMap;
+
+/// A value needs this many products to be learned; rarer ones are left out
+/// (their products still get probabilities over the learned values).
+pub const MIN_EXAMPLES: usize = 5;
+/// Full passes over the catalog; the loss has flattened well before.
+pub const EPOCHS: usize = 150;
+/// Weight of an attribute given without one (`--learn articleType`).
+pub const DEFAULT_WEIGHT: f32 = 0.25;
+
+/// A column to learn and the default weight of its part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnSpec {
+    pub column: String,
+    pub weight: f32,
+}
+
+/// Parses `COLUMN` or `COLUMN=WEIGHT`.
+pub fn parse_learn(text: &str) -> Result<LearnSpec, AppearanceError> {
+    match text.split_once('=') {
+        None => Ok(LearnSpec { column: text.trim().to_string(), weight: DEFAULT_WEIGHT }),
+        Some(_) => {
+            let (column, weight) = crate::appearance::parse_weight(text)?;
+            Ok(LearnSpec { column, weight })
+        }
+    }
+}
+
+/// A product's value of `column`: its label when that is the label column,
+/// else the metadata field (strings and numbers; empty means none).
+pub fn value_of(product: &Product, column: &str, label_column: Option<&str>) -> Option<String> {
+    if label_column == Some(column) {
+        return product.label.clone().filter(|s| !s.is_empty());
+    }
+    match product.metadata.get(column)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Trains a head on the items whose `values` are frequent enough.
+/// `embeddings` and `colours` are row-major, one row per item.
+pub fn learn(column: &str, values: &[Option<String>], embeddings: &[f32], colours: &[f32]) -> Result<LabelHead> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for v in values.iter().flatten() {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let mut learned: Vec<&str> = counts.iter().filter(|(_, n)| **n >= MIN_EXAMPLES).map(|(v, _)| *v).collect();
+    learned.sort_unstable();
+    if learned.len() < 2 {
+        bail!("column `{column}` has fewer than two values with {MIN_EXAMPLES}+ products; nothing to learn");
+    }
+    let number: HashMap<&str, usize> = learned.iter().enumerate().map(|(i, v)| (*v, i)).collect();
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    for (item, value) in values.iter().enumerate() {
+        let Some(&target) = value.as_deref().and_then(|v| number.get(v)) else { continue };
+        rows.push(item_input(embeddings, colours, item));
+        targets.push(target);
+    }
+    let labels = learned.iter().map(|v| v.to_string()).collect();
+    Ok(label_head::train(column, labels, &rows, &targets, EPOCHS))
+}
+
+/// The head input of item `item`.
+pub fn item_input(embeddings: &[f32], colours: &[f32], item: usize) -> Vec<f32> {
+    let colour: &ColourSignature = colours[item * COLOUR_BINS..(item + 1) * COLOUR_BINS].try_into().expect("a colour row");
+    head_input(&embeddings[item * FEATURE_DIM..(item + 1) * FEATURE_DIM], colour)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learn_specs_parse_with_and_without_weights() {
+        assert_eq!(parse_learn("articleType").unwrap(), LearnSpec { column: "articleType".into(), weight: DEFAULT_WEIGHT });
+        assert_eq!(parse_learn("baseColour=0.2").unwrap(), LearnSpec { column: "baseColour".into(), weight: 0.2 });
+        assert!(parse_learn("baseColour=much").is_err());
+    }
+
+    #[test]
+    fn rare_values_are_not_learned() {
+        let n = 12;
+        let values: Vec<Option<String>> =
+            (0..n).map(|i| Some(if i == 11 { "rare".to_string() } else if i % 2 == 0 { "even".into() } else { "odd".into() })).collect();
+        let embeddings: Vec<f32> = (0..n * FEATURE_DIM).map(|i| ((i / FEATURE_DIM) % 2) as f32 + (i % 7) as f32 * 0.01).collect();
+        let colours = vec![0.5f32; n * COLOUR_BINS];
+        let head = learn("kind", &values, &embeddings, &colours).unwrap();
+        assert_eq!(head.labels, vec!["even", "odd"]);
+        assert_eq!(head.feature_dim, FEATURE_DIM + COLOUR_BINS);
+        let only_one: Vec<Option<String>> = (0..n).map(|_| Some("same".to_string())).collect();
+        assert!(learn("kind", &only_one, &embeddings, &colours).unwrap_err().to_string().contains("`kind`"));
+    }
+}
