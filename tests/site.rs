@@ -408,6 +408,11 @@ fn learned_kind_and_colour_are_blended_at_query_time() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let recs: Vec<Recommendation> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(recs.len(), 5);
+    // `eval` measures what the site's queries return: the blend.
+    let out = lookalike(&["eval", "--site", site, "--label", "articleType", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (forest, blended) = (report["precision_at_k"].as_f64().unwrap(), report["blended_precision_at_k"].as_f64().unwrap());
+    assert!(blended > forest && (blended - kind_by_default).abs() < 0.02, "{report}");
     let out = lookalike(&["query", "--site", site, "--id", "1563", "--weight", "size=1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`size`") && err.contains("colour, articleType, baseColour"), "{err}");

@@ -615,6 +615,9 @@ fn eval(args: EvalArgs) -> Result<()> {
             "{} products, k={}: precision@{} of same {} {:.3} (exact search {:.3}); recall vs exact {:.3}",
             report.n, report.k, report.k, report.label, report.precision_at_k, report.exact_precision_at_k, report.recall_vs_exact
         );
+        if let Some(blended) = report.blended_precision_at_k {
+            println!("with the site's default blend of colour and learned parts: precision@{} {blended:.3}", report.k);
+        }
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! - precision@k: the share of each product's k look-alikes (itself excluded,
 //!   no label filter) that carry the same label, averaged over products;
-//! - recall vs exact: the share of the exact top-k that the forest finds.
+//! - recall vs exact: the share of the exact top-k that the forest finds;
+//! - with a site whose default weights blend in colour or learned
+//!   attributes, precision@k of what its queries return (the blend).
 
 use crate::forest::{LabelFilter, Query};
 use crate::index_file::Index;
@@ -20,6 +22,9 @@ pub struct EvalReport {
     /// Same-label precision of exact search (the ceiling for this embedding).
     pub exact_precision_at_k: f64,
     pub recall_vs_exact: f64,
+    /// Same-label precision of the site's default blend, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blended_precision_at_k: Option<f64>,
 }
 
 /// The value of `column` for each product, from its label or its metadata.
@@ -61,6 +66,22 @@ pub fn evaluate(index: &Index, labels: &[Option<String>], label: &str, k: usize,
             / exact.len() as f64;
     }
     let mean = |sum: f64| if n == 0 { 0.0 } else { sum / n as f64 };
+    let blended = crate::rank::blend_of(index, None).map(|_| {
+        let options = crate::rank::RecommendOptions { k, search_k, ..Default::default() };
+        // A product's first item stands for it (its crops share its label).
+        let mut item_of: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        for (item, id) in index.ids.iter().enumerate() {
+            item_of.entry(id.as_str()).or_insert(item as u32);
+        }
+        let labelled = (0..forest.len() as u32).filter(|&item| labels[item as usize].is_some());
+        let sum: f64 = labelled
+            .map(|item| {
+                let hits = crate::rank::recommend_item(index, item, &options);
+                hits.iter().filter(|h| item_of.get(h.similar_product_id.as_str()).is_some_and(|&other| same(item, other))).count() as f64 / k as f64
+            })
+            .sum();
+        mean(sum)
+    });
     EvalReport {
         n,
         k,
@@ -68,5 +89,6 @@ pub fn evaluate(index: &Index, labels: &[Option<String>], label: &str, k: usize,
         precision_at_k: mean(precision),
         exact_precision_at_k: mean(exact_precision),
         recall_vs_exact: mean(recall),
+        blended_precision_at_k: blended,
     }
 }
