@@ -418,3 +418,20 @@ fn learned_kind_and_colour_are_blended_at_query_time() {
     assert!(!out.status.success() && err.contains("`size`") && err.contains("colour, articleType, baseColour"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_column_that_cannot_be_learned_fails_before_any_embedding() {
+    let shared_dir = built().dir.parent().unwrap().to_path_buf();
+    let catalog = shared_dir.join("catalog.csv");
+    let out = shared_dir.join("never-built");
+    let args = ["build", "--catalog", catalog.to_str().unwrap(), "--out", out.to_str().unwrap(), "--id-col", "product_id", "--image-col", "file"];
+    let missing = lookalike(&[&args[..], &["--learn", "no_such_column"]].concat());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("no_such_column") && err.contains("catalog.csv"), "{err}");
+    assert!(!err.contains("embedding"), "it failed only after embedding: {err}");
+    let reserved = lookalike(&[&args[..], &["--learn", "colour=0.2"]].concat());
+    assert!(String::from_utf8_lossy(&reserved.stderr).contains("built-in part"));
+    let heavy = lookalike(&[&args[..], &["--learn", "articleType=0.8", "--learn", "baseColour=0.4"]].concat());
+    assert!(String::from_utf8_lossy(&heavy.stderr).contains("add up to 1.2"));
+    assert!(!out.exists(), "nothing was written");
+}

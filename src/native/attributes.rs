@@ -4,7 +4,7 @@
 //! (see [`crate::appearance`]). The catalog's labels are used here, once;
 //! a query's attributes are predicted from its pixels.
 
-use crate::appearance::{AppearanceError, head_input};
+use crate::appearance::{AppearanceError, COLOUR, VISUAL, head_input};
 use crate::catalog::Product;
 use crate::colour::{COLOUR_BINS, ColourSignature};
 use crate::model::FEATURE_DIM;
@@ -27,15 +27,23 @@ pub struct LearnSpec {
     pub weight: f32,
 }
 
-/// Parses `COLUMN` or `COLUMN=WEIGHT`.
-pub fn parse_learn(text: &str) -> Result<LearnSpec, AppearanceError> {
-    match text.split_once('=') {
-        None => Ok(LearnSpec { column: text.trim().to_string(), weight: DEFAULT_WEIGHT }),
+/// Parses `COLUMN` or `COLUMN=WEIGHT`. `visual` and `colour` name the
+/// embedding and the colour signature, so they cannot name a learned part.
+pub fn parse_learn(text: &str) -> Result<LearnSpec, String> {
+    let spec = match text.split_once('=') {
+        None => LearnSpec { column: text.trim().to_string(), weight: DEFAULT_WEIGHT },
         Some(_) => {
-            let (column, weight) = crate::appearance::parse_weight(text)?;
-            Ok(LearnSpec { column, weight })
+            let (column, weight) = crate::appearance::parse_weight(text).map_err(|e| e.to_string())?;
+            LearnSpec { column, weight }
         }
+    };
+    if [VISUAL, COLOUR].contains(&spec.column.as_str()) {
+        return Err(format!("`{}` names a built-in part of the similarity; rename the catalog column to learn it", spec.column));
     }
+    if !spec.weight.is_finite() || spec.weight < 0.0 {
+        return Err(AppearanceError::BadWeight { name: spec.column, weight: spec.weight }.to_string());
+    }
+    Ok(spec)
 }
 
 /// A product's value of `column`: its label when that is the label column,
@@ -51,18 +59,25 @@ pub fn value_of(product: &Product, column: &str, label_column: Option<&str>) -> 
     }
 }
 
-/// Trains a head on the items whose `values` are frequent enough.
-/// `embeddings` and `colours` are row-major, one row per item.
-pub fn learn(column: &str, values: &[Option<String>], embeddings: &[f32], colours: &[f32]) -> Result<LabelHead> {
+/// Whether `values` hold at least two values with [`MIN_EXAMPLES`]+ items;
+/// else an error naming `column`.
+pub fn check_learnable<'a>(column: &str, values: impl Iterator<Item = Option<&'a str>>) -> Result<Vec<&'a str>> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
-    for v in values.iter().flatten() {
-        *counts.entry(v.as_str()).or_default() += 1;
+    for v in values.flatten() {
+        *counts.entry(v).or_default() += 1;
     }
     let mut learned: Vec<&str> = counts.iter().filter(|(_, n)| **n >= MIN_EXAMPLES).map(|(v, _)| *v).collect();
     learned.sort_unstable();
     if learned.len() < 2 {
         bail!("column `{column}` has fewer than two values with {MIN_EXAMPLES}+ products; nothing to learn");
     }
+    Ok(learned)
+}
+
+/// Trains a head on the items whose `values` are frequent enough.
+/// `embeddings` and `colours` are row-major, one row per item.
+pub fn learn(column: &str, values: &[Option<String>], embeddings: &[f32], colours: &[f32]) -> Result<LabelHead> {
+    let learned = check_learnable(column, values.iter().map(Option::as_deref))?;
     let number: HashMap<&str, usize> = learned.iter().enumerate().map(|(i, v)| (*v, i)).collect();
     let (mut rows, mut targets) = (Vec::new(), Vec::new());
     for (item, value) in values.iter().enumerate() {
@@ -89,6 +104,8 @@ mod tests {
         assert_eq!(parse_learn("articleType").unwrap(), LearnSpec { column: "articleType".into(), weight: DEFAULT_WEIGHT });
         assert_eq!(parse_learn("baseColour=0.2").unwrap(), LearnSpec { column: "baseColour".into(), weight: 0.2 });
         assert!(parse_learn("baseColour=much").is_err());
+        assert!(parse_learn("colour=0.3").unwrap_err().contains("built-in"));
+        assert!(parse_learn("kind=-1").is_err());
     }
 
     #[test]

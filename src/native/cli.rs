@@ -280,7 +280,7 @@ fn parse_weight_arg(text: &str) -> Result<(String, f32), String> {
 }
 
 fn parse_learn_arg(text: &str) -> Result<super::attributes::LearnSpec, String> {
-    super::attributes::parse_learn(text).map_err(|e| e.to_string())
+    super::attributes::parse_learn(text)
 }
 
 /// The query's weights: the site's defaults with the `--weight` overrides.

@@ -358,11 +358,19 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
 
 pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
+    check_similarity_options(options)?;
     let (catalog, rejected) = if options.skip_bad {
         read_catalog_lenient(&options.catalog, &options.columns)?
     } else {
         (read_catalog(&options.catalog, &options.columns)?, Vec::new())
     };
+    // A column that cannot be learned fails now, not after the embedding.
+    for spec in &options.learn {
+        let values: Vec<Option<String>> =
+            catalog.products.iter().map(|p| attributes::value_of(p, &spec.column, catalog.label_column.as_deref())).collect();
+        attributes::check_learnable(&spec.column, values.iter().map(Option::as_deref))
+            .with_context(|| format!("--learn {}: {}", spec.column, options.catalog.display()))?;
+    }
     let catalog_dir = options.catalog.parent().unwrap_or(Path::new(".")).to_path_buf();
     let web_assets = WebAssets::locate(&options.assets)?;
     eprintln!("catalog: {} products from {}", catalog.products.len(), options.catalog.display());
@@ -542,6 +550,24 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     })
 }
 
+/// The default weight of everything but the embedding.
+fn non_visual_weight(options: &BuildOptions) -> f32 {
+    options.colour_weight + options.learn.iter().map(|s| s.weight).sum::<f32>()
+}
+
+/// Checks the similarity's options before any work is done.
+fn check_similarity_options(options: &BuildOptions) -> Result<()> {
+    let specs = &options.learn;
+    if let Some(twice) = specs.iter().enumerate().find_map(|(i, s)| specs[..i].iter().any(|t| t.column == s.column).then_some(&s.column)) {
+        bail!("--learn {twice} is given twice");
+    }
+    let others = non_visual_weight(options);
+    if !(0.0..=1.0).contains(&others) || !options.colour_weight.is_finite() || options.colour_weight < 0.0 {
+        bail!("the colour and learned weights add up to {others}; they share 1 with the embedding, so keep each at 0 or more and their sum within 0..1");
+    }
+    Ok(())
+}
+
 /// Trains a head for each `--learn` column, with progress.
 fn learn_attributes(specs: &[LearnSpec], items: &[&Product], label_column: Option<&str>, vectors: &[f32], colours: &[f32]) -> Result<Vec<LabelHead>> {
     specs
@@ -549,9 +575,6 @@ fn learn_attributes(specs: &[LearnSpec], items: &[&Product], label_column: Optio
         .map(|spec| {
             let started = Instant::now();
             let values: Vec<Option<String>> = items.iter().map(|p| attributes::value_of(p, &spec.column, label_column)).collect();
-            if values.iter().all(Option::is_none) {
-                bail!("--learn {}: no product has a value in that column", spec.column);
-            }
             let head = attributes::learn(&spec.column, &values, vectors, colours)?;
             eprintln!("learned {} ({} values) in {}", spec.column, head.labels.len(), format_duration(started.elapsed().as_secs_f64()));
             Ok(head)
@@ -563,11 +586,7 @@ fn learn_attributes(specs: &[LearnSpec], items: &[&Product], label_column: Optio
 /// attributes and colour take theirs, the embedding the rest of 1.
 fn appearance_table(options: &BuildOptions, heads: &[LabelHead], vectors: &[f32], colours: &[f32]) -> Result<PartsTable> {
     let attributes: Vec<(&LabelHead, f32)> = heads.iter().zip(&options.learn).map(|(h, s)| (h, s.weight)).collect();
-    let others = options.colour_weight + attributes.iter().map(|a| a.1).sum::<f32>();
-    if !(0.0..=1.0).contains(&others) {
-        bail!("the colour and learned weights add up to {others}; they share 1 with the embedding, so keep them within 0..1");
-    }
-    let layout = Layout::new(1.0 - others, options.colour_weight, &attributes);
+    let layout = Layout::new(1.0 - non_visual_weight(options), options.colour_weight, &attributes);
     let rows: Vec<Vec<f32>> = (0..vectors.len() / FEATURE_DIM)
         .into_par_iter()
         .map(|item| {
