@@ -5,7 +5,9 @@
 //
 // Attributes: `product` (a catalog id), `k` (how many, default 6), `site`
 // (the built site's URL; default: the site this script was loaded from),
-// `same-label` (only products of the same label). Everything runs in the
+// `same-label` (only products of the same label), `weights` (parts of the
+// similarity re-weighted, e.g. "colour=0.4, visual=0.6"; default: the
+// site's own weights, see docs/quality.md). Everything runs in the
 // browser: the element loads the site's wasm module and index once per page
 // (shared by every element) and queries them locally. Catalog strings are
 // set as text, never parsed as HTML; styles are a constructed stylesheet, so
@@ -47,8 +49,21 @@ function productLink(product, site) {
   return shopLink(product) || page.href;
 }
 
+/// "colour=0.4, visual=0.6" -> { colour: 0.4, visual: 0.6 }; unknown parts
+/// and bad numbers are reported by the index, by name.
+function parseWeights(text) {
+  if (!text || !text.trim()) return undefined;
+  const weights = {};
+  for (const pair of text.split(',')) {
+    const [name, value] = pair.split('=').map((s) => s.trim());
+    if (!name || value === undefined || value === '' || Number.isNaN(Number(value))) throw new Error(`weights: "${pair.trim()}" is not NAME=NUMBER`);
+    weights[name] = Number(value);
+  }
+  return weights;
+}
+
 class LookalikeSimilar extends HTMLElement {
-  static observedAttributes = ['product', 'k', 'site', 'same-label'];
+  static observedAttributes = ['product', 'k', 'site', 'same-label', 'weights'];
 
   constructor() {
     super();
@@ -76,7 +91,7 @@ class LookalikeSimilar extends HTMLElement {
       if (ticket !== this.ticket) return; // a newer render started
       const item = index.itemOf(product);
       if (item === undefined) throw new Error(`no product "${product}" in this catalog`);
-      const hits = index.queryItem(item, k, undefined, this.hasAttribute('same-label'), undefined);
+      const hits = index.queryItem(item, k, undefined, this.hasAttribute('same-label'), undefined, parseWeights(this.getAttribute('weights')));
       const fragment = document.createDocumentFragment();
       for (const hit of hits) {
         const p = manifest.products[hit.item];

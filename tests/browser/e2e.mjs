@@ -8,6 +8,8 @@
 //   - the wasm forest agrees with labels across every watch in the sample;
 //   - a photo upload is embedded in the page, on the expected backend, and
 //     the page's vector matches the native build's (cosine >= 0.999);
+//   - colour weighed at query time (wasm API, the page's slider, the widget's
+//     `weights` attribute) finds more products of the same colour;
 //   - a hostile product name renders as text.
 // Every search goes through the wasm module, so a broken wasm path fails here.
 //
@@ -308,6 +310,36 @@ async function runMode(mode, url, sample, catalogDir, stopServer) {
     });
     check(`[${mode}] the storefront widget renders 6 look-alikes`, widget.state === 'ready' && widget.ids.length === 6 && new Set(widget.ids).size === 6 && !widget.ids.includes(widgetProduct),
       `${widget.state}: ${widget.ids.join(' ')}${widget.state === 'error' ? ` ${widget.text}` : ''}`);
+    // Its `weights` attribute re-weighs the parts: by colour, the rows of 12
+    // products share their product's colour more than by the embedding alone.
+    const colourOf = Object.fromEntries(sample.map((r) => [r.product_id, r.baseColour]));
+    const sameColour = async (weights) => {
+      let same = 0;
+      for (const product of sample.slice(0, 12).map((r) => r.product_id)) {
+        const row = await page.evaluate(async ({ product, weights }) => {
+          const el = document.getElementById('similar');
+          const done = new Promise((resolve) => el.addEventListener('lookalike-ready', (e) => resolve(e.detail.hits.map((h) => h.id)), { once: true }));
+          el.setAttribute('weights', weights);
+          el.setAttribute('product', product);
+          return done;
+        }, { product, weights });
+        same += row.filter((id) => colourOf[id] === colourOf[product]).length;
+      }
+      return same;
+    };
+    const byColour = await sameColour('visual=0.2, colour=0.8, articleType=0, baseColour=0');
+    const byEmbedding = await sameColour('visual=1, colour=0, articleType=0, baseColour=0');
+    const badWeights = await page.evaluate(async () => {
+      const el = document.getElementById('similar');
+      el.setAttribute('weights', 'size=1');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return { state: el.dataset.state, text: el.shadowRoot.textContent };
+    });
+    check(`[${mode}] the widget's weights attribute re-weighs colour, and a bad one is named`,
+      byColour >= byEmbedding + 6 && badWeights.state === 'error' && badWeights.text.includes('size'),
+      `${byColour}/72 look-alikes share their product's colour by colour, ${byEmbedding}/72 by the embedding; bad: ${badWeights.text}`);
+    await page.evaluate((id) => document.getElementById('similar').setAttribute('product', id), widgetProduct);
+    await page.evaluate(() => document.getElementById('similar').removeAttribute('weights'));
     await page.screenshot({ path: path.join(ARTIFACTS, `${mode}-storefront.png`) });
     await page.goto(widget.hrefs[0] || url);
     await page.waitForFunction(() => window.lookalike && window.lookalike.lastQuery, null, { timeout: 120_000 });
