@@ -328,7 +328,7 @@ async function searchWhole() {
   const hits = state.index.queryVector(vector, k, undefined, category, parts, state.weights);
   const millis = performance.now() - searchStarted;
   state.rerun = searchWhole;
-  state.lastQuery = { kind: 'photo', name: state.photo.name, vector: Array.from(vector), hits, millis, embedMillis, weights: state.weights };
+  state.lastQuery = { kind: 'photo', name: state.photo.name, vector: Array.from(vector), parts: Array.from(parts), hits, millis, embedMillis, weights: state.weights };
   renderResults(`Looks like your photo`, hits, millis);
   setStatus(`Photo embedded in ${embedMillis.toFixed(0)} ms on ${state.embedder.backend}.`);
 }

@@ -175,6 +175,17 @@ impl LookalikeIndex {
         Weights::defaults(&table.layout).with_overrides(&overrides, &table.layout).map(Some).map_err(|e| JsError::new(&e.to_string()))
     }
 
+    /// The stored appearance parts of an item (colour signature, then the
+    /// learned attributes' probabilities; 8-bit precision), empty when the
+    /// index has none.
+    #[wasm_bindgen(js_name = itemParts)]
+    pub fn item_parts(&self, item: u32) -> Result<Vec<f32>, JsError> {
+        if item as usize >= self.index.forest.len() {
+            return Err(JsError::new(&format!("no item {item}")));
+        }
+        Ok(self.index.appearance.as_ref().map(|t| t.item(item)).unwrap_or_default())
+    }
+
     /// The stored vector of an item, in tree space (normalised, projected).
     #[wasm_bindgen(js_name = itemVector)]
     pub fn item_vector(&self, item: u32) -> Result<Vec<f32>, JsError> {

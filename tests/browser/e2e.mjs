@@ -210,6 +210,21 @@ async function runMode(mode, url, sample, catalogDir, stopServer) {
       check(`[${mode}] wasm embedding matches the native build (cosine >= 0.999)`, parity >= 0.999, `cosine ${parity.toFixed(6)}`);
       check(`[${mode}] the photo finds its own product first`, photoQuery.hits[0].id === watch.product_id,
         `top hit ${photoQuery.hits[0].id}, embed ${photoQuery.embedMillis.toFixed(0)} ms, total ${Date.now() - started} ms`);
+      // The page describes the photo as the build described the product (its
+      // stored parts: the colour of its foreground crop, the learned kind).
+      const described = await page.evaluate((id) => {
+        const index = window.lookalike.index;
+        const stored = index.itemParts(index.itemOf(id));
+        const photo = window.lookalike.lastQuery.parts;
+        const layout = index.appearance;
+        const colour = layout.parts[0].dims;
+        let bhattacharyya = 0;
+        for (let i = 0; i < colour; i++) bhattacharyya += stored[i] * photo[i];
+        const kind = (parts) => { const p = parts.slice(colour, colour + layout.parts[1].dims); return p.indexOf(Math.max(...p)); };
+        return { bhattacharyya, sameKind: kind(stored) === kind(photo), length: photo.length, expected: stored.length };
+      }, watch.product_id);
+      check(`[${mode}] the page describes the photo's colour and kind as the build described the product`,
+        described.length === described.expected && described.bhattacharyya >= 0.9 && described.sameKind, JSON.stringify(described));
     }
 
     // A street photo: items are detected in the page, outlined, and the best
