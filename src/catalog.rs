@@ -269,6 +269,12 @@ impl Catalog {
     }
 }
 
+/// A product's value of a metadata column as text (see [`value_to_text`]);
+/// `None` when the column is missing, null or empty.
+pub fn metadata_value(metadata: &Map<String, Value>, column: &str) -> Option<String> {
+    metadata.get(column).map(|v| value_to_text(v.clone())).filter(|s| !s.is_empty())
+}
+
 /// Renders a JSON scalar as catalog text: strings as-is, numbers and booleans
 /// in their JSON spelling (so an integer id 1563 becomes "1563").
 fn value_to_text(value: Value) -> String {

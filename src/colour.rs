@@ -67,6 +67,11 @@ pub fn colour_signature(image: &DynamicImage) -> ColourSignature {
     signature_of(&rgb)
 }
 
+/// Row `item` of signatures stored row-major (`COLOUR_BINS` values each).
+pub fn signature_row(rows: &[f32], item: usize) -> &ColourSignature {
+    rows[item * COLOUR_BINS..(item + 1) * COLOUR_BINS].try_into().expect("rows hold whole signatures")
+}
+
 /// The Bhattacharyya coefficient of two signatures' histograms, in [0, 1].
 pub fn similarity(a: &ColourSignature, b: &ColourSignature) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -79,19 +84,18 @@ fn signature_of(image: &RgbImage) -> ColourSignature {
         Some(bg) => (0..3).any(|c| (p[c] as i32 - bg[c] as i32).abs() > BACKGROUND_DIFFERENCE),
         None => true,
     };
+    let mut counted: Vec<bool> = image.pixels().map(|p| is_product(&p.0)).collect();
     // A packshot whose product could not be told from its background (white
     // on white, say) is described by all its pixels rather than by none.
-    let product_pixels = image.pixels().filter(|p| is_product(&p.0)).count();
-    let everything = product_pixels * 100 < (width * height) as usize;
+    if counted.iter().filter(|c| **c).count() * 100 < counted.len() {
+        counted.fill(true);
+    }
 
     let side = width.max(height) as f32;
     let sigma = CENTRE_SIGMA * side;
     let (cx, cy) = ((width as f32 - 1.0) / 2.0, (height as f32 - 1.0) / 2.0);
     let mut histogram = [0.0f32; COLOUR_BINS];
-    for (x, y, pixel) in image.enumerate_pixels() {
-        if !everything && !is_product(&pixel.0) {
-            continue;
-        }
+    for ((x, y, pixel), _) in image.enumerate_pixels().zip(&counted).filter(|(_, counted)| **counted) {
         let (dx, dy) = (x as f32 - cx, y as f32 - cy);
         let weight = (-(dx * dx + dy * dy) / (2.0 * sigma * sigma)).exp();
         add_pixel(&mut histogram, srgb_to_lab(pixel.0), weight);

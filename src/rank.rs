@@ -64,7 +64,7 @@ pub fn blend_pool(k: usize, n_items: usize) -> usize {
 /// Re-scores candidates by the blend and sorts them, best first.
 fn rerank(mut hits: Vec<Neighbor>, query: &[f32], table: &PartsTable, weights: &Weights) -> Vec<Neighbor> {
     for hit in &mut hits {
-        hit.score = weights.blend(hit.score, query, &table.item(hit.item));
+        hit.score = table.blend(weights, hit.score, query, hit.item);
     }
     hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     hits

@@ -5,8 +5,8 @@
 //! a query's attributes are predicted from its pixels.
 
 use crate::appearance::{AppearanceError, COLOUR, VISUAL, head_input};
-use crate::catalog::Product;
-use crate::colour::{COLOUR_BINS, ColourSignature};
+use crate::catalog::{Product, metadata_value};
+use crate::colour::signature_row;
 use crate::model::FEATURE_DIM;
 use crate::model::label_head::{self, LabelHead};
 use anyhow::{Result, bail};
@@ -47,16 +47,12 @@ pub fn parse_learn(text: &str) -> Result<LearnSpec, String> {
 }
 
 /// A product's value of `column`: its label when that is the label column,
-/// else the metadata field (strings and numbers; empty means none).
+/// else the metadata field (empty means none).
 pub fn value_of(product: &Product, column: &str, label_column: Option<&str>) -> Option<String> {
     if label_column == Some(column) {
         return product.label.clone().filter(|s| !s.is_empty());
     }
-    match product.metadata.get(column)? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    metadata_value(&product.metadata, column)
 }
 
 /// Whether `values` hold at least two values with [`MIN_EXAMPLES`]+ items;
@@ -91,13 +87,13 @@ pub fn learn(column: &str, values: &[Option<String>], embeddings: &[f32], colour
 
 /// The head input of item `item`.
 pub fn item_input(embeddings: &[f32], colours: &[f32], item: usize) -> Vec<f32> {
-    let colour: &ColourSignature = colours[item * COLOUR_BINS..(item + 1) * COLOUR_BINS].try_into().expect("a colour row");
-    head_input(&embeddings[item * FEATURE_DIM..(item + 1) * FEATURE_DIM], colour)
+    head_input(&embeddings[item * FEATURE_DIM..(item + 1) * FEATURE_DIM], signature_row(colours, item))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::colour::COLOUR_BINS;
 
     #[test]
     fn learn_specs_parse_with_and_without_weights() {

@@ -10,7 +10,7 @@ use crate::forest::{LabelFilter, Query};
 use crate::index_file::Index;
 use crate::site::SiteManifest;
 use serde::Serialize;
-use serde_json::Value;
+use crate::catalog::metadata_value;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -36,11 +36,7 @@ pub fn column_values(manifest: &SiteManifest, column: &str) -> Vec<Option<String
             if manifest.label_column.as_deref() == Some(column) {
                 return p.label.clone();
             }
-            match p.metadata.get(column) {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(Value::Null) | None => None,
-                Some(other) => Some(other.to_string()),
-            }
+            metadata_value(&p.metadata, column)
         })
         .collect()
 }

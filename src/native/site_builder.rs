@@ -12,7 +12,7 @@ use super::progress::{Progress, format_duration};
 use sha2::{Digest, Sha256};
 use crate::catalog::{Catalog, CatalogFormat, Columns, Product};
 use crate::appearance::{self, Layout, PartsTable};
-use crate::colour::{COLOUR_BINS, ColourSignature, colour_signature};
+use crate::colour::{COLOUR_BINS, ColourSignature, colour_signature, signature_row};
 use super::attributes::{self, LearnSpec};
 use crate::forest::{Encoding, Forest, ForestParams, NO_LABEL};
 use crate::index_file::Index;
@@ -590,8 +590,7 @@ fn appearance_table(options: &BuildOptions, heads: &[LabelHead], vectors: &[f32]
     let rows: Vec<Vec<f32>> = (0..vectors.len() / FEATURE_DIM)
         .into_par_iter()
         .map(|item| {
-            let colour: &ColourSignature = colours[item * COLOUR_BINS..(item + 1) * COLOUR_BINS].try_into().expect("a colour row");
-            appearance::describe(&vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM], colour, heads)
+            appearance::describe(&vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM], signature_row(colours, item), heads)
         })
         .collect();
     Ok(PartsTable::encode(layout, &rows))

@@ -23,7 +23,7 @@
 use super::{CachedEmbeddings, catalog_embeddings_of};
 use crate::appearance::{self, Layout, PartsTable, Weights};
 use crate::catalog::Product;
-use crate::colour::{COLOUR_BINS, ColourSignature};
+use crate::colour::signature_row;
 use crate::model::FEATURE_DIM;
 use crate::model::label_head::{LabelHead, normalized};
 use crate::native::attributes;
@@ -95,10 +95,6 @@ impl Described {
         &self.units[i * FEATURE_DIM..(i + 1) * FEATURE_DIM]
     }
 
-    fn colour(&self, i: usize) -> &ColourSignature {
-        self.colours[i * COLOUR_BINS..(i + 1) * COLOUR_BINS].try_into().expect("a colour row")
-    }
-
     /// Cosine of every query against every candidate.
     fn cosines(&self, queries: &[usize], candidates: &[usize]) -> Vec<Vec<f32>> {
         queries
@@ -126,7 +122,7 @@ impl Described {
         let weighted: Vec<(&LabelHead, f32)> = heads.iter().zip(blend.learned).map(|(h, (_, w))| (h, *w)).collect();
         let others = blend.colour + blend.learned.iter().map(|(_, w)| w).sum::<f32>();
         let layout = Layout::new(1.0 - others, blend.colour, &weighted);
-        let rows: Vec<Vec<f32>> = (0..self.len()).into_par_iter().map(|i| appearance::describe(self.unit(i), self.colour(i), &heads)).collect();
+        let rows: Vec<Vec<f32>> = (0..self.len()).into_par_iter().map(|i| appearance::describe(self.unit(i), signature_row(&self.colours, i), &heads)).collect();
         let weights = Weights::defaults(&layout);
         Ok((PartsTable::encode(layout, &rows), weights))
     }
@@ -150,7 +146,7 @@ impl Described {
                     .iter()
                     .zip(row)
                     .filter(|(c, _)| **c != q)
-                    .map(|(&c, &cosine)| (weights.blend(cosine, &query_parts, &table.item(c as u32)), c))
+                    .map(|(&c, &cosine)| (table.blend(weights, cosine, &query_parts, c as u32), c))
                     .collect();
                 let k = k.min(scored.len());
                 scored.select_nth_unstable_by(k.saturating_sub(1), |a, b| b.0.total_cmp(&a.0));
