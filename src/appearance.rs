@@ -54,6 +54,26 @@ impl Layout {
         self.parts.iter().map(|p| p.dims).sum()
     }
 
+    /// [`Self::dims`] of a layout read from a file, checked: part sizes that
+    /// overflow when added, non-finite or negative weights and repeated
+    /// names are refused, so blending a loaded layout cannot panic.
+    pub fn checked_dims(&self) -> Result<usize, String> {
+        if !self.visual_weight.is_finite() || self.visual_weight < 0.0 {
+            return Err(format!("visual weight {} must be finite and not negative", self.visual_weight));
+        }
+        let mut total = 0usize;
+        for (i, part) in self.parts.iter().enumerate() {
+            if !part.weight.is_finite() || part.weight < 0.0 {
+                return Err(format!("part `{}` has weight {}", part.name, part.weight));
+            }
+            if part.name == VISUAL || self.parts[..i].iter().any(|p| p.name == part.name) {
+                return Err(format!("part name `{}` is reserved or repeated", part.name));
+            }
+            total = total.checked_add(part.dims).ok_or_else(|| "part sizes overflow".to_string())?;
+        }
+        Ok(total)
+    }
+
     /// The layout of a site: colour, then one part per learned attribute.
     pub fn new(visual_weight: f32, colour_weight: f32, attributes: &[(&LabelHead, f32)]) -> Self {
         let mut parts = vec![Part { name: COLOUR.into(), dims: COLOUR_BINS, weight: colour_weight }];
@@ -169,6 +189,26 @@ pub fn describe(embedding: &[f32], colour: &ColourSignature, heads: &[LabelHead]
         }
     }
     parts
+}
+
+/// Checks that `heads` (a site's `attributes.json`) are the learned parts of
+/// `layout` (the index's), in order and size, and take `embedding_dims`
+/// values plus a colour signature: a file from another build is refused
+/// before it is used.
+pub fn check_heads(layout: &Layout, heads: &[LabelHead], embedding_dims: usize) -> Result<(), String> {
+    let learned = layout.parts.iter().skip(1);
+    if heads.len() != learned.len() {
+        return Err(format!("{} attribute heads for the index's {} learned parts", heads.len(), learned.len()));
+    }
+    for (head, part) in heads.iter().zip(learned) {
+        if head.column != part.name || head.labels.len() != part.dims {
+            return Err(format!("head `{}` ({} values) is not the index's part `{}` ({} values)", head.column, head.labels.len(), part.name, part.dims));
+        }
+        if head.feature_dim != embedding_dims + COLOUR_BINS {
+            return Err(format!("head `{}` takes {} values, the model gives {}", head.column, head.feature_dim, embedding_dims + COLOUR_BINS));
+        }
+    }
+    Ok(())
 }
 
 /// Every item's parts, stored as bytes (all values lie in [0, 1]): 8 bits

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 pub const MAGIC: [u8; 8] = *b"LKALIKE\0";
 /// The newest format version this build reads and the one it writes.
-pub const FORMAT_VERSION: u16 = 2;
+/// Version 3 extends the header checksum over the section table.
+pub const FORMAT_VERSION: u16 = 3;
 const HEADER_LEN: usize = 64;
 const SECTION_ENTRY_LEN: usize = 24;
 const SECTION_ALIGN: usize = 64;
@@ -81,6 +82,8 @@ pub enum IndexFileError {
     UnknownCode { what: &'static str, code: u8 },
     #[error("section table runs past the end of the file")]
     TableOutOfBounds,
+    #[error("unknown section kind {0} in an unsigned (version 1 or 2) section table: the file is corrupted")]
+    UnknownSection(u32),
     #[error("section {0:?} is missing")]
     MissingSection(Section),
     #[error("section {0:?} runs past the end of the file (truncated download?)")]
@@ -238,8 +241,6 @@ impl Index {
         }
         out[52..56].copy_from_slice(&f.max_norm.to_le_bytes());
         out[60] = f.rescore.as_ref().map_or(NO_RESCORE, |store| store.encoding().code());
-        let crc = header_crc(&out, FORMAT_VERSION);
-        out[44..48].copy_from_slice(&crc.to_le_bytes());
 
         for (i, (section, bytes)) in payloads.iter().enumerate() {
             out.resize(out.len().next_multiple_of(SECTION_ALIGN), 0);
@@ -251,10 +252,13 @@ impl Index {
             out[entry + 16..entry + 24].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
             out.extend_from_slice(bytes);
         }
+        // Signed last: the checksum covers the section table too.
+        let crc = header_crc(&out, FORMAT_VERSION).expect("the table was just written");
+        out[44..48].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Parses and validates an index file (format version 1 or 2), copying
+    /// Parses and validates an index file (format version 1 to 3), copying
     /// the bytes once; see [`Index::from_shared`] to avoid even that.
     pub fn from_bytes(bytes: &[u8]) -> Result<Index, IndexFileError> {
         Index::from_shared(Arc::new(bytes.to_vec()))
@@ -267,7 +271,7 @@ impl Index {
     pub fn from_shared(bytes: SharedBytes) -> Result<Index, IndexFileError> {
         let data: &[u8] = (*bytes).as_ref();
         let h = read_header(data)?;
-        let sections = read_section_table(data, h.n_sections)?;
+        let sections = read_section_table(data, h.n_sections, h.version)?;
         let get = |section: Section, expected_len: Option<usize>| -> Result<(usize, usize), IndexFileError> {
             let (start, end) = *sections.get(&(section as u32)).ok_or(IndexFileError::MissingSection(section))?;
             match expected_len {
@@ -440,6 +444,17 @@ impl Index {
         if let Some(item) = f.leaf_items.iter().find(|&&i| i as usize >= f.len()) {
             return malformed(Section::LeafItems, format!("item {item} does not exist"));
         }
+        // Every node has at most one parent (a root counts as one): trees
+        // that share a subtree would make a walk exponential in the depth,
+        // a hang for the page. With it, a search visits each node at most once.
+        let mut has_parent = vec![false; f.n_nodes()];
+        let mut adopt = |node: u32, section: Section| {
+            let seen = std::mem::replace(&mut has_parent[node as usize], true);
+            if seen { malformed(section, format!("node {node} is reached twice (trees must not share nodes)")) } else { Ok(()) }
+        };
+        for &root in f.roots.iter() {
+            adopt(root, Section::Roots)?;
+        }
         for index in 0..f.n_nodes() {
             let ok = match f.node(index as u32) {
                 Node::Leaf { start, len } => (start as usize)
@@ -456,6 +471,10 @@ impl Index {
             };
             if !ok {
                 return malformed(Section::Nodes, format!("node {index} has invalid references"));
+            }
+            if let Node::Split { left, right, .. } = f.node(index as u32) {
+                adopt(left, Section::Nodes)?;
+                adopt(right, Section::Nodes)?;
             }
         }
         Ok(())
@@ -486,13 +505,26 @@ fn plane_encoding_for_version(vectors: Encoding, version: u16) -> Encoding {
     if version == 1 { vectors } else { plane_encoding(vectors) }
 }
 
-fn header_crc(bytes: &[u8], version: u16) -> u32 {
+/// The header's checksum: bytes 0..44, from version 2 also 48..64, from
+/// version 3 also the section table (whose end is checked here first).
+fn header_crc(bytes: &[u8], version: u16) -> Result<u32, IndexFileError> {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&bytes[0..44]);
     if version >= 2 {
         hasher.update(&bytes[48..HEADER_LEN]);
     }
-    hasher.finalize()
+    if version >= 3 {
+        hasher.update(&bytes[HEADER_LEN..section_table_end(bytes, read_u32(bytes, 40) as usize)?]);
+    }
+    Ok(hasher.finalize())
+}
+
+fn section_table_end(bytes: &[u8], n_sections: usize) -> Result<usize, IndexFileError> {
+    n_sections
+        .checked_mul(SECTION_ENTRY_LEN)
+        .and_then(|len| len.checked_add(HEADER_LEN))
+        .filter(|&end| end <= bytes.len())
+        .ok_or(IndexFileError::TableOutOfBounds)
 }
 
 fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
@@ -506,7 +538,10 @@ fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
     if version > FORMAT_VERSION {
         return Err(IndexFileError::NewerVersion { found: version });
     }
-    if read_u32(bytes, 44) != header_crc(bytes, version) {
+    if version == 0 {
+        return Err(IndexFileError::UnknownCode { what: "format version", code: 0 });
+    }
+    if read_u32(bytes, 44) != header_crc(bytes, version)? {
         return Err(IndexFileError::HeaderChecksum);
     }
     let metric =
@@ -559,8 +594,9 @@ fn read_appearance(bytes: &[u8], n_items: usize) -> Result<PartsTable, IndexFile
     let layout_end = (read_u32(bytes, 0) as usize).checked_add(4).filter(|&end| end <= bytes.len());
     let layout_end = layout_end.ok_or_else(|| malformed("layout runs past the section".into()))?;
     let layout: Layout = serde_json::from_slice(&bytes[4..layout_end]).map_err(|e| malformed(format!("layout: {e}")))?;
+    let dims = layout.checked_dims().map_err(|e| malformed(format!("layout: {e}")))?;
     let codes = &bytes[layout_end..];
-    let expected = layout.dims().checked_mul(n_items).ok_or_else(|| malformed("sizes overflow".into()))?;
+    let expected = dims.checked_mul(n_items).ok_or_else(|| malformed("sizes overflow".into()))?;
     if codes.len() != expected {
         return Err(malformed(format!("{} values for {n_items} items of {} parts' values", codes.len(), layout.dims())));
     }
@@ -569,12 +605,14 @@ fn read_appearance(bytes: &[u8], n_items: usize) -> Result<PartsTable, IndexFile
 
 /// The byte range of each known section, checked against the file's end and
 /// its checksum.
-fn read_section_table(bytes: &[u8], n_sections: usize) -> Result<HashMap<u32, (usize, usize)>, IndexFileError> {
-    let table_end = n_sections
-        .checked_mul(SECTION_ENTRY_LEN)
-        .and_then(|len| len.checked_add(HEADER_LEN))
-        .filter(|&end| end <= bytes.len())
-        .ok_or(IndexFileError::TableOutOfBounds)?;
+///
+/// From version 3 the table is covered by the header checksum, so a kind
+/// this build does not know is a later revision's section and is skipped.
+/// Versions 1 and 2 left the table unsigned: there an unknown kind can only
+/// be a damaged one (every kind they wrote is known), and is refused rather
+/// than silently dropping a section.
+fn read_section_table(bytes: &[u8], n_sections: usize, version: u16) -> Result<HashMap<u32, (usize, usize)>, IndexFileError> {
+    let table_end = section_table_end(bytes, n_sections)?;
     let mut sections = HashMap::new();
     for entry in (HEADER_LEN..table_end).step_by(SECTION_ENTRY_LEN) {
         let kind = read_u32(bytes, entry);
@@ -582,8 +620,14 @@ fn read_section_table(bytes: &[u8], n_sections: usize) -> Result<HashMap<u32, (u
         let offset = read_u64(bytes, entry + 8);
         let length = read_u64(bytes, entry + 16);
         let Some(section) = ALL_SECTIONS.iter().copied().find(|s| *s as u32 == kind) else {
-            continue; // sections from later minor revisions are skipped
+            if version >= 3 {
+                continue; // sections from later minor revisions are skipped
+            }
+            return Err(IndexFileError::UnknownSection(kind));
         };
+        if sections.contains_key(&kind) {
+            return Err(IndexFileError::Malformed { section, reason: "the section appears twice".into() });
+        }
         let end = offset
             .checked_add(length)
             .filter(|&end| end <= bytes.len() as u64)
@@ -693,6 +737,34 @@ fn read_string_table(bytes: &[u8], section: Section) -> Result<Vec<String>, Inde
             std::str::from_utf8(slice).map(str::to_string).map_err(|_| malformed("invalid UTF-8"))
         })
         .collect()
+}
+
+/// Re-signs a mutated file: recomputes every section's checksum and the
+/// header's. For tests (the hostile-input suite): with it, the structural
+/// checks, not the checksums, are what stand between hostile bytes and the
+/// search code. A checksum detects damage; it was never a signature.
+#[doc(hidden)]
+pub fn resign(bytes: &mut [u8]) {
+    if bytes.len() < HEADER_LEN {
+        return;
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    let n_sections = read_u32(bytes, 40) as usize;
+    for i in 0..n_sections.min(16) {
+        let entry = HEADER_LEN + i * SECTION_ENTRY_LEN;
+        if entry + SECTION_ENTRY_LEN > bytes.len() {
+            break;
+        }
+        let (offset, len) = (read_u64(bytes, entry + 8) as usize, read_u64(bytes, entry + 16) as usize);
+        if let Some(payload) = offset.checked_add(len).and_then(|end| bytes.get(offset..end)) {
+            let crc = crc32fast::hash(payload);
+            bytes[entry + 4..entry + 8].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    // The header last: from version 3 it covers the table.
+    if let Ok(crc) = header_crc(bytes, version) {
+        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -824,23 +896,64 @@ mod tests {
         assert_eq!(Index::from_bytes(&header), Err(IndexFileError::HeaderChecksum));
     }
 
-    /// Re-signs a mutated file so the structural checks, not the checksums,
-    /// are what stand between hostile bytes and the search code.
-    fn resign(bytes: &mut [u8]) {
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        let crc = header_crc(bytes, version);
-        bytes[44..48].copy_from_slice(&crc.to_le_bytes());
+    /// The byte offset of node `node`'s three u32 in a written file.
+    fn node_offset(bytes: &[u8], node: usize) -> usize {
         let n_sections = read_u32(bytes, 40) as usize;
-        for i in 0..n_sections.min(16) {
-            let entry = HEADER_LEN + i * SECTION_ENTRY_LEN;
-            if entry + SECTION_ENTRY_LEN > bytes.len() {
-                return;
+        let entry = (0..n_sections).map(|i| HEADER_LEN + i * SECTION_ENTRY_LEN).find(|&e| read_u32(bytes, e) == Section::Nodes as u32).unwrap();
+        read_u64(bytes, entry + 8) as usize + node * 12
+    }
+
+    #[test]
+    fn trees_that_share_a_node_are_refused() {
+        let index = sample_index();
+        let mut bytes = index.to_bytes();
+        // Point the right child of the first split at its left child: a DAG
+        // whose walk doubles at every level.
+        let first_split = (0..index.forest.n_nodes()).find(|&n| matches!(index.forest.node(n as u32), Node::Split { .. })).unwrap();
+        let at = node_offset(&bytes, first_split);
+        let left = bytes[at + 4..at + 8].to_vec();
+        bytes[at + 8..at + 12].copy_from_slice(&left);
+        resign(&mut bytes);
+        let err = Index::from_bytes(&bytes).unwrap_err();
+        assert!(err.to_string().contains("reached twice"), "{err}");
+        // Two roots naming one tree are refused the same way.
+        let mut bytes = index.to_bytes();
+        let entry = (0..read_u32(&bytes, 40) as usize).map(|i| HEADER_LEN + i * SECTION_ENTRY_LEN).find(|&e| read_u32(&bytes, e) == Section::Roots as u32).unwrap();
+        let roots = read_u64(&bytes, entry + 8) as usize;
+        let first = bytes[roots..roots + 4].to_vec();
+        bytes[roots + 4..roots + 8].copy_from_slice(&first);
+        resign(&mut bytes);
+        assert!(Index::from_bytes(&bytes).unwrap_err().to_string().contains("reached twice"));
+    }
+
+    #[test]
+    fn the_section_table_is_covered_by_the_header_checksum() {
+        let bytes = with_appearance(sample_index()).to_bytes();
+        let n_sections = read_u32(&bytes, 40) as usize;
+        for i in 0..n_sections {
+            for (field, flip) in [(0, 0x01u8), (4, 0x80), (8, 0x02), (16, 0x01)] {
+                let mut damaged = bytes.clone();
+                damaged[HEADER_LEN + i * SECTION_ENTRY_LEN + field] ^= flip;
+                assert_eq!(Index::from_bytes(&damaged), Err(IndexFileError::HeaderChecksum), "entry {i} field {field}");
             }
-            let (offset, len) = (read_u64(bytes, entry + 8) as usize, read_u64(bytes, entry + 16) as usize);
-            if let Some(payload) = offset.checked_add(len).and_then(|end| bytes.get(offset..end)) {
-                let crc = crc32fast::hash(payload);
-                bytes[entry + 4..entry + 8].copy_from_slice(&crc.to_le_bytes());
-            }
+        }
+    }
+
+    #[test]
+    fn overflowing_or_hostile_appearance_layouts_are_refused() {
+        let index = with_appearance(sample_index());
+        let n = index.forest.len();
+        for layout in [
+            r#"{"visual_weight":0.5,"parts":[{"name":"colour","dims":18446744073709551615,"weight":0.1},{"name":"kind","dims":4,"weight":0.1}]}"#,
+            r#"{"visual_weight":0.5,"parts":[{"name":"colour","dims":3,"weight":-1.0}]}"#,
+            r#"{"visual_weight":1e39,"parts":[{"name":"colour","dims":3,"weight":0.1}]}"#,
+            r#"{"visual_weight":0.5,"parts":[{"name":"colour","dims":1,"weight":0.1},{"name":"colour","dims":2,"weight":0.1}]}"#,
+        ] {
+            let mut section = (layout.len() as u32).to_le_bytes().to_vec();
+            section.extend_from_slice(layout.as_bytes());
+            section.extend(std::iter::repeat_n(7u8, 3 * n));
+            let err = read_appearance(&section, n).unwrap_err();
+            assert!(matches!(err, IndexFileError::Malformed { section: Section::Appearance, .. }), "{layout}: {err}");
         }
     }
 

@@ -17,6 +17,10 @@ pub const PAD_COLOUR: [u8; 3] = [255, 255, 255];
 /// Largest width or height accepted for decoding; bigger images are refused
 /// rather than allowed to exhaust memory (a decompression bomb).
 pub const MAX_DECODED_SIDE: u32 = 12_000;
+/// Most bytes one image may decode to (its pixels as the file stores them:
+/// a 48-megapixel 8-bit RGB photo is 144 MB). A side limit alone let a 1 MB
+/// 16-bit PNG of 11999 x 11999 ask for 864 MB, and a 2.8 KB JPEG for 363 MB.
+pub const MAX_DECODED_BYTES: u64 = 160 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -26,25 +30,96 @@ pub enum DecodeError {
     Decode(#[from] image::ImageError),
     #[error("image is {width}x{height}, larger than the {MAX_DECODED_SIDE}px limit")]
     TooLarge { width: u32, height: u32 },
+    #[error("image is {width}x{height} and would decode to {bytes} bytes, over the {MAX_DECODED_BYTES} byte limit")]
+    TooManyBytes { width: u32, height: u32, bytes: u64 },
+    #[error("truncated JPEG: the file ends before the image does")]
+    Truncated,
+}
+
+/// The header's promise: width, height and the bytes the pixels will take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSize {
+    pub width: u32,
+    pub height: u32,
+    pub decoded_bytes: u64,
+}
+
+/// Reads an image's header (not its pixels) and checks it against the
+/// limits: how much memory decoding it will take, known before any is taken.
+pub fn image_size(bytes: &[u8]) -> Result<ImageSize, DecodeError> {
+    let decoder = limited_decoder(bytes)?;
+    let (width, height) = decoder.dimensions();
+    Ok(ImageSize { width, height, decoded_bytes: decoder.total_bytes() })
+}
+
+/// A decoder for `bytes` whose header passed the limits.
+fn limited_decoder(bytes: &[u8]) -> Result<impl ImageDecoder + '_, DecodeError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Decode(image::ImageError::IoError(e)))?;
+    if reader.format().is_none() {
+        return Err(DecodeError::UnknownFormat);
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    // Room for the decoder's own buffers beside the output.
+    limits.max_alloc = Some(MAX_DECODED_BYTES + MAX_DECODED_BYTES / 4);
+    reader.limits(limits);
+    let format = reader.format();
+    let decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => match image_dimensions_hint(bytes) {
+            Some((width, height)) => DecodeError::TooLarge { width, height },
+            None => DecodeError::Decode(e),
+        },
+        other => DecodeError::Decode(other),
+    })?;
+    // Checked from the header, before any pixel memory is allocated.
+    let (width, height) = decoder.dimensions();
+    if width > MAX_DECODED_SIDE || height > MAX_DECODED_SIDE {
+        return Err(DecodeError::TooLarge { width, height });
+    }
+    if decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(DecodeError::TooManyBytes { width, height, bytes: decoder.total_bytes() });
+    }
+    if format == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(bytes) {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(decoder)
+}
+
+/// The dimensions a header claims, read without limits (for the message
+/// when the limits refused it).
+fn image_dimensions_hint(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
+    reader.no_limits();
+    reader.into_dimensions().ok()
+}
+
+/// Whether a JPEG stops before its end-of-image marker. JPEG decoders fill
+/// missing data with grey instead of failing, so a cut-off download would be
+/// indexed as a half-grey product. Markers cannot occur inside entropy-coded
+/// data (0xFF is stuffed there), so the image is whole only if an end marker
+/// (FF D9) follows the last start-of-scan (FF DA); an EXIF thumbnail's own
+/// markers come before the main image's scans.
+fn jpeg_is_truncated(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_scan {
+        None => true,
+        Some(scan) => !bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]),
+    }
 }
 
 /// Decodes encoded image bytes, sniffing the real format from the content
 /// rather than trusting a file extension or a Content-Type header, and turns
 /// the image upright as its EXIF orientation says (phone photos are often
 /// stored sideways).
+///
+/// Images over [`MAX_DECODED_SIDE`] or [`MAX_DECODED_BYTES`] are refused
+/// from their header, and truncated JPEGs are refused rather than decoded
+/// half grey.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DecodeError::Decode(image::ImageError::IoError(e)))?;
-    if reader.format().is_none() {
-        return Err(DecodeError::UnknownFormat);
-    }
-    let mut decoder = reader.into_decoder()?;
-    // Checked from the header, before any pixel memory is allocated.
-    let (width, height) = decoder.dimensions();
-    if width > MAX_DECODED_SIDE || height > MAX_DECODED_SIDE {
-        return Err(DecodeError::TooLarge { width, height });
-    }
+    let mut decoder = limited_decoder(bytes)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);

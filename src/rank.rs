@@ -94,6 +94,11 @@ pub fn search_item_distinct(index: &Index, item: u32, query: &Query, weights: Op
 /// query's appearance parts ([`crate::appearance::describe`]); without them
 /// only the embedding counts.
 pub fn search_vector_distinct(index: &Index, vector: &[f32], parts: Option<&[f32]>, query: &Query, weights: Option<&Weights>) -> Result<Vec<Neighbor>, ForestError> {
+    if let (Some(parts), Some(table)) = (parts, &index.appearance)
+        && parts.len() != table.layout.dims()
+    {
+        return Err(ForestError::WrongDimension { found: parts.len(), expected: table.layout.dims() });
+    }
     let blend = parts.and_then(|parts| Some((parts, blend_of(index, weights)?)));
     let pool = |k: usize| match blend {
         Some(_) => blend_pool(k, index.forest.len()),

@@ -20,7 +20,11 @@ struct Server {
 
 impl Server {
     fn start(jpeg: Vec<u8>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", jpeg)
+    }
+
+    fn start_on(address: &str, jpeg: Vec<u8>) -> Server {
+        let listener = TcpListener::bind((address, 0)).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let (counts, jpeg) = (Arc::clone(&hits), Arc::new(jpeg));
@@ -74,6 +78,8 @@ fn respond(mut stream: std::net::TcpStream, path: &str, hit: usize, jpeg: &[u8])
             send(&mut stream, "200 OK", "", jpeg)
         }
         "/redirect" => send(&mut stream, "302 Found", "Location: /good.jpg\r\n", b""),
+        "/loop" => send(&mut stream, "302 Found", "Location: /loop\r\n", b""),
+        away if away.starts_with("/away?") => send(&mut stream, "302 Found", &format!("Location: {}\r\n", &away[6..]), b""),
         "/big.jpg" => send(&mut stream, "200 OK", "", &vec![0u8; 300_000]),
         "/truncated.jpg" => {
             let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", jpeg.len());
@@ -130,6 +136,51 @@ fn downloads_retry_what_may_pass_and_refuse_what_will_not() {
     assert!(err.contains("after 4 attempts"), "a timeout is retried: {err}");
 }
 
+/// A "public" server (127.0.0.1 plays one) that redirects to an internal
+/// one (127.0.0.2, loopback like 169.254.169.254 or 10.0.0.1 would be
+/// private): refused unless the user allows it; redirects that stay public,
+/// or start internal, are followed.
+#[test]
+fn redirects_from_public_to_internal_addresses_are_refused_unless_allowed() {
+    let jpeg = sample_jpeg();
+    let public = Server::start(jpeg.clone());
+    let internal = Server::start_on("127.0.0.2", jpeg.clone());
+    let only_127_0_0_2_is_internal = |ip: std::net::IpAddr| ip == std::net::IpAddr::from([127, 0, 0, 2]);
+    let fetcher = |allow: bool, cache: &Path| {
+        Fetcher::new(FetchOptions {
+            timeout: Duration::from_millis(800),
+            retries: 0,
+            allow_private_redirects: allow,
+            is_internal: only_127_0_0_2_is_internal,
+            ..FetchOptions::new(cache.to_path_buf())
+        })
+    };
+    let to_internal = public.url(&format!("/away?{}", internal.url("/good.jpg")));
+    let err = fetcher(false, &scratch("redirect-refused")).bytes(Path::new("/"), &to_internal).unwrap_err();
+    assert!(err.contains("refused") && err.contains("--allow-private-redirects"), "{err}");
+    assert_eq!(internal.hits("/good.jpg"), 0, "the internal server is never reached");
+    assert_eq!(fetcher(true, &scratch("redirect-allowed")).bytes(Path::new("/"), &to_internal).unwrap(), jpeg);
+    assert_eq!(internal.hits("/good.jpg"), 1);
+    // Public to public, and a catalog that names the internal host itself.
+    assert_eq!(fetcher(false, &scratch("redirect-public")).bytes(Path::new("/"), &public.url("/redirect")).unwrap(), jpeg);
+    let internal_to_internal = internal.url(&format!("/away?{}", internal.url("/also-good.jpg")));
+    assert_eq!(fetcher(false, &scratch("redirect-internal")).bytes(Path::new("/"), &internal_to_internal).unwrap(), jpeg);
+    // A redirect loop ends with a named error.
+    let err = fetcher(false, &scratch("redirect-loop")).bytes(Path::new("/"), &public.url("/loop")).unwrap_err();
+    assert!(err.contains("more than 5 redirects"), "{err}");
+}
+
+#[test]
+fn internal_addresses_are_recognised() {
+    use lookalike::native::fetch::is_internal_address;
+    for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+        assert!(is_internal_address(internal.parse().unwrap()), "{internal}");
+    }
+    for public in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111"] {
+        assert!(!is_internal_address(public.parse().unwrap()), "{public}");
+    }
+}
+
 #[test]
 fn a_rerun_downloads_nothing_it_already_has() {
     let server = Server::start(sample_jpeg());
@@ -184,6 +235,7 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
         labels: None,
         learn: Vec::new(),
         colour_weight: 0.0,
+        allow_private_redirects: false,
     };
     let report = build_site(&options).unwrap();
     assert_eq!(report.products, 6);

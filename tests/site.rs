@@ -95,6 +95,7 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
         labels: None,
         learn: Vec::new(),
         colour_weight: 0.0,
+        allow_private_redirects: false,
     }
 }
 

@@ -58,7 +58,7 @@ impl MoveNet {
     pub fn new(graph: &GraphModel, device: &Device) -> Result<Self, TfjsError> {
         let side = 192;
         let program = Program::compile(graph, &[HEATMAP, CENTRE, REGRESS, OFFSET], &[1, side, side, 3], device)?;
-        let distance_bias = graph.constants.get(DISTANCE_BIAS).map_or(1.8, |t| t.to_f32()[0]);
+        let distance_bias = graph.constants.get(DISTANCE_BIAS).and_then(|t| t.to_f32().first().copied()).filter(|b| b.is_finite()).unwrap_or(1.8);
         Ok(Self { program, side, distance_bias, device: device.clone() })
     }
 
@@ -84,8 +84,14 @@ impl MoveNet {
     pub async fn keypoints(&self, image: &RgbImage) -> Result<[Keypoint; KEYPOINTS], String> {
         let (input, scale, left, top) = self.input(image);
         let values = self.program.run(input).map_err(|e| e.to_string())?;
-        let grid = values[0].shape[1];
+        let grid = values.first().and_then(|v| v.shape.get(1).copied()).unwrap_or(0);
         let out = read_values(values).await?;
+        // The outputs' sizes come from the graph: check them before indexing.
+        let cells = grid * grid;
+        let expected = [cells * KEYPOINTS, cells, cells * 2 * KEYPOINTS, cells * 2 * KEYPOINTS];
+        if grid == 0 || out.len() != 4 || out.iter().zip(expected).any(|(o, n)| o.len() != n) {
+            return Err(format!("pose model outputs of sizes {:?}, expected {expected:?}", out.iter().map(Vec::len).collect::<Vec<_>>()));
+        }
         let points = decode(&out[0], &out[1], &out[2], &out[3], grid, self.distance_bias);
         let cell = self.side as f32 / grid as f32;
         Ok(points.map(|(gy, gx, score)| Keypoint {

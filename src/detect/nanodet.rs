@@ -42,7 +42,14 @@ pub struct NanoDet {
 impl NanoDet {
     /// Compiles the graph for its input size (read from the placeholder).
     pub fn new(graph: &GraphModel, device: &Device) -> Result<Self, TfjsError> {
-        let side = input_side(graph).unwrap_or(416);
+        let side = match input_side(graph) {
+            None => 416,
+            // A hostile placeholder could ask for any input size.
+            Some(side) if (32..=2048).contains(&side) => side,
+            Some(side) => {
+                return Err(TfjsError::Graph { file: graph.source.clone(), message: format!("input size {side} is outside 32..=2048") });
+            }
+        };
         let outputs: Vec<String> = (0..6).map(|k| if k == 0 { "Identity".to_string() } else { format!("Identity_{k}") }).collect();
         let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
         let program = Program::compile(graph, &names, &[1, 3, side, side], device)?;
@@ -100,10 +107,14 @@ fn decode(shapes: &[Vec<usize>], outputs: &[Vec<f32>], side: usize, scale: (f32,
         let (Some(si), Some(di)) = (find(true), find(false)) else { continue };
         let (cls, dist) = (&outputs[si], &outputs[di]);
         let bins = shapes[di][2] / 4;
+        // Shapes and values come from the graph: a mismatch skips the stride.
+        if bins == 0 || cls.len() != cells * classes || dist.len() != cells * 4 * bins {
+            continue;
+        }
         let columns = side / stride;
         for cell in 0..cells {
             let row = &cls[cell * classes..(cell + 1) * classes];
-            let (class, &score) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("80 classes");
+            let Some((class, &score)) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) else { continue };
             if score < min_score {
                 continue;
             }

@@ -51,15 +51,31 @@ impl LabelHead {
         heads.into_iter().map(|h| h.check(source_name)).collect()
     }
 
+    /// Checks that the head takes inputs of `width` values (an embedding of
+    /// this embedder, with its colour signature for attribute heads): a head
+    /// saved for another model is refused before it is used.
+    pub fn check_input_width(&self, width: usize, source_name: &str) -> Result<(), LabelHeadError> {
+        if self.feature_dim == width {
+            return Ok(());
+        }
+        Err(LabelHeadError::Shape {
+            source_name: source_name.to_string(),
+            message: format!("{} takes {} values per item, this model gives {width}", self.column, self.feature_dim),
+        })
+    }
+
     fn check(self, source_name: &str) -> Result<Self, LabelHeadError> {
         let classes = self.labels.len();
-        if classes == 0 || self.weights.len() != classes * self.feature_dim || self.bias.len() != classes {
+        let weights = classes.checked_mul(self.feature_dim);
+        let finite = self.weights.iter().chain(&self.bias).all(|v| v.is_finite());
+        if classes == 0 || self.feature_dim == 0 || weights != Some(self.weights.len()) || self.bias.len() != classes || !finite {
             return Err(LabelHeadError::Shape {
                 source_name: source_name.to_string(),
                 message: format!(
-                    "{} ({classes} labels) needs {} weights and {classes} biases; found {} and {}",
+                    "{} ({classes} labels of {} values) needs {} finite weights and {classes} biases; found {} and {}",
                     self.column,
-                    classes * self.feature_dim,
+                    self.feature_dim,
+                    classes.saturating_mul(self.feature_dim),
                     self.weights.len(),
                     self.bias.len()
                 ),
@@ -199,6 +215,6 @@ mod tests {
         let err = LabelHead::from_json(br#"{"column":"t","labels":["a"],"feature_dim":4,"weights":[1],"bias":[0]}"#, "h.json")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("h.json") && err.contains("4 weights"), "{err}");
+        assert!(err.contains("h.json") && err.contains("4 finite weights"), "{err}");
     }
 }

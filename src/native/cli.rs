@@ -244,6 +244,10 @@ struct BuildArgs {
     /// Default weight of the colour signature (queries can change it).
     #[arg(long, default_value_t = 0.0)]
     colour_weight: f32,
+    /// Follow image redirects from a public address to a loopback, private
+    /// or link-local one (refused by default).
+    #[arg(long)]
+    allow_private_redirects: bool,
 }
 
 #[derive(Args, Debug)]
@@ -308,11 +312,24 @@ struct EvalArgs {
     json: bool,
 }
 
-/// Where the project keeps its defaults: the working directory if it is a
-/// checkout, else the checkout this binary was built from.
+/// Where the project keeps its defaults (models, the page's assets): the
+/// working directory only when it is a lookalike checkout, else the checkout
+/// this binary was built from. Any other folder is a stranger's: a
+/// `models/nanodet.json` or an `index.html` lying in it is never picked up
+/// unless named on the command line.
 fn project_path(relative: &str) -> PathBuf {
-    let local = PathBuf::from(relative);
-    if local.exists() { local } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(relative) }
+    project_root().join(relative)
+}
+
+fn project_root() -> PathBuf {
+    let is_checkout = |dir: &Path| {
+        dir.join("www").is_dir()
+            && std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|toml| toml.lines().any(|l| l.trim() == "name = \"lookalike\""))
+    };
+    match std::env::current_dir() {
+        Ok(cwd) if is_checkout(&cwd) => cwd,
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    }
 }
 
 fn parse_encoding(name: &str) -> Result<Encoding, String> {
@@ -452,6 +469,7 @@ fn build(args: BuildArgs) -> Result<()> {
         labels: args.labels.or_else(|| Some(project_path(DEFAULT_LABELS)).filter(|p| p.is_file())),
         learn: args.learn,
         colour_weight: args.colour_weight,
+        allow_private_redirects: args.allow_private_redirects,
     };
     if let Some(files) = &options.detector {
         for file in [&files.objects, &files.pose] {
@@ -557,7 +575,9 @@ fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: 
         Some(path) => {
             let path = args.site.join(path);
             let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Some(crate::model::label_head::LabelHead::from_json(&bytes, &path.display().to_string())?)
+            let head = crate::model::label_head::LabelHead::from_json(&bytes, &path.display().to_string())?;
+            head.check_input_width(crate::model::FEATURE_DIM, &path.display().to_string())?;
+            Some(head)
         }
         None => None,
     };
@@ -572,6 +592,10 @@ fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: 
     let model = weights::from_file(&args.site.join(site::MODEL_PATH), &device)?;
     let vectors = Embedder::new(model, device).embed_batch(&crops)?;
     let heads = load_attribute_heads(&args.site, manifest)?;
+    if let Some(table) = &index.appearance {
+        crate::appearance::check_heads(&table.layout, &heads, crate::model::FEATURE_DIM)
+            .map_err(|e| anyhow::anyhow!("{}: {e}; rebuild the site", args.site.join(site::ATTRIBUTES_PATH).display()))?;
+    }
     let weights = query_weights(index, &args.weights, &args.site)?;
     let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label, weights };
     let mut out = Vec::new();

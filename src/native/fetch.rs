@@ -11,6 +11,7 @@
 use super::fsutil::write_atomic;
 use super::progress::Progress;
 use sha2::{Digest, Sha256};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +31,13 @@ pub struct FetchOptions {
     pub max_bytes: u64,
     /// Downloads at once.
     pub parallel: usize,
+    /// Follow redirects from a public address to a loopback, private or
+    /// link-local one (refused by default: a stranger's catalog could
+    /// otherwise reach services on the builder's own network).
+    pub allow_private_redirects: bool,
+    /// Which addresses count as internal; [`is_internal_address`] except in
+    /// tests, which play a public host on one loopback address.
+    pub is_internal: fn(IpAddr) -> bool,
 }
 
 impl FetchOptions {
@@ -41,7 +49,33 @@ impl FetchOptions {
             backoff: Duration::from_millis(500),
             max_bytes: 25 * 1024 * 1024,
             parallel: 8,
+            allow_private_redirects: false,
+            is_internal: is_internal_address,
         }
+    }
+}
+
+/// Redirects followed at most, per download.
+const MAX_REDIRECTS: usize = 5;
+
+/// Loopback, private (RFC 1918, unique local), link-local (cloud metadata
+/// services live there), shared (carrier-grade NAT) and unspecified
+/// addresses: what a public web server must not redirect a builder to.
+pub fn is_internal_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal_address(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        },
     }
 }
 
@@ -59,7 +93,9 @@ impl Fetcher {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(options.timeout))
             .http_status_as_error(false)
-            .max_redirects(5)
+            // Redirects are followed here, hop by hop, so each hop's
+            // address can be checked (see `follow`).
+            .max_redirects(0)
             .build()
             .into();
         Self { agent, options }
@@ -137,10 +173,42 @@ impl Fetcher {
     }
 
     fn try_download(&self, url: &str) -> Result<Vec<u8>, Failure> {
-        let mut response = self.agent.get(url).call().map_err(|e| Failure {
-            reason: e.to_string(),
-            transient: !matches!(e, ureq::Error::BadUri(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed),
-        })?;
+        let mut current = url::Url::parse(url).map_err(|e| Failure { reason: format!("bad URL: {e}"), transient: false })?;
+        let mut internal = self.touches_internal(&current)?;
+        let mut hops = 0;
+        let mut response = loop {
+            let response = self.agent.get(current.as_str()).call().map_err(|e| Failure {
+                reason: e.to_string(),
+                transient: !matches!(e, ureq::Error::BadUri(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed),
+            })?;
+            if !response.status().is_redirection() {
+                break response;
+            }
+            let location = response.headers().get("location").and_then(|v| v.to_str().ok());
+            let Some(next) = location.and_then(|l| current.join(l).ok()) else {
+                return Err(Failure { reason: format!("HTTP {} without a usable Location", response.status().as_u16()), transient: false });
+            };
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(Failure { reason: format!("more than {MAX_REDIRECTS} redirects"), transient: false });
+            }
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(Failure { reason: format!("redirect to a {} URL refused", next.scheme()), transient: false });
+            }
+            let next_internal = self.touches_internal(&next)?;
+            if next_internal && !internal && !self.options.allow_private_redirects {
+                return Err(Failure {
+                    reason: format!(
+                        "redirect from a public address to {} (a loopback, private or link-local address) refused; \
+                         pass --allow-private-redirects to follow it",
+                        next.host_str().unwrap_or("?")
+                    ),
+                    transient: false,
+                });
+            }
+            internal = next_internal;
+            current = next;
+        };
         let status = response.status().as_u16();
         if status != 200 {
             return Err(Failure {
@@ -171,6 +239,21 @@ impl Fetcher {
             return Err(Failure { reason: format!("truncated: {} of {length} bytes", bytes.len()), transient: true });
         }
         Ok(bytes)
+    }
+}
+
+impl Fetcher {
+    /// Whether `url`'s host resolves to an internal address (any of them).
+    /// The name is resolved again when connecting; a host whose answer
+    /// changes in between (DNS rebinding) is not caught here: docs/security.md.
+    fn touches_internal(&self, url: &url::Url) -> Result<bool, Failure> {
+        let host = url.host_str().ok_or_else(|| Failure { reason: "URL without a host".into(), transient: false })?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_or_known_default().unwrap_or(80);
+        let addresses = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| Failure { reason: format!("cannot resolve {host}: {e}"), transient: true })?;
+        Ok(addresses.into_iter().any(|a| (self.options.is_internal)(a.ip())))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod fetch;
 pub mod fsutil;
 pub mod labels;
+pub mod memory;
 pub mod npy;
 pub mod progress;
 pub mod serve;

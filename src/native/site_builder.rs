@@ -6,7 +6,7 @@
 //! the page's assets. A product whose image cannot be read or decoded is
 //! skipped and reported (in `data/skipped.json`); it never aborts the build.
 
-use super::fsutil::{copy_dir, write_atomic};
+use super::fsutil::{copy_dir, copy_file, write_atomic};
 use super::fetch::{FetchOptions, Fetcher};
 use super::progress::{Progress, format_duration};
 use sha2::{Digest, Sha256};
@@ -62,6 +62,8 @@ pub struct BuildOptions {
     pub learn: Vec<LearnSpec>,
     /// Default weight of the colour signature.
     pub colour_weight: f32,
+    /// Follow image redirects from public to internal addresses.
+    pub allow_private_redirects: bool,
 }
 
 /// How catalog images are cut before embedding (see [`CropMode`]); also the
@@ -197,6 +199,12 @@ impl EmbeddingCache {
         let _ = write_atomic(&self.path(content_key), &bytes);
     }
 }
+
+/// Decoded pixels in flight across a build's parallel decodes: with the
+/// per-image limit ([`preprocess::MAX_DECODED_BYTES`]) this bounds a build's
+/// image memory whatever the catalog's images claim and however many cores
+/// decode them.
+static DECODE_BUDGET: super::memory::MemoryBudget = super::memory::MemoryBudget::new(512 * 1024 * 1024);
 
 /// Where a product's thumbnail goes in the site: named by image content, so
 /// unchanged images keep their thumbnail across rebuilds.
@@ -335,7 +343,11 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
     if thumb_done && let Some((vectors, crops)) = cached {
         return Ok(Ready::Cached { vectors, crops, content_key });
     }
-    // Decode for the thumbnail, the embedding, or both.
+    // Decode for the thumbnail, the embedding, or both; the header says how
+    // much memory that takes before any is taken. The decoded image, its
+    // RGB copy and its crops are held until the model inputs are made.
+    let size = preprocess::image_size(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
+    let _memory = DECODE_BUDGET.reserve(size.decoded_bytes.saturating_mul(3));
     let decoded = preprocess::decode(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
     if let Some((path, size)) = thumb_file.filter(|_| !thumb_done) {
         let mut jpeg = Vec::new();
@@ -396,10 +408,16 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     };
     let head = options.labels.as_ref().map(|path| -> Result<LabelHead> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(LabelHead::from_json(&bytes, &path.display().to_string())?)
+        let head = LabelHead::from_json(&bytes, &path.display().to_string())?;
+        // A head for another embedder fails now, not after the embedding.
+        head.check_input_width(FEATURE_DIM, &path.display().to_string())?;
+        Ok(head)
     }).transpose()?;
     let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes, &crop_mode);
-    let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
+    let fetcher = Fetcher::new(FetchOptions {
+        allow_private_redirects: options.allow_private_redirects,
+        ..FetchOptions::new(options.cache_dir.join("images"))
+    });
     let job = EmbedJob {
         catalog_dir: &catalog_dir,
         fetcher: &fetcher,
@@ -486,7 +504,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     };
     let labels_file = match &options.labels {
         Some(path) => {
-            std::fs::copy(path, out.join(site::LABELS_PATH)).with_context(|| format!("copying {}", path.display()))?;
+            copy_file(path, &out.join(site::LABELS_PATH)).with_context(|| format!("copying {}", path.display()))?;
             Some(site::LABELS_PATH.to_string())
         }
         None => {
@@ -648,9 +666,11 @@ fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
         let json = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
         let name = model.file_name().context("a model file name")?.to_string_lossy().to_string();
         let shards = crate::model::tfjs::GraphModel::shard_paths(&json, &model.display().to_string())?;
+        // Shard names are plain file names (checked by `shard_paths`), so
+        // each lands in the detector folder and nowhere else.
         for shard in &shards {
             let from = model.parent().unwrap_or(Path::new(".")).join(shard);
-            std::fs::copy(&from, dir.join(shard)).with_context(|| format!("copying {}", from.display()))?;
+            copy_file(&from, &dir.join(shard)).with_context(|| format!("copying {}", from.display()))?;
         }
         write_atomic(&dir.join(&name), &json)?;
         shipped.push((format!("{}/{name}", site::DETECTOR_DIR), shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect()));
@@ -674,15 +694,17 @@ pub fn precompute(index: &Index, n: usize, same_label: bool) -> Vec<crate::rank:
 }
 
 pub fn read_catalog_lenient(path: &Path, columns: &Columns) -> Result<(Catalog, Vec<crate::catalog::CatalogError>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading catalog {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading catalog {}", path.display()))?;
     let name = path.display().to_string();
-    Ok(Catalog::parse_lenient(&text, &name, CatalogFormat::from_file_name(&name), columns)?)
+    let text = Catalog::text_of(&bytes, &name)?;
+    Ok(Catalog::parse_lenient(text, &name, CatalogFormat::from_file_name(&name), columns)?)
 }
 
 pub fn read_catalog(path: &Path, columns: &Columns) -> Result<Catalog> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading catalog {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading catalog {}", path.display()))?;
     let name = path.display().to_string();
-    Ok(Catalog::parse(&text, &name, CatalogFormat::from_file_name(&name), columns)?)
+    let text = Catalog::text_of(&bytes, &name)?;
+    Ok(Catalog::parse(text, &name, CatalogFormat::from_file_name(&name), columns)?)
 }
 
 /// Removes thumbnails of products no longer in the catalog.
@@ -728,13 +750,15 @@ impl WebAssets {
     }
 
     fn copy_into(&self, out: &Path) -> Result<()> {
-        std::fs::copy(&self.index_html, out.join("index.html")).context("copying index.html")?;
+        // Copies onto themselves (assets taken from the site being rebuilt)
+        // keep their files: see `copy_file`.
+        copy_file(&self.index_html, &out.join("index.html")).context("copying index.html")?;
         copy_dir(&self.www, &out.join("www")).context("copying www/")?;
         // A service worker controls only pages at or below its own folder:
         // at the root it serves the whole site.
         let worker = self.www.join("sw.js");
         if worker.is_file() {
-            std::fs::copy(&worker, out.join("sw.js")).context("copying sw.js")?;
+            copy_file(&worker, &out.join("sw.js")).context("copying sw.js")?;
         }
         Ok(())
     }

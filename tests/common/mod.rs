@@ -26,6 +26,11 @@ pub fn fixture(name: &str) -> PathBuf {
     required(dir.join(name), "test fixture")
 }
 
+/// A file of the checkout, present or not.
+pub fn project_file(relative: &str) -> PathBuf {
+    project().join(relative)
+}
+
 pub fn pytorch_weights() -> PathBuf {
     required(project().join("models/efficientnet-lite0-57934424.pth"), "the EfficientNet-Lite0 checkpoint")
 }

@@ -199,9 +199,20 @@ pub struct GraphModel {
 
 impl GraphModel {
     /// The binary shards `model.json` names, in the order they must be concatenated.
+    ///
+    /// Each must be a plain file name beside `model.json` (what TF.js's
+    /// converter writes): a path with folders, `..` or a root could make a
+    /// reader read, or a site builder write, outside the model's folder.
     pub fn shard_paths(model_json: &[u8], source: &str) -> Result<Vec<String>, TfjsError> {
         let model: ModelJson = parse_json(model_json, source)?;
-        Ok(model.manifest.into_iter().flat_map(|g| g.paths).collect())
+        let paths: Vec<String> = model.manifest.into_iter().flat_map(|g| g.paths).collect();
+        if let Some(bad) = paths.iter().find(|p| !is_plain_file_name(p)) {
+            return Err(TfjsError::Weights {
+                file: source.to_string(),
+                message: format!("shard path `{bad}` is not a plain file name beside the model"),
+            });
+        }
+        Ok(paths)
     }
 
     /// Parses `model.json` and decodes the weights from the concatenated shards.
@@ -240,13 +251,23 @@ impl GraphModel {
     }
 }
 
+/// One normal path component: no folder, no `.` or `..`, no root or drive,
+/// no backslash (a separator on Windows), no control characters.
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = std::path::Path::new(name).components();
+    matches!(components.next(), Some(std::path::Component::Normal(_)))
+        && components.next().is_none()
+        && !name.contains(['/', '\\', ':'])
+        && !name.chars().any(char::is_control)
+}
+
 fn parse_json(bytes: &[u8], source: &str) -> Result<ModelJson, TfjsError> {
     serde_json::from_slice(bytes).map_err(|e| TfjsError::Json { file: source.to_string(), message: e.to_string() })
 }
 
 /// Decodes one weight from the front of `bytes`; returns it and the bytes used.
 fn decode_weight(spec: &WeightSpec, bytes: &[u8]) -> Result<(HostTensor, usize), String> {
-    let count: usize = spec.shape.iter().product();
+    let count = spec.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("its shape's size overflows")?;
     let stored = spec.quantization.as_ref().map_or(spec.dtype.as_str(), |q| q.dtype.as_str());
     let width = match stored {
         "float32" | "int32" => 4,
@@ -254,7 +275,9 @@ fn decode_weight(spec: &WeightSpec, bytes: &[u8]) -> Result<(HostTensor, usize),
         "uint8" | "bool" => 1,
         other => return Err(format!("unsupported dtype {other}")),
     };
-    let used = count * width;
+    // Bounded by the shards' length below: a weight can never ask for more
+    // memory than the files hold.
+    let used = count.checked_mul(width).ok_or("its size overflows")?;
     let raw = bytes
         .get(..used)
         .ok_or_else(|| format!("needs {used} bytes, only {} left in the shards", bytes.len()))?;
@@ -326,6 +349,20 @@ mod tests {
         assert_eq!(model.constants["b"].data, HostData::I64(vec![7, -3]));
         assert_eq!(model.constants["c"].to_f32(), vec![0.25, -8.0]);
         assert_eq!(model.constants["d"].to_f32(), vec![-1.0, 1.0]);
+        assert_eq!(GraphModel::shard_paths(json.as_bytes(), "m.json").unwrap(), vec!["m.bin"]);
+    }
+
+    #[test]
+    fn shard_paths_outside_the_models_folder_are_refused() {
+        for bad in ["../../../etc/passwd", "/etc/passwd", "sub/m.bin", "..", ".", "", "a\\b.bin", "C:m.bin", "m\n.bin"] {
+            let json = format!(
+                r#"{{"modelTopology":{{"node":[]}},"weightsManifest":[{{"paths":[{}],"weights":[]}}]}}"#,
+                serde_json::to_string(bad).unwrap()
+            );
+            let err = GraphModel::shard_paths(json.as_bytes(), "m.json").unwrap_err().to_string();
+            assert!(err.contains("m.json") && err.contains("not a plain file name"), "{bad}: {err}");
+        }
+        let json = model_json(r#"{"name":"a","shape":[1],"dtype":"float32"}"#);
         assert_eq!(GraphModel::shard_paths(json.as_bytes(), "m.json").unwrap(), vec!["m.bin"]);
     }
 

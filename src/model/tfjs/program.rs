@@ -52,6 +52,38 @@ fn pad4(shape: &[usize]) -> [usize; 4] {
     out
 }
 
+/// The most values one tensor may hold (256 MB of f32). A hostile graph
+/// can ask for any size through a reshape, a pad or a resize; past this it
+/// is an error, not an allocation that aborts the process.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 26;
+/// The deepest chain of nodes compiled (the compiler recurses along it).
+const MAX_GRAPH_DEPTH: usize = 2_000;
+/// The most outputs one Split or Unpack may have.
+const MAX_OUTPUTS: usize = 4_096;
+/// The largest stride, dilation, kernel or padding accepted.
+const MAX_WINDOW: usize = 1 << 16;
+
+/// Checks a logical shape: rank at most 4, elements within the limit.
+fn check_shape(shape: &[usize]) -> Result<(), String> {
+    if shape.len() > 4 {
+        return Err(format!("rank {} tensors are not supported", shape.len()));
+    }
+    match shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+        Some(n) if n <= MAX_TENSOR_ELEMENTS => Ok(()),
+        _ => Err(format!("shape {shape:?} holds more than {MAX_TENSOR_ELEMENTS} values")),
+    }
+}
+
+/// The first value of a constant (an axis, a pad value).
+fn first_value(host: &HostTensor) -> Result<i64, String> {
+    host.to_i64().first().copied().ok_or_else(|| "expects a non-empty constant".to_string())
+}
+
+/// A non-negative size or count read from a graph, at most `max`.
+fn bounded(value: i64, max: usize, what: &str) -> Result<usize, String> {
+    usize::try_from(value).ok().filter(|&v| v <= max).ok_or_else(|| format!("{what} {value} is out of range (0..={max})"))
+}
+
 /// Where a step reads an operand: an earlier step's output, or a constant.
 #[derive(Debug, Clone)]
 enum Operand {
@@ -121,8 +153,8 @@ impl Padding {
             Self::Explicit(pairs) => *pairs,
             Self::Same => std::array::from_fn(|i| {
                 let out = input[i].div_ceil(stride[i]);
-                let span = (kernel[i] - 1) * dilation[i] + 1;
-                let total = ((out - 1) * stride[i] + span).saturating_sub(input[i]);
+                let span = kernel[i].saturating_sub(1).saturating_mul(dilation[i]).saturating_add(1);
+                let total = out.saturating_sub(1).saturating_mul(stride[i]).saturating_add(span).saturating_sub(input[i]);
                 (total / 2, total - total / 2)
             }),
         }
@@ -206,6 +238,9 @@ struct Compiler<'a> {
     steps: Vec<Step>,
     slot_count: usize,
     device: &'a Device,
+    /// Nodes being compiled, innermost last: a node met again is a cycle,
+    /// and the depth is bounded (compiling recurses along the graph).
+    in_progress: Vec<&'a str>,
 }
 
 /// Splits `name:1` into (`name`, 1); a bare name is output 0.
@@ -237,13 +272,16 @@ impl Program {
             steps: Vec::new(),
             slot_count: 1,
             device,
+            in_progress: Vec::new(),
         };
         compiler.known.insert(key(&placeholder.name, 0), Known::Slot(0));
         let mut output_operands = Vec::new();
         for name in outputs {
             let operand = match compiler.resolve(name)? {
                 Known::Slot(slot) => Operand::Slot(slot),
-                Known::Host(host) => Operand::Const(compiler.upload(&host)),
+                Known::Host(host) => Operand::Const(
+                    compiler.upload(&host).map_err(|message| TfjsError::Graph { file: graph.source.clone(), message: format!("output `{name}`: {message}") })?,
+                ),
             };
             output_operands.push(operand);
         }
@@ -366,16 +404,20 @@ impl<'a> Compiler<'a> {
         self.slot_count - 1
     }
 
-    fn upload(&self, host: &HostTensor) -> Value {
+    fn upload(&self, host: &HostTensor) -> Result<Value, String> {
         let shape = host.shape.clone();
+        check_shape(&shape)?;
+        if shape.iter().product::<usize>() != host.len() {
+            return Err(format!("constant of shape {shape:?} holds {} values", host.len()));
+        }
         let data = TensorData::new(host.to_f32(), pad4(&shape));
-        Value::new(Tensor::from_data(data, self.device), shape)
+        Ok(Value::new(Tensor::from_data(data, self.device), shape))
     }
 
-    fn operand(&mut self, name: &str) -> Result<Operand, TfjsError> {
+    fn operand(&mut self, node: &NodeDef, name: &str) -> Result<Operand, TfjsError> {
         Ok(match self.resolve(name)? {
             Known::Slot(slot) => Operand::Slot(slot),
-            Known::Host(host) => Operand::Const(self.upload(&host)),
+            Known::Host(host) => Operand::Const(self.upload(&host).map_err(|m| self.error(node, m))?),
         })
     }
 
@@ -397,7 +439,16 @@ impl<'a> Compiler<'a> {
             file: self.graph.source.clone(),
             message: format!("no node named `{node_name}`"),
         })?;
-        self.compile_node(node)?;
+        if self.in_progress.contains(&node.name.as_str()) {
+            return Err(self.error(node, "is its own input (the graph has a cycle)"));
+        }
+        if self.in_progress.len() >= MAX_GRAPH_DEPTH {
+            return Err(self.error(node, format!("the graph is deeper than {MAX_GRAPH_DEPTH} nodes")));
+        }
+        self.in_progress.push(node.name.as_str());
+        let compiled = self.compile_node(node);
+        self.in_progress.pop();
+        compiled?;
         self.known
             .get(&key(node_name, k))
             .cloned()
@@ -406,17 +457,26 @@ impl<'a> Compiler<'a> {
 
     /// Whether a value depends on constants only (never on the input).
     fn is_constant(&mut self, name: &str) -> bool {
+        self.is_constant_at(name, 0)
+    }
+
+    fn is_constant_at(&mut self, name: &str, depth: usize) -> bool {
         let (node_name, _) = split_output(name);
         if let Some(&known) = self.constant.get(node_name) {
             return known;
         }
+        if depth > MAX_GRAPH_DEPTH {
+            return false; // compiling it will name the error
+        }
+        // Provisionally not: a cycle back to this node ends here.
+        self.constant.insert(node_name.to_string(), false);
         let constant = match self.nodes.get(node_name) {
             Some(node) if node.op == "Const" => true,
             Some(node) if node.op == "Placeholder" => false,
             Some(node) => {
                 let node: &NodeDef = node;
                 let inputs: Vec<&str> = node.data_inputs().collect();
-                !inputs.is_empty() && inputs.into_iter().all(|i| self.is_constant(i))
+                !inputs.is_empty() && inputs.into_iter().all(|i| self.is_constant_at(i, depth + 1))
             }
             None => false,
         };
@@ -443,7 +503,7 @@ impl<'a> Compiler<'a> {
             for input in node.data_inputs() {
                 match self.resolve(input)? {
                     Known::Host(h) => hosts.push(h),
-                    Known::Slot(_) => unreachable!("checked constant"),
+                    Known::Slot(_) => return Err(self.error(node, "mixes constants and computed values")),
                 }
             }
             let folded = fold(node, &hosts).map_err(|m| self.error(node, m))?;
@@ -513,13 +573,13 @@ impl<'a> Compiler<'a> {
                 if matches!(binary, Binary::Add) && self.fold_bias(node, names[0], names[1])? {
                     return Ok(());
                 }
-                let (a, b) = (self.operand(names[0])?, self.operand(names[1])?);
+                let (a, b) = (self.operand(node, names[0])?, self.operand(node, names[1])?);
                 self.emit(node, None, Op::Binary(binary, a, b));
             }
             "Relu" | "Relu6" | "LeakyRelu" | "Sigmoid" | "Tanh" => {
                 let input = self.first_slot(node)?;
                 let alpha = node.attr_float("alpha").unwrap_or(0.2);
-                let act = Activation::parse(op, alpha).expect("listed above");
+                let act = Activation::parse(op, alpha).ok_or_else(|| self.error(node, "unsupported activation"))?;
                 self.emit(node, Some(input), Op::Unary(act));
             }
             "Sqrt" => {
@@ -529,13 +589,17 @@ impl<'a> Compiler<'a> {
             "Pad" | "PadV2" => {
                 let input = self.first_slot(node)?;
                 let pads = self.host_input(node, 1)?.to_i64();
-                let value = if op == "PadV2" { self.host_input(node, 2)?.to_f32()[0] } else { 0.0 };
-                let pairs = pads.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect();
+                let value = if op == "PadV2" {
+                    *self.host_input(node, 2)?.to_f32().first().ok_or_else(|| self.error(node, "no pad value"))?
+                } else {
+                    0.0
+                };
+                let pairs = pad_pairs(&pads).map_err(|m| self.error(node, m))?;
                 self.emit(node, Some(input), Op::Pad { pairs, value });
             }
             "Transpose" => {
                 let input = self.first_slot(node)?;
-                let perm = self.host_input(node, 1)?.to_i64().into_iter().map(|p| p as usize).collect();
+                let perm = permutation(&self.host_input(node, 1)?.to_i64()).map_err(|m| self.error(node, m))?;
                 self.emit(node, Some(input), Op::Transpose(perm));
             }
             "Reshape" => {
@@ -548,10 +612,16 @@ impl<'a> Compiler<'a> {
                 // resolved at run time from the input's shape.
                 let input = self.first_slot(node)?;
                 let op = if op == "ExpandDims" {
-                    let axis = self.host_input(node, 1)?.to_i64()[0];
+                    let axis = first_value(&self.host_input(node, 1)?).map_err(|m| self.error(node, m))?;
+                    if !(-5..=4).contains(&axis) {
+                        return Err(self.error(node, format!("axis {axis} is out of range")));
+                    }
                     Op::Reshape(vec![i64::MIN, axis])
                 } else {
                     let dims = node.attr_int_list("squeeze_dims").unwrap_or_default();
+                    if dims.iter().any(|d| !(-4..4).contains(d)) {
+                        return Err(self.error(node, format!("squeeze_dims {dims:?} are out of range")));
+                    }
                     Op::Reshape([i64::MIN + 1].into_iter().chain(dims).collect())
                 };
                 self.emit(node, Some(input), op);
@@ -560,27 +630,41 @@ impl<'a> Compiler<'a> {
                 let names: Vec<&str> = node.data_inputs().collect();
                 let (axis_name, value_names) = names.split_last().ok_or_else(|| self.error(node, "no inputs"))?;
                 let axis = match self.resolve(axis_name)? {
-                    Known::Host(h) => h.to_i64()[0],
+                    Known::Host(h) => first_value(&h).map_err(|m| self.error(node, m))?,
                     Known::Slot(_) => return Err(self.error(node, "axis must be a constant")),
                 };
-                let inputs = value_names.iter().map(|n| self.operand(n)).collect::<Result<_, _>>()?;
+                if value_names.is_empty() {
+                    return Err(self.error(node, "nothing to concatenate"));
+                }
+                let inputs = value_names.iter().map(|n| self.operand(node, n)).collect::<Result<_, _>>()?;
                 self.emit(node, None, Op::Concat { inputs, axis });
             }
             "SplitV" | "Split" => {
                 let (input, sizes, axis) = if op == "SplitV" {
                     let input = self.first_slot(node)?;
                     let sizes = self.host_input(node, 1)?.to_i64();
-                    (input, sizes, self.host_input(node, 2)?.to_i64()[0])
+                    let axis = first_value(&self.host_input(node, 2)?).map_err(|m| self.error(node, m))?;
+                    (input, sizes, axis)
                 } else {
-                    let axis = self.host_input(node, 0)?.to_i64()[0];
+                    let axis = first_value(&self.host_input(node, 0)?).map_err(|m| self.error(node, m))?;
                     let name = node.data_inputs().nth(1).ok_or_else(|| self.error(node, "missing input"))?;
                     let Known::Slot(input) = self.resolve(name)? else {
                         return Err(self.error(node, "expects a computed input"));
                     };
-                    let parts = node.attr_int("num_split").unwrap_or(1);
-                    (input, vec![-parts], axis)
+                    let parts = bounded(node.attr_int("num_split").unwrap_or(1), MAX_OUTPUTS, "num_split").map_err(|m| self.error(node, m))?;
+                    (input, vec![-(parts as i64)], axis)
                 };
-                let count = if sizes.len() == 1 && sizes[0] < 0 { (-sizes[0]) as usize } else { sizes.len() };
+                // `[-n]` asks for n equal parts; otherwise one output per size.
+                let count = match sizes.as_slice() {
+                    [n] if *n < 0 => n.unsigned_abs() as usize,
+                    _ => sizes.len(),
+                };
+                if count == 0 || count > MAX_OUTPUTS {
+                    return Err(self.error(node, format!("{count} outputs (1..={MAX_OUTPUTS})")));
+                }
+                if count == sizes.len() && sizes.iter().any(|&s| s < 0) && sizes.len() > 1 {
+                    return Err(self.error(node, format!("split sizes {sizes:?} must not be negative")));
+                }
                 let outputs: Vec<usize> = (0..count).map(|_| self.new_slot()).collect();
                 for (k, &slot) in outputs.iter().enumerate() {
                     self.known.insert(key(&node.name, k), Known::Slot(slot));
@@ -597,7 +681,7 @@ impl<'a> Compiler<'a> {
             "Unpack" => {
                 let input = self.first_slot(node)?;
                 let axis = node.attr_int("axis").unwrap_or(0);
-                let count = node.attr_int("num").unwrap_or(1).max(1) as usize;
+                let count = bounded(node.attr_int("num").unwrap_or(1), MAX_OUTPUTS, "num").map_err(|m| self.error(node, m))?.max(1);
                 let outputs: Vec<usize> = (0..count).map(|_| self.new_slot()).collect();
                 for (k, &slot) in outputs.iter().enumerate() {
                     self.known.insert(key(&node.name, k), Known::Slot(slot));
@@ -616,8 +700,9 @@ impl<'a> Compiler<'a> {
                 if !align_corners && !half_pixel && op == "ResizeBilinear" {
                     return Err(self.error(node, "legacy (asymmetric) resize sampling is not supported; re-export with half_pixel_centers"));
                 }
+                let side = |v: i64| bounded(v, MAX_WINDOW, "resize size").map_err(|m| self.error(node, m));
                 let op = Op::Resize {
-                    size: [size[0] as usize, size[1] as usize],
+                    size: [side(size[0])?, side(size[1])?],
                     bilinear: op == "ResizeBilinear",
                     align_corners,
                     nhwc: true,
@@ -659,9 +744,12 @@ impl<'a> Compiler<'a> {
             return Ok(None);
         }
         let pads = self.host_input(producer, 1)?.to_i64();
-        let mut pairs: Vec<(usize, usize)> = pads.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect();
+        let Ok(mut pairs) = pad_pairs(&pads) else { return Ok(None) };
         let perm = match transpose {
-            Some(t) => self.host_input(t, 1)?.to_i64().into_iter().map(|p| p as usize).collect(),
+            Some(t) => match permutation(&self.host_input(t, 1)?.to_i64()) {
+                Ok(perm) => perm,
+                Err(_) => return Ok(None),
+            },
             None => (0..pairs.len()).collect::<Vec<_>>(),
         };
         if pairs.len() != 4 || perm.len() != 4 {
@@ -672,7 +760,7 @@ impl<'a> Compiler<'a> {
         if pairs[batch] != (0, 0) || pairs[channels] != (0, 0) {
             return Ok(None);
         }
-        let source = producer.data_inputs().next().expect("Pad has an input").to_string();
+        let Some(source) = producer.data_inputs().next().map(str::to_string) else { return Ok(None) };
         let Known::Slot(mut slot) = self.resolve(&source)? else { return Ok(None) };
         if let Some(t) = transpose {
             slot = self.emit(t, Some(slot), Op::Transpose(perm));
@@ -693,7 +781,8 @@ impl<'a> Compiler<'a> {
         let channel_axis = if conv.nhwc { 3 } else { 1 };
         let along_channels = bias.shape.len() == 1
             || (bias.shape.len() == 4 && bias.shape.iter().enumerate().all(|(i, &d)| d == 1 || i == channel_axis));
-        if conv.bias.is_some() || conv.activation != Activation::None || bias.len() != channels || !along_channels {
+        let whole = bias.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) == Some(bias.len());
+        if conv.bias.is_some() || conv.activation != Activation::None || bias.len() != channels || !along_channels || !whole {
             return Ok(false);
         }
         conv.bias = Some(Tensor::from_data(TensorData::new(bias.to_f32(), [channels]), self.device));
@@ -716,7 +805,8 @@ impl<'a> Compiler<'a> {
             return Err(self.error(node, format!("`{attr}` must have 4 entries")));
         }
         let (h, w) = if nhwc { (list[1], list[2]) } else { (list[2], list[3]) };
-        Ok([h as usize, w as usize])
+        let value = |v: i64| bounded(v, MAX_WINDOW, attr).ok().filter(|&v| v >= 1).ok_or_else(|| self.error(node, format!("`{attr}` {list:?} must be 1..={MAX_WINDOW}")));
+        Ok([value(h)?, value(w)?])
     }
 
     fn padding(&self, node: &NodeDef, nhwc: bool) -> Result<Padding, TfjsError> {
@@ -729,10 +819,8 @@ impl<'a> Compiler<'a> {
                     return Err(self.error(node, "explicit_paddings must have 8 entries"));
                 }
                 let (h, w) = if nhwc { (2, 4) } else { (4, 6) };
-                Ok(Padding::Explicit([
-                    (pads[h] as usize, pads[h + 1] as usize),
-                    (pads[w] as usize, pads[w + 1] as usize),
-                ]))
+                let pad = |v: i64| bounded(v, MAX_WINDOW, "explicit padding").map_err(|m| self.error(node, m));
+                Ok(Padding::Explicit([(pad(pads[h])?, pad(pads[h + 1])?), (pad(pads[w])?, pad(pads[w + 1])?)]))
             }
             Some(other) => Err(self.error(node, format!("padding {other} is not supported"))),
         }
@@ -747,6 +835,9 @@ impl<'a> Compiler<'a> {
         }
         let [kh, kw, cin, cout] = [filter.shape[0], filter.shape[1], filter.shape[2], filter.shape[3]];
         let values = filter.to_f32();
+        if filter.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) != Some(values.len()) || values.is_empty() {
+            return Err(self.error(node, format!("filter of shape {:?} holds {} values", filter.shape, values.len())));
+        }
         // TF filters are [kh, kw, in, out] (depthwise: [kh, kw, in, multiplier]);
         // Burn wants [out, in / groups, kh, kw] with out = in * multiplier + m.
         let (out_channels, per_group, groups) = if depthwise { (cin * cout, 1, cin) } else { (cout, cin, 1) };
@@ -812,6 +903,20 @@ fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTensor>, String
             HostData::I64(v) => v.iter().map(|&x| x as f64).collect(),
         }
     };
+    let arity = match node.op.as_str() {
+        "Identity" | "StopGradient" | "Cast" => 1,
+        "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "FloorDiv" | "Maximum" | "Minimum" | "Reshape" => 2,
+        "SparseToDense" => 4,
+        _ => 1,
+    };
+    if inputs.len() < arity {
+        return Err(format!("{} needs {arity} inputs, has {}", node.op, inputs.len()));
+    }
+    for input in inputs {
+        if input.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(input.len()) {
+            return Err(format!("a constant of shape {:?} holds {} values", input.shape, input.len()));
+        }
+    }
     Ok(match node.op.as_str() {
         "Identity" | "StopGradient" => vec![inputs[0].clone()],
         "Cast" => {
@@ -852,21 +957,28 @@ fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTensor>, String
             if shape.len() != 1 {
                 return Err("only 1-D SparseToDense can be folded".into());
             }
-            let mut out = vec![as_f64(default)[0]; shape[0] as usize];
+            let length = bounded(shape[0], MAX_OUTPUTS, "SparseToDense length")?;
+            let default = *as_f64(default).first().ok_or("no default value")?;
+            let mut out = vec![default; length];
             let vals = as_f64(values);
-            for (j, &i) in indices.iter().enumerate() {
-                *out.get_mut(i as usize).ok_or("index out of range")? = if vals.len() == 1 { vals[0] } else { vals[j] };
+            if vals.len() != 1 && vals.len() != indices.len() {
+                return Err(format!("{} values for {} indices", vals.len(), indices.len()));
             }
-            vec![same_kind(values, out, vec![shape[0] as usize])]
+            for (j, &i) in indices.iter().enumerate() {
+                let slot = usize::try_from(i).ok().and_then(|i| out.get_mut(i)).ok_or("index out of range")?;
+                *slot = if vals.len() == 1 { vals[0] } else { vals[j] };
+            }
+            vec![same_kind(values, out, vec![length])]
         }
         "Reshape" => {
             let mut t = inputs[0].clone();
-            let dims = ints(&inputs[1]);
-            let known: i64 = dims.iter().filter(|&&d| d >= 0).product();
-            t.shape = dims.iter().map(|&d| if d < 0 { t.len() / known.max(1) as usize } else { d as usize }).collect();
+            t.shape = reshape_target(&t.shape, &ints(&inputs[1]))?;
             vec![t]
         }
         "Pack" => {
+            if inputs.iter().any(|t| t.shape != inputs[0].shape) {
+                return Err("Pack of constants of different shapes".into());
+            }
             let mut values = Vec::new();
             for t in inputs {
                 values.extend(as_f64(t));
@@ -914,6 +1026,7 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
             let x = input()?;
             let (nchw, [_, _, h, w]) = to_nchw(&x, *nhwc)?;
             let pads = padding.resolve([h, w], *kernel, *stride, [1, 1]);
+            window_output([h, w], *kernel, *stride, [1, 1], pads)?;
             let y = match kind {
                 PoolKind::Max => {
                     let options = MaxPoolOptions::new(*kernel).with_stride(*stride).with_padding_pairs(pads);
@@ -932,6 +1045,7 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
         Op::Binary(kind, a, b) => {
             let (a, b) = (fetch(a), fetch(b));
             let shape = broadcast_shape(&a.shape, &b.shape)?;
+            check_shape(&shape)?;
             let (x, y) = (a.tensor, b.tensor);
             let t = match kind {
                 Binary::Add => x + y,
@@ -957,12 +1071,13 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
             if pairs.len() != x.rank() {
                 return Err(format!("{} padding pairs for rank {}", pairs.len(), x.rank()));
             }
-            let shape = x.shape.iter().zip(pairs).map(|(d, (a, b))| d + a + b).collect();
+            let shape: Vec<usize> = x.shape.iter().zip(pairs).map(|(d, (a, b))| d + a + b).collect();
+            check_shape(&shape)?;
             Value::new(x.tensor.pad(pairs.clone(), PadMode::Constant(*value)), shape)
         }
         Op::Transpose(perm) => {
             let x = input()?;
-            if perm.len() != x.rank() {
+            if perm.len() != x.rank() || perm.iter().any(|&p| p >= x.rank()) {
                 return Err(format!("permutation {perm:?} for rank {}", x.rank()));
             }
             let offset = 4 - x.rank();
@@ -982,8 +1097,15 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
             let values: Vec<Value> = inputs.iter().map(fetch).collect();
             let first = values.first().ok_or("nothing to concatenate")?;
             let axis4 = first.axis4(*axis)?;
+            let mismatched = values.iter().any(|v| {
+                v.rank() != first.rank() || (0..4).any(|d| d != axis4 && v.tensor.dims()[d] != first.tensor.dims()[d])
+            });
+            if mismatched {
+                return Err(format!("cannot concatenate shapes {:?} along axis {axis}", values.iter().map(|v| &v.shape).collect::<Vec<_>>()));
+            }
             let mut shape = first.shape.clone();
             shape[axis4 - (4 - first.rank())] = values.iter().map(|v| v.tensor.dims()[axis4]).sum();
+            check_shape(&shape)?;
             Value::new(Tensor::cat(values.into_iter().map(|v| v.tensor).collect(), axis4), shape)
         }
         Op::Split { axis, sizes, outputs } => {
@@ -995,8 +1117,8 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
             } else {
                 sizes.clone()
             };
-            if sizes.iter().sum::<usize>() != total {
-                return Err(format!("split sizes {sizes:?} do not add up to {total}"));
+            if sizes.len() != outputs.len() || sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(total) {
+                return Err(format!("split sizes {sizes:?} do not make {} parts of {total}", outputs.len()));
             }
             let parts = x.tensor.clone().split_with_sizes(sizes.clone(), axis4);
             return Ok(outputs
@@ -1014,6 +1136,9 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
             let x = input()?;
             let axis4 = x.axis4(*axis)?;
             let logical = axis4 - (4 - x.rank());
+            if x.shape[logical] != outputs.len() {
+                return Err(format!("unpacks {} values along an axis of {}", outputs.len(), x.shape[logical]));
+            }
             let mut shape = x.shape.clone();
             shape.remove(logical);
             return Ok(outputs
@@ -1027,7 +1152,11 @@ fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec
         }
         Op::Resize { size, bilinear, align_corners, nhwc } => {
             let x = input()?;
-            let (nchw, _) = to_nchw(&x, *nhwc)?;
+            let (nchw, [n, c, _, _]) = to_nchw(&x, *nhwc)?;
+            if size.contains(&0) {
+                return Err("resize to an empty size".into());
+            }
+            check_shape(&[n, c, size[0], size[1]])?;
             let mode = if *bilinear { InterpolateMode::Bilinear } else { InterpolateMode::Nearest };
             let options = InterpolateOptions::new(mode).with_align_corners(*align_corners).with_output_size(*size);
             from_nchw(interpolate(nchw, options), *nhwc)
@@ -1058,10 +1187,46 @@ fn run_conv(conv: &Conv, x: Value) -> Result<Value, String> {
         return Err(format!("input has {c} channels, the filter expects {}", per_group * conv.groups));
     }
     let padding = conv.padding.resolve([h, w], [kh, kw], conv.stride, conv.dilation);
+    let [oh, ow] = window_output([h, w], [kh, kw], conv.stride, conv.dilation, padding)?;
+    check_shape(&[1, conv.weight.dims()[0], oh, ow])?;
     let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
     let y = conv2d(nchw, conv.weight.clone(), conv.bias.clone(), options);
     let y = conv.activation.apply(y);
     Ok(from_nchw(y, conv.nhwc))
+}
+
+/// `[before, after]` pairs from a flat list of paddings, each bounded.
+fn pad_pairs(pads: &[i64]) -> Result<Vec<(usize, usize)>, String> {
+    if pads.len() % 2 != 0 || pads.len() > 8 {
+        return Err(format!("paddings {pads:?} are not pairs for rank <= 4"));
+    }
+    pads.chunks(2).map(|p| Ok((bounded(p[0], MAX_WINDOW, "padding")?, bounded(p[1], MAX_WINDOW, "padding")?))).collect()
+}
+
+/// A permutation of `0..n` (n <= 4), or an error.
+fn permutation(values: &[i64]) -> Result<Vec<usize>, String> {
+    let n = values.len();
+    let perm: Vec<usize> = values.iter().filter_map(|&v| usize::try_from(v).ok().filter(|&v| v < n)).collect();
+    let mut seen = [false; 4];
+    if n > 4 || perm.len() != n || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
+        return Err(format!("{values:?} is not a permutation of 0..{n}"));
+    }
+    Ok(perm)
+}
+
+/// The output size of a window (convolution, pooling) sliding over
+/// `input` with `padding`: an error when the window does not fit once.
+fn window_output(input: [usize; 2], kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], padding: [(usize, usize); 2]) -> Result<[usize; 2], String> {
+    let mut out = [0; 2];
+    for i in 0..2 {
+        let padded = input[i] + padding[i].0 + padding[i].1;
+        let span = dilation[i].checked_mul(kernel[i].saturating_sub(1)).and_then(|s| s.checked_add(1));
+        match span {
+            Some(span) if kernel[i] >= 1 && stride[i] >= 1 && span <= padded => out[i] = (padded - span) / stride[i] + 1,
+            _ => return Err(format!("a {}x{} window does not fit a {}x{} input", kernel[0], kernel[1], input[0], input[1])),
+        }
+    }
+    Ok(out)
 }
 
 fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
@@ -1082,14 +1247,14 @@ fn reshape_target(shape: &[usize], spec: &[i64]) -> Result<Vec<usize>, String> {
     let rank = shape.len() as i64;
     let target: Vec<usize> = match spec.first() {
         Some(&i64::MIN) => {
-            let axis = spec[1];
-            let axis = if axis < 0 { axis + rank + 1 } else { axis } as usize;
+            let axis = *spec.get(1).ok_or("ExpandDims without an axis")?;
+            let axis = usize::try_from(if axis < 0 { axis + rank + 1 } else { axis }).map_err(|_| format!("axis {axis} out of range"))?;
             let mut out = shape.to_vec();
             out.insert(axis.min(shape.len()), 1);
             out
         }
         Some(&s) if s == i64::MIN + 1 => {
-            let dims: Vec<usize> = spec[1..].iter().map(|&d| if d < 0 { d + rank } else { d } as usize).collect();
+            let dims: Vec<usize> = spec[1..].iter().filter_map(|&d| usize::try_from(if d < 0 { d + rank } else { d }).ok()).collect();
             shape
                 .iter()
                 .enumerate()
@@ -1099,14 +1264,18 @@ fn reshape_target(shape: &[usize], spec: &[i64]) -> Result<Vec<usize>, String> {
         }
         _ => {
             let total: usize = shape.iter().product();
-            let known: usize = spec.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
-            spec.iter().map(|&d| if d < 0 { total / known.max(1) } else { d as usize }).collect()
+            if spec.len() > 4 || spec.iter().filter(|&&d| d < 0).count() > 1 {
+                return Err(format!("cannot reshape {shape:?} to {spec:?}"));
+            }
+            let dims: Vec<Option<usize>> = spec.iter().map(|&d| usize::try_from(d).ok()).collect();
+            let known = dims.iter().flatten().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("cannot reshape {shape:?} to {spec:?}"))?;
+            dims.iter().map(|d| d.unwrap_or(total / known.max(1))).collect()
         }
     };
     if target.len() > 4 {
         return Err(format!("rank {} tensors are not supported", target.len()));
     }
-    if target.iter().product::<usize>() != shape.iter().product::<usize>() {
+    if target.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(shape.iter().product::<usize>()) {
         return Err(format!("cannot reshape {shape:?} to {target:?}"));
     }
     Ok(target)

@@ -51,6 +51,7 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
             LearnSpec { column: "baseColour".into(), weight: 0.22 },
         ],
         colour_weight: 0.0,
+        allow_private_redirects: false,
     })?;
     let photos = options.data_dir.join("ccp-street-fashion/images");
     let output = std::process::Command::new("node")

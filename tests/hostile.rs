@@ -1,0 +1,728 @@
+//! Hostile input, tried as an attacker would: mutated and re-signed index
+//! files, hostile TF.js graphs, hostile catalogs in every format, and
+//! decompression bombs. Every input of a class runs in a child process
+//! (this test binary run again) under an address-space limit and a
+//! per-input deadline, so a hang or a blow-up is counted and fails the test
+//! instead of stalling CI. Each class prints its tally: inputs tried, named
+//! errors, same answer, different answer (only re-signed mutations may
+//! legitimately change data), panics, crashes (an abort, as from an
+//! allocation over the limit), hangs, and the child's peak memory.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const CHILD: &str = "LOOKALIKE_HOSTILE_CHILD";
+
+/// Outcome of one input, as the child reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Outcome {
+    Error,
+    Same,
+    Different,
+    Panic,
+    Crash,
+    Hang,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    counts: std::collections::BTreeMap<String, usize>,
+    tried: usize,
+    peak_rss_mb: f64,
+    /// The first few inputs that panicked, crashed or hung, for the message.
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome, case: usize, detail: &str) {
+        self.tried += 1;
+        *self.counts.entry(format!("{outcome:?}").to_lowercase()).or_default() += 1;
+        if matches!(outcome, Outcome::Panic | Outcome::Crash | Outcome::Hang) && self.failures.len() < 5 {
+            self.failures.push(format!("case {case} {outcome:?}: {detail}"));
+        }
+    }
+
+    fn count(&self, outcome: &str) -> usize {
+        self.counts.get(outcome).copied().unwrap_or(0)
+    }
+}
+
+/// Runs cases `0..cases` of `class` in child processes with at most
+/// `memory_mb` of address space and `deadline` per case; a child that dies
+/// or hangs is replaced and the run goes on after the case that killed it.
+fn run_class(class: &str, cases: usize, deadline: Duration, memory_mb: u64) -> Tally {
+    let mut tally = Tally::default();
+    let mut next = 0;
+    while next < cases {
+        let mut child = Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, format!("{class}:{next}:{cases}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let limit = memory_mb * 1024 * 1024;
+        // Safety: setrlimit is async-signal-safe; nothing else runs here.
+        unsafe {
+            child.pre_exec(move || {
+                let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                if libc::setrlimit(libc::RLIMIT_AS, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = child.spawn().expect("the test binary runs again");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut hung = false;
+        let mut last = Instant::now();
+        loop {
+            match received.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    let mut words = line.splitn(4, ' ');
+                    if words.next() != Some("case") {
+                        continue;
+                    }
+                    let case: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(next);
+                    let outcome = match words.next() {
+                        Some("error") => Outcome::Error,
+                        Some("same") => Outcome::Same,
+                        Some("different") => Outcome::Different,
+                        _ => Outcome::Panic,
+                    };
+                    tally.add(outcome, case, words.next().unwrap_or(""));
+                    next = case + 1;
+                    last = Instant::now();
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) if last.elapsed() > deadline => {
+                    hung = true;
+                    let _ = child.kill();
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        let (status, rss) = wait_with_rusage(child.id() as libc::pid_t);
+        tally.peak_rss_mb = tally.peak_rss_mb.max(rss);
+        if next < cases && (hung || status != 0) {
+            let outcome = if hung { Outcome::Hang } else { Outcome::Crash };
+            tally.add(outcome, next, &format!("child ended with status {status}"));
+            next += 1;
+        } else if next < cases {
+            panic!("{class}: the child stopped at case {next} of {cases} without a reason");
+        }
+    }
+    tally
+}
+
+/// Waits for `pid` and returns its wait status and its peak resident memory in MB.
+fn wait_with_rusage(pid: libc::pid_t) -> (i32, f64) {
+    let mut status = 0;
+    // Safety: a zeroed rusage is a valid out-parameter.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Safety: `pid` is our own child, not yet waited for.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    (status, usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// Prints a class's tally. For index files "same" and "different" compare
+/// answers with the unmutated file's; other classes have no original
+/// answer, and an input that is accepted and processed counts as "same".
+fn report(class: &str, tally: &Tally) {
+    println!(
+        "hostile {class}: {} inputs; named error {}, accepted with the same answer {}, with a different answer {}, panic {}, crash {}, hang {}; peak memory {:.0} MB",
+        tally.tried,
+        tally.count("error"),
+        tally.count("same"),
+        tally.count("different"),
+        tally.count("panic"),
+        tally.count("crash"),
+        tally.count("hang"),
+        tally.peak_rss_mb
+    );
+}
+
+fn assert_survived(class: &str, tally: &Tally, cases: usize) {
+    report(class, tally);
+    assert_eq!(tally.tried, cases, "{class}: every input is accounted for");
+    let failed = tally.count("panic") + tally.count("crash") + tally.count("hang");
+    assert_eq!(failed, 0, "{class}: {:?}", tally.failures);
+}
+
+/// The child side: runs cases `from..to` of a class, one line per case.
+#[test]
+fn child_process_entry() {
+    let Ok(spec) = std::env::var(CHILD) else { return };
+    let mut parts = spec.split(':');
+    let class = parts.next().unwrap().to_string();
+    let from: usize = parts.next().unwrap().parse().unwrap();
+    let to: usize = parts.next().unwrap().parse().unwrap();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut out = std::io::stdout();
+    for case in from..to {
+        let result = std::panic::catch_unwind(|| match class.as_str() {
+            "index" => cases::index(case),
+            "tfjs" => cases::tfjs(case),
+            "detector" => cases::detector(case),
+            "catalog" => cases::catalog(case),
+            "image" => cases::image(case),
+            other => panic!("unknown class {other}"),
+        });
+        let line = match result {
+            Ok(Ok(same)) => format!("case {case} {}", if same { "same" } else { "different" }),
+            Ok(Err(e)) => format!("case {case} error {}", e.replace('\n', " ")),
+            Err(panic) => {
+                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                format!("case {case} panic {}", message.unwrap_or_default().replace('\n', " "))
+            }
+        };
+        writeln!(out, "{line}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn hostile_index_files() {
+    let cases = 1500;
+    let tally = run_class("index", cases, Duration::from_secs(20), 2048);
+    assert_survived("index files", &tally, cases);
+    assert!(tally.count("error") > cases / 2, "most mutations are caught: {:?}", tally.counts);
+}
+
+#[test]
+fn the_synthetic_graph_runs_unmutated() {
+    assert_eq!(cases::tfjs_baseline(), Ok(true));
+}
+
+#[test]
+fn hostile_tfjs_graphs() {
+    let cases = 600;
+    let tally = run_class("tfjs", cases, Duration::from_secs(20), 2048);
+    assert_survived("TF.js graphs (synthetic)", &tally, cases);
+    assert!(tally.count("error") > cases / 3, "most mutations are refused: {:?}", tally.counts);
+}
+
+#[test]
+fn hostile_detector_models() {
+    if !common::project_file("models/nanodet.json").is_file() {
+        eprintln!("skipping: models/nanodet.json is fetched by ./build.sh");
+        return;
+    }
+    let cases = 62;
+    let tally = run_class("detector", cases, Duration::from_secs(60), 3072);
+    assert_survived("TF.js graphs (NanoDet and MoveNet mutated)", &tally, cases);
+}
+
+#[test]
+fn hostile_catalogs() {
+    let cases = cases::CATALOG_CASES;
+    let tally = run_class("catalog", cases, Duration::from_secs(15), 2048);
+    assert_survived("catalogs", &tally, cases);
+}
+
+#[test]
+fn hostile_images() {
+    let cases = cases::IMAGE_CASES;
+    let tally = run_class("image", cases, Duration::from_secs(30), 1536);
+    assert_survived("images", &tally, cases);
+    assert!(tally.peak_rss_mb < 1024.0, "decoding stays bounded: {:.0} MB", tally.peak_rss_mb);
+}
+
+/// The inputs, generated from the case number (deterministic).
+mod cases {
+    use lookalike::appearance::{Layout, Part, PartsTable};
+    use lookalike::catalog::{Catalog, CatalogFormat, Columns};
+    use lookalike::forest::{Forest, ForestParams, Metric, Query};
+    use lookalike::index_file::{Index, resign};
+    use rand::{Rng, RngExt, SeedableRng, rngs::StdRng};
+    use serde_json::{Value, json};
+
+    /// `Ok(true)`: accepted with the same answer as the original input;
+    /// `Ok(false)`: accepted with another answer; `Err`: refused with a reason.
+    pub type Result = std::result::Result<bool, String>;
+
+    fn sample_index() -> Index {
+        let n = 400;
+        let mut rng = StdRng::seed_from_u64(7);
+        let vectors: Vec<f32> = (0..n * 16).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 5).collect();
+        let params = ForestParams { pca_dims: Some(8), encoding: lookalike::forest::Encoding::I8PerDim, ..ForestParams::new(Metric::Angular) };
+        let forest = Forest::build(vectors, 16, Some(labels), &params).unwrap();
+        let layout = Layout { visual_weight: 0.5, parts: vec![Part { name: "colour".into(), dims: 4, weight: 0.5 }] };
+        let rows: Vec<Vec<f32>> = (0..n).map(|i| (0..4).map(|d| ((i + d) % 7) as f32 / 6.0).collect()).collect();
+        Index {
+            forest,
+            ids: (0..n).map(|i| format!("p{i}")).collect(),
+            label_names: (0..5).map(|i| format!("label {i}")).collect(),
+            appearance: Some(PartsTable::encode(layout, &rows)),
+        }
+    }
+
+    /// What a user sees of an index: blended and plain neighbours of a few
+    /// products and of an outside vector.
+    fn answers(index: &Index) -> std::result::Result<Vec<(u32, u32)>, String> {
+        let mut out = Vec::new();
+        let options = lookalike::rank::RecommendOptions { k: 5, search_k: Some(400), same_label: true, weights: None };
+        for item in [0u32, 17, 399].into_iter().filter(|&i| (i as usize) < index.forest.len()) {
+            for r in lookalike::rank::recommend_item(index, item, &options) {
+                out.push((item, index.item_of(&r.similar_product_id).unwrap_or(u32::MAX)));
+            }
+        }
+        let vector = vec![0.25f32; 16];
+        let parts = index.appearance.as_ref().map(|t| vec![0.5f32; t.layout.dims()]);
+        let hits = lookalike::rank::search_vector_distinct(index, &vector, parts.as_deref(), &Query::top(5), None).map_err(|e| e.to_string())?;
+        out.extend(hits.iter().map(|h| (u32::MAX, h.item)));
+        Ok(out)
+    }
+
+    pub fn index(case: usize) -> Result {
+        let original = sample_index();
+        let expected = answers(&original).unwrap();
+        let mut bytes = original.to_bytes();
+        let mut rng = StdRng::seed_from_u64(case as u64);
+        let header_and_table = 64 + 24 * 16;
+        match case % 10 {
+            // Crafted structures, re-signed: DAGs, cycles (a child pointing
+            // back), out-of-range references, overflowing layouts.
+            0 | 1 => craft(&mut bytes, &mut rng, case % 2 == 0),
+            // A few random bytes anywhere, re-signed half the time.
+            2..=5 => {
+                for _ in 0..rng.random_range(1..8) {
+                    let at = rng.random_range(0..bytes.len());
+                    bytes[at] = rng.random();
+                }
+                if case % 2 == 0 {
+                    resign(&mut bytes);
+                }
+            }
+            // The header and section table: counts, offsets, kinds.
+            6 | 7 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(8..header_and_table.min(bytes.len()));
+                    bytes[at] = rng.random();
+                }
+                if case % 2 == 0 {
+                    resign(&mut bytes);
+                }
+            }
+            // Truncated, or extended with junk.
+            8 => bytes.truncate(rng.random_range(0..bytes.len())),
+            _ => bytes.extend((0..rng.random_range(1..5000)).map(|_| rng.random::<u8>())),
+        }
+        let index = Index::from_bytes(&bytes).map_err(|e| e.to_string())?;
+        Ok(answers(&index)? == expected)
+    }
+
+    /// Rewrites a node, a root or the appearance layout of a valid file.
+    fn craft(bytes: &mut [u8], rng: &mut StdRng, nodes: bool) {
+        let table = |kind: u32| {
+            let n = u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize;
+            (0..n).map(|i| 64 + 24 * i).find(|&e| u32::from_le_bytes(bytes[e..e + 4].try_into().unwrap()) == kind).map(|e| {
+                let offset = u64::from_le_bytes(bytes[e + 8..e + 16].try_into().unwrap()) as usize;
+                let len = u64::from_le_bytes(bytes[e + 16..e + 24].try_into().unwrap()) as usize;
+                (offset, len)
+            })
+        };
+        if nodes {
+            let (offset, len) = table(4).unwrap();
+            let n_nodes = len / 12;
+            let node = rng.random_range(0..n_nodes);
+            let field = rng.random_range(0..3);
+            let value: u32 = match rng.random_range(0..4) {
+                0 => rng.random_range(0..n_nodes as u32),          // shared child or back edge
+                1 => node as u32,                                   // a self loop
+                2 => rng.random::<u32>() & 0x7FFF_FFFF,             // out of range
+                _ => 0x8000_0000 | rng.random_range(0..10_000u32), // a huge leaf
+            };
+            let at = offset + node * 12 + field * 4;
+            bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        } else {
+            let (offset, len) = table(16).unwrap();
+            let layout_len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            let hostile = [
+                r#"{"visual_weight":0.5,"parts":[{"name":"colour","dims":18446744073709551615,"weight":0.5},{"name":"x","dims":5,"weight":0.1}]}"#,
+                r#"{"visual_weight":-1,"parts":[{"name":"colour","dims":4,"weight":0.5}]}"#,
+                r#"{"visual_weight":0.5,"parts":[{"name":"colour","dims":4,"weight":1e300}]}"#,
+                r#"{"visual_weight":0.5,"parts":[{"name":"colour","dims":2,"weight":0.5},{"name":"kind","dims":2,"weight":0.5}]}"#,
+                r#"{"visual_weight":0.5,"parts":[]}"#,
+            ];
+            let mut layout = hostile[rng.random_range(0..hostile.len())].as_bytes().to_vec();
+            layout.resize(layout_len, b' ');
+            if layout.len() == layout_len {
+                bytes[offset + 4..offset + 4 + layout_len].copy_from_slice(&layout);
+            }
+            let _ = len;
+        }
+        resign(bytes);
+    }
+
+    /// A small TF.js graph touching every op family the compiler knows.
+    fn synthetic_graph() -> (Value, Vec<u8>) {
+        let b64 = |s: &str| {
+            const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let bytes = s.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            json!({ "s": out })
+        };
+        let ints = |v: &[i64]| json!({ "list": { "i": v.iter().map(|x| x.to_string()).collect::<Vec<_>>() } });
+        let node = |name: &str, op: &str, inputs: &[&str], attr: Value| json!({ "name": name, "op": op, "input": inputs, "attr": attr });
+        let nodes = vec![
+            node("x", "Placeholder", &[], json!({})),
+            node("w", "Const", &[], json!({})),
+            node("b", "Const", &[], json!({})),
+            node("conv", "Conv2D", &["x", "w"], json!({ "strides": ints(&[1, 1, 1, 1]), "padding": b64("SAME"), "data_format": b64("NHWC") })),
+            node("add", "BiasAdd", &["conv", "b"], json!({})),
+            node("relu", "Relu6", &["add"], json!({})),
+            node("dw", "Const", &[], json!({})),
+            node("dconv", "DepthwiseConv2dNative", &["relu", "dw"], json!({ "strides": ints(&[1, 2, 2, 1]), "padding": b64("VALID") })),
+            node("pool", "MaxPool", &["dconv"], json!({ "ksize": ints(&[1, 2, 2, 1]), "strides": ints(&[1, 1, 1, 1]), "padding": b64("SAME") })),
+            node("size", "Const", &[], json!({})),
+            node("resize", "ResizeBilinear", &["pool", "size"], json!({ "half_pixel_centers": { "b": true } })),
+            node("shape", "Const", &[], json!({})),
+            node("flat", "Reshape", &["resize", "shape"], json!({})),
+            node("perm", "Const", &[], json!({})),
+            node("tr", "Transpose", &["flat", "perm"], json!({})),
+            node("axis", "Const", &[], json!({})),
+            node("cat", "ConcatV2", &["tr", "tr", "axis"], json!({})),
+            node("pads", "Const", &[], json!({})),
+            node("pad", "Pad", &["cat", "pads"], json!({})),
+            node("sizes", "Const", &[], json!({})),
+            node("split", "SplitV", &["pad", "sizes", "axis"], json!({ "num_split": { "i": "2" } })),
+            node("sum", "AddV2", &["split", "split:1"], json!({})),
+            node("sig", "Sigmoid", &["sum"], json!({})),
+            node("out", "Identity", &["sig"], json!({})),
+        ];
+        let mut bin = Vec::new();
+        let mut weights = Vec::new();
+        let mut f32s = |name: &str, shape: &[usize], bin: &mut Vec<u8>| {
+            let n: usize = shape.iter().product();
+            bin.extend((0..n).flat_map(|i| ((i % 7) as f32 * 0.1 - 0.3).to_le_bytes()));
+            weights.push(json!({ "name": name, "shape": shape, "dtype": "float32" }));
+        };
+        f32s("w", &[3, 3, 3, 4], &mut bin);
+        f32s("b", &[4], &mut bin);
+        f32s("dw", &[3, 3, 4, 1], &mut bin);
+        let mut i32s = |name: &str, values: &[i32], shape: &[usize], bin: &mut Vec<u8>| {
+            bin.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            weights.push(json!({ "name": name, "shape": shape, "dtype": "int32" }));
+        };
+        i32s("size", &[6, 6], &[2], &mut bin);
+        i32s("shape", &[36, -1], &[2], &mut bin);
+        i32s("perm", &[1, 0], &[2], &mut bin);
+        i32s("axis", &[0], &[], &mut bin);
+        i32s("pads", &[1, 1, 0, 0], &[2, 2], &mut bin);
+        i32s("sizes", &[5, 5], &[2], &mut bin);
+        let model = json!({
+            "modelTopology": { "node": nodes },
+            "weightsManifest": [{ "paths": ["m.bin"], "weights": weights }],
+        });
+        (model, bin)
+    }
+
+    /// Every JSON pointer in `value` (objects' fields and arrays' items).
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
+            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    fn hostile_value(rng: &mut StdRng) -> Value {
+        let choices = [
+            json!(0), json!(-1), json!(1), json!(3), json!(2147483647), json!(-9223372036854775807i64), json!(1e30),
+            json!("0"), json!("-1"), json!("99999999999"), json!("-9223372036854775808"), json!(""), json!("x"),
+            json!(null), json!(true), json!([]), json!([0, 0]), json!(["1", "99999", "99999", "1"]), json!(["0", "0", "0", "0"]),
+            json!(["-5", "1", "1", "1"]), json!({}), json!({ "list": { "i": ["1", "0", "0", "1"] } }), json!({ "s": "RVhQTElDSVQ=" }),
+            json!({ "s": "TkNIVw==" }), json!({ "i": "-3" }), json!([99999, 99999]), json!([1, 2, 3, 4, 5, 6]),
+            json!("Const"), json!("Placeholder"), json!("Conv2D"), json!("Unpack"), json!("Split"), json!("ExpandDims"),
+            json!("Squeeze"), json!("out"), json!("sum"), json!("x:7"), json!("^x"),
+        ];
+        choices[rng.random_range(0..choices.len())].clone()
+    }
+
+    /// Mutates `model` at 1 to 3 random places and `bin` at times, then
+    /// compiles and runs it.
+    fn mutate_and_run(mut model: Value, mut bin: Vec<u8>, case: Option<usize>, input_shape: &[usize], outputs: &[&str]) -> Result {
+        let mutations = if case.is_some() { 1..4 } else { 0..1 };
+        let case = case.unwrap_or(1);
+        let mut rng = StdRng::seed_from_u64(case as u64 ^ 0x7f);
+        let mut all = Vec::new();
+        pointers(&model, String::new(), &mut all);
+        for _ in 0..rng.random_range(mutations.clone()) {
+            let at = &all[rng.random_range(0..all.len())];
+            if let Some(slot) = model.pointer_mut(at) {
+                *slot = hostile_value(&mut rng);
+            }
+        }
+        if mutations.start > 0 && case % 5 == 0 && !bin.is_empty() {
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..bin.len());
+                bin[at] = rng.random();
+            }
+        }
+        if mutations.start > 0 && case % 11 == 0 {
+            bin.truncate(rng.random_range(0..bin.len().max(1)));
+        }
+        let json = serde_json::to_vec(&model).unwrap();
+        let graph = lookalike::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
+        let device = burn::tensor::Device::flex();
+        let program = lookalike::model::tfjs::Program::compile(&graph, outputs, input_shape, &device).map_err(|e| e.to_string())?;
+        let input = burn::tensor::Tensor::<4>::zeros(program.input_shape().try_into().map_err(|_| "input rank".to_string())?, &device);
+        let values = program.run(input).map_err(|e| e.to_string())?;
+        Ok(!values.is_empty())
+    }
+
+    pub fn tfjs(case: usize) -> Result {
+        let (model, bin) = synthetic_graph();
+        mutate_and_run(model, bin, Some(case), &[1, 12, 12, 3], &["out"])
+    }
+
+    /// The synthetic graph unmutated: the mutations start from a working model.
+    pub fn tfjs_baseline() -> Result {
+        let (model, bin) = synthetic_graph();
+        mutate_and_run(model, bin, None, &[1, 12, 12, 3], &["out"])
+    }
+
+    /// The shipped detector models, mutated the same way and run whole.
+    pub fn detector(case: usize) -> Result {
+        let path = super::common::project_file(if case % 2 == 0 { "models/nanodet.json" } else { "models/movenet-lightning.json" });
+        let json = std::fs::read(&path).unwrap();
+        let mut model: Value = serde_json::from_slice(&json).unwrap();
+        let mut bin = Vec::new();
+        for shard in lookalike::model::tfjs::GraphModel::shard_paths(&json, "m").unwrap() {
+            bin.extend(std::fs::read(path.parent().unwrap().join(shard)).unwrap());
+        }
+        // Mutate the graph's nodes and manifest, not its weights' values.
+        let mut rng = StdRng::seed_from_u64(case as u64);
+        let mut all = Vec::new();
+        pointers(&model, String::new(), &mut all);
+        all.retain(|p| !p.ends_with("/paths/0"));
+        for _ in 0..rng.random_range(1..4) {
+            let at = &all[rng.random_range(0..all.len())];
+            if let Some(slot) = model.pointer_mut(at) {
+                *slot = hostile_value(&mut rng);
+            }
+        }
+        let json = serde_json::to_vec(&model).unwrap();
+        let graph = lookalike::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
+        let device = burn::tensor::Device::flex();
+        let (objects, pose) = if case % 2 == 0 { (Some(&graph), None) } else { (None, Some(&graph)) };
+        let detector = lookalike::detect::Detector::new(objects, pose, &device).map_err(|e| e.to_string())?;
+        let photo = image::RgbImage::from_fn(96, 128, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, 128]));
+        let items = lookalike::detect::readback::block_on(detector.detect(&photo, &lookalike::detect::DetectOptions::default()))?;
+        Ok(items.len() < 100)
+    }
+
+    pub const CATALOG_CASES: usize = 400;
+
+    pub fn catalog(case: usize) -> Result {
+        let mut rng = StdRng::seed_from_u64(case as u64);
+        let format = [CatalogFormat::Csv, CatalogFormat::Json, CatalogFormat::JsonLines][case % 3];
+        let base: Vec<u8> = match format {
+            CatalogFormat::Csv => b"id,image,name\n1,a.jpg,\"Red \"\"dress\"\"\"\n2,b.jpg,Shoe\r\n3,https://x/c.jpg,Bag\n".to_vec(),
+            CatalogFormat::Json => br#"[{"id": "1", "image": "a.jpg"}, {"id": 2, "image": "b.jpg", "tags": ["x"]}]"#.to_vec(),
+            CatalogFormat::JsonLines => b"{\"id\": \"1\", \"image\": \"a.jpg\"}\n\n{\"id\": \"2\", \"image\": \"b.jpg\"}\n".to_vec(),
+        };
+        let bytes: Vec<u8> = match case / 3 % 12 {
+            // Random bytes.
+            0 => (0..rng.random_range(0..4096)).map(|_| rng.random()).collect(),
+            // A few bytes of a valid catalog changed.
+            1 | 2 => {
+                let mut b = base.clone();
+                for _ in 0..rng.random_range(1..6) {
+                    let at = rng.random_range(0..b.len());
+                    b[at] = *[b'"', b',', b'\n', b'\r', b'[', b']', b'{', b'}', 0, 0xFF, 0xC3, b'\\'].get(rng.random_range(0..12)).unwrap();
+                }
+                b
+            }
+            // Deep nesting.
+            3 => {
+                let depth = 200_000;
+                let mut b = b"[{\"id\":\"1\",\"image\":".to_vec();
+                b.extend(std::iter::repeat_n(b'[', depth));
+                b.extend(std::iter::repeat_n(b']', depth));
+                b.extend(b"}]");
+                b
+            }
+            // 100,000 rows (quadratic parsing made JSON arrays take minutes).
+            4 => big_catalog(format, 100_000, 1),
+            // Very wide: 20,000 columns.
+            5 => {
+                let mut b = (0..20_000).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",").into_bytes();
+                b.extend(b"\n");
+                b.extend((0..20_000).map(|i| i.to_string()).collect::<Vec<_>>().join(",").into_bytes());
+                b
+            }
+            // One enormous field (16 MB).
+            6 => {
+                let mut b = base.clone();
+                let at = b.len() / 2;
+                b.splice(at..at, std::iter::repeat_n(b'x', 16 << 20));
+                b
+            }
+            // Invalid UTF-8 in the middle.
+            7 => {
+                let mut b = base.clone();
+                let at = rng.random_range(0..b.len());
+                b.insert(at, 0xFF);
+                b
+            }
+            // Duplicate ids, empty ids, ids that are paths or scripts.
+            8 => b"id,image\n../../etc/passwd,/etc/passwd\n<script>alert(1)</script>,a.jpg\n,b.jpg\n1,c.jpg\n1,d.jpg\n".to_vec(),
+            // Only a header, only a BOM, nothing.
+            9 => [&b"id,image\n"[..], b"\xEF\xBB\xBF", b""][rng.random_range(0..3)].to_vec(),
+            // Carriage returns only, NULs, unterminated quotes.
+            10 => b"id,image\r1,a.jpg\r2,\"b.jpg\r3\0,c.jpg".to_vec(),
+            _ => big_catalog(format, 1000, rng.random_range(2..50)),
+        };
+        let text = Catalog::text_of(&bytes, "hostile").map_err(|e| e.to_string())?;
+        let strict = Catalog::parse(text, "hostile", format, &Columns::default());
+        let (lenient, _) = Catalog::parse_lenient(text, "hostile", format, &Columns::default()).map_err(|e| e.to_string())?;
+        let catalog = strict.map_err(|e| e.to_string())?;
+        Ok(catalog.products.len() == lenient.products.len() && !catalog.products.is_empty())
+    }
+
+    fn big_catalog(format: CatalogFormat, rows: usize, columns: usize) -> Vec<u8> {
+        let extra = |i: usize| (0..columns).map(|c| format!("v{i}-{c}")).collect::<Vec<_>>();
+        match format {
+            CatalogFormat::Csv => {
+                let mut s = String::from("id,image");
+                (0..columns).for_each(|c| s.push_str(&format!(",c{c}")));
+                s.push('\n');
+                for i in 0..rows {
+                    s.push_str(&format!("{i},{i}.jpg,{}\n", extra(i).join(",")));
+                }
+                s.into_bytes()
+            }
+            CatalogFormat::Json | CatalogFormat::JsonLines => {
+                let rows: Vec<String> = (0..rows)
+                    .map(|i| {
+                        let mut object = json!({ "id": i.to_string(), "image": format!("{i}.jpg") });
+                        for (c, v) in extra(i).into_iter().enumerate() {
+                            object[format!("c{c}")] = json!(v);
+                        }
+                        serde_json::to_string_pretty(&object).unwrap().replace('\n', if format == CatalogFormat::Json { "\n" } else { "" })
+                    })
+                    .collect();
+                if format == CatalogFormat::Json { format!("[\n{}\n]", rows.join(",\n")).into_bytes() } else { rows.join("\n").into_bytes() }
+            }
+        }
+    }
+
+    pub const IMAGE_CASES: usize = 160;
+
+    pub fn image(case: usize) -> Result {
+        let bytes = hostile_image(case);
+        let decoded = lookalike::preprocess::decode(&bytes).map_err(|e| e.to_string())?;
+        // What a build does next with a decoded image.
+        let input = lookalike::preprocess::model_input(&decoded);
+        let colour = lookalike::colour::colour_signature(&decoded);
+        Ok(input.len() == 3 * 224 * 224 && colour.iter().all(|v| v.is_finite()))
+    }
+
+    /// Case 0..: bombs (huge claims), truncated files, mutated bytes.
+    pub fn hostile_image(case: usize) -> Vec<u8> {
+        let real = std::fs::read(super::common::data_dir().join("fashion-product-images/images/1563.jpg")).unwrap();
+        let mut rng = StdRng::seed_from_u64(case as u64);
+        match case % 8 {
+            0 => png_bomb([11_999, 6_000, 13_000, 4_000][case / 8 % 4], 16),
+            1 => jpeg_claiming(&real, [11_000, 9_000, 65_000, 12_001][case / 8 % 4]),
+            2 => real[..rng.random_range(0..real.len())].to_vec(),
+            3 | 4 => {
+                let mut b = real.clone();
+                for _ in 0..rng.random_range(1..20) {
+                    let at = rng.random_range(0..b.len());
+                    b[at] = rng.random();
+                }
+                b
+            }
+            5 => gif_claiming(rng.random_range(10_000..=65_535), rng.random_range(10_000..=65_535)),
+            6 => png_bomb(rng.random_range(2_000..6_000), 8),
+            _ => {
+                let mut b = png_bomb(64, 8);
+                let at = rng.random_range(8..b.len());
+                b.truncate(at);
+                b
+            }
+        }
+    }
+
+    /// A PNG of `side` x `side` zero pixels (RGB, `depth` bits): a few KB to
+    /// a few MB that decode to up to gigabytes.
+    fn png_bomb(side: u32, depth: u8) -> Vec<u8> {
+        use std::io::Write;
+        let row = 1 + side as usize * 3 * depth as usize / 8;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        let zeros = vec![0u8; row];
+        for _ in 0..side {
+            z.write_all(&zeros).unwrap();
+        }
+        let idat = z.finish().unwrap();
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], data: &[u8]| {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(kind);
+            crc.update(data);
+            out.extend(kind);
+            out.extend(data);
+            out.extend(crc.finalize().to_be_bytes());
+        };
+        let mut ihdr = side.to_be_bytes().to_vec();
+        ihdr.extend(side.to_be_bytes());
+        ihdr.extend([depth, 2, 0, 0, 0]);
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &idat);
+        chunk(b"IEND", &[]);
+        out
+    }
+
+    /// A real JPEG whose frame header claims `side` x `side`.
+    fn jpeg_claiming(real: &[u8], side: u16) -> Vec<u8> {
+        let mut b = real.to_vec();
+        if let Some(sof) = b.windows(2).position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2)) {
+            b[sof + 5..sof + 7].copy_from_slice(&side.to_be_bytes());
+            b[sof + 7..sof + 9].copy_from_slice(&side.to_be_bytes());
+        }
+        b
+    }
+
+    fn gif_claiming(width: u16, height: u16) -> Vec<u8> {
+        let mut b = b"GIF89a".to_vec();
+        b.extend(width.to_le_bytes());
+        b.extend(height.to_le_bytes());
+        b.extend([0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+        b.extend([0x2C, 0, 0, 0, 0]);
+        b.extend(width.to_le_bytes());
+        b.extend(height.to_le_bytes());
+        b.extend([0, 2, 2, 0x4C, 0x01, 0, 0x3B]);
+        b
+    }
+}
