@@ -12,7 +12,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -173,6 +172,8 @@ fn child_process_entry() {
     let to: usize = parts.next().unwrap().parse().unwrap();
     std::panic::set_hook(Box::new(|_| {}));
     let mut out = std::io::stdout();
+    // The test runner's "test child_process_entry ... " has no line end.
+    writeln!(out).unwrap();
     for case in from..to {
         let result = std::panic::catch_unwind(|| match class.as_str() {
             "index" => cases::index(case),
@@ -248,7 +249,7 @@ mod cases {
     use lookalike::catalog::{Catalog, CatalogFormat, Columns};
     use lookalike::forest::{Forest, ForestParams, Metric, Query};
     use lookalike::index_file::{Index, resign};
-    use rand::{Rng, RngExt, SeedableRng, rngs::StdRng};
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
     use serde_json::{Value, json};
 
     /// `Ok(true)`: accepted with the same answer as the original input;
@@ -494,7 +495,8 @@ mod cases {
         let graph = lookalike::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
         let device = burn::tensor::Device::flex();
         let program = lookalike::model::tfjs::Program::compile(&graph, outputs, input_shape, &device).map_err(|e| e.to_string())?;
-        let input = burn::tensor::Tensor::<4>::zeros(program.input_shape().try_into().map_err(|_| "input rank".to_string())?, &device);
+        let shape: [usize; 4] = program.input_shape().try_into().map_err(|_| "input rank".to_string())?;
+        let input = burn::tensor::Tensor::<4>::zeros(shape, &device);
         let values = program.run(input).map_err(|e| e.to_string())?;
         Ok(!values.is_empty())
     }
@@ -676,7 +678,7 @@ mod cases {
 
     /// A PNG of `side` x `side` zero pixels (RGB, `depth` bits): a few KB to
     /// a few MB that decode to up to gigabytes.
-    fn png_bomb(side: u32, depth: u8) -> Vec<u8> {
+    pub fn png_bomb(side: u32, depth: u8) -> Vec<u8> {
         use std::io::Write;
         let row = 1 + side as usize * 3 * depth as usize / 8;
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -725,4 +727,253 @@ mod cases {
         b.extend([0, 2, 2, 0x4C, 0x01, 0, 0x3B]);
         b
     }
+}
+
+/// Builds through the command line, as a user would, in hostile folders.
+mod builds {
+    use super::{cases, common, wait_with_rusage};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    /// Runs `lookalike ARGS` in `cwd`; returns success, stderr and peak MB.
+    fn lookalike(cwd: &Path, args: &[&str]) -> (bool, String, f64) {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+            .args(args)
+            .current_dir(cwd)
+            .env("LOOKALIKE_CACHE", cwd.join(".cache"))
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let (status, rss) = wait_with_rusage(child.id() as libc::pid_t);
+        (status == 0, std::fs::read_to_string(log.path()).unwrap(), rss)
+    }
+
+    fn catalog(dir: &Path, rows: &[(String, PathBuf)]) -> PathBuf {
+        let text: String = rows.iter().map(|(id, image)| format!("{id},{}\n", image.display())).collect();
+        let path = dir.join("shop.csv");
+        std::fs::write(&path, format!("id,image\n{text}")).unwrap();
+        path
+    }
+
+    fn fashion(id: &str) -> PathBuf {
+        common::data_dir().join(format!("fashion-product-images/images/{id}.jpg"))
+    }
+
+    /// Every file below `dir`, with its length.
+    fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push((path.clone(), std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_site_rebuilt_from_inside_its_own_folder_keeps_its_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let shop = catalog(dir.path(), &[("1563".into(), fashion("1563")), ("1580".into(), fashion("1580")), ("10049".into(), fashion("10049"))]);
+        let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"]);
+        assert!(ok, "{log}");
+        let site = dir.path().join("site");
+        let page = ["index.html", "www/app.js", "www/pkg/lookalike_bg.wasm"];
+        let before: Vec<u64> = page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
+        assert!(before.iter().all(|&n| n > 0));
+        let (ok, log, _) = lookalike(&site, &["build", "--catalog", shop.to_str().unwrap(), "--out", ".", "--no-detector"]);
+        assert!(ok, "{log}");
+        let after: Vec<u64> = page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
+        assert_eq!(before, after, "the page's files survive a rebuild from inside the site");
+        // And with the site named as its own assets folder.
+        let (ok, log, _) = lookalike(&site, &["build", "--catalog", shop.to_str().unwrap(), "--out", ".", "--assets", ".", "--no-detector"]);
+        assert!(ok, "{log}");
+        let again: Vec<u64> = page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
+        assert_eq!(before, again);
+    }
+
+    /// A folder with a hostile `models/nanodet.json` (shards named
+    /// `../../../X` and by absolute path) and its own `index.html`.
+    fn hostile_folder(dir: &Path, victim: &Path) -> PathBuf {
+        let evil = dir.join("evil");
+        std::fs::create_dir_all(evil.join("models")).unwrap();
+        std::fs::write(evil.join("index.html"), "<script>hostile page</script>").unwrap();
+        let real = std::fs::read_to_string(common::detector_model("nanodet.json")).unwrap();
+        let mut model: serde_json::Value = serde_json::from_str(&real).unwrap();
+        model["weightsManifest"][0]["paths"] = serde_json::json!(["../../../escaped.bin", victim.display().to_string()]);
+        std::fs::write(evil.join("models/nanodet.json"), serde_json::to_vec(&model).unwrap()).unwrap();
+        evil
+    }
+
+    #[test]
+    fn hostile_model_files_cannot_write_outside_the_site_or_empty_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.bin");
+        std::fs::write(&victim, b"precious").unwrap();
+        let evil = hostile_folder(dir.path(), &victim);
+        catalog(&evil, &[("1563".into(), fashion("1563")), ("1580".into(), fashion("1580"))]);
+        let outside_before = listing(dir.path());
+        // Merely building in the hostile folder: its model and page are not
+        // picked up (the defaults come from the installation).
+        let (ok, log, _) = lookalike(&evil, &["build", "--catalog", "shop.csv", "--out", "site"]);
+        assert!(ok, "{log}");
+        let page = std::fs::read_to_string(evil.join("site/index.html")).unwrap();
+        assert!(!page.contains("hostile page"), "the folder's index.html is not shipped");
+        let shipped = std::fs::read(evil.join("site/data/detector/nanodet.json")).unwrap();
+        assert_eq!(shipped, std::fs::read(common::detector_model("nanodet.json")).unwrap());
+        // Naming the hostile model is a named error, before anything is written.
+        let (ok, log, _) = lookalike(&evil, &["build", "--catalog", "shop.csv", "--out", "site2", "--detector", "models/nanodet.json"]);
+        assert!(!ok && log.contains("not a plain file name"), "{log}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!dir.path().join("escaped.bin").exists() && !Path::new("/escaped.bin").exists());
+        let outside_after: Vec<_> = listing(dir.path()).into_iter().filter(|(p, _)| !p.starts_with(evil.join("site")) && !p.starts_with(evil.join(".cache"))).collect();
+        assert_eq!(outside_after, outside_before, "nothing outside the output folder (and the cache) was written");
+    }
+
+    #[test]
+    fn products_that_share_one_image_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<(String, PathBuf)> = (0..64).map(|i| (format!("same-{i}"), fashion("1563"))).collect();
+        catalog(dir.path(), &rows);
+        for round in 0..3 {
+            let out = format!("site{round}");
+            let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", &out, "--no-detector"]);
+            assert!(ok, "{log}");
+            let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(&out).join("data/catalog.json")).unwrap()).unwrap();
+            assert_eq!(manifest["products"].as_array().unwrap().len(), 64, "round {round}: {log}");
+            assert!(!dir.path().join(&out).join("data/skipped.json").exists(), "{log}");
+        }
+    }
+
+    #[test]
+    fn a_label_head_for_another_model_fails_before_any_embedding_and_keeps_the_site() {
+        let dir = tempfile::tempdir().unwrap();
+        catalog(dir.path(), &[("1563".into(), fashion("1563")), ("1580".into(), fashion("1580"))]);
+        let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"]);
+        assert!(ok, "{log}");
+        let index = std::fs::read(dir.path().join("site/data/index.lkf")).unwrap();
+        std::fs::write(dir.path().join("head.json"), r#"{"column":"kind","labels":["a","b"],"feature_dim":4,"weights":[0,0,0,0,0,0,0,0],"bias":[0,0]}"#).unwrap();
+        let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector", "--labels", "head.json"]);
+        assert!(!ok && log.contains("head.json") && log.contains("takes 4 values"), "{log}");
+        assert!(!log.contains("embedding:"), "refused before embedding: {log}");
+        assert_eq!(std::fs::read(dir.path().join("site/data/index.lkf")).unwrap(), index);
+    }
+
+    /// Decompression bombs and a truncated JPEG in a catalog: skipped with
+    /// their reasons, the rest indexed, and the build's memory bounded.
+    #[test]
+    fn bombs_in_a_catalog_are_skipped_and_memory_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = vec![("1563".to_string(), fashion("1563")), ("1580".to_string(), fashion("1580"))];
+        let real = std::fs::read(fashion("1563")).unwrap();
+        for (name, bytes) in [
+            ("png-bomb", cases::hostile_image(0)),
+            ("jpeg-claims-11000", cases::hostile_image(1)),
+            ("truncated", real[..real.len() * 2 / 3].to_vec()),
+        ] {
+            let path = dir.path().join(format!("{name}.img"));
+            std::fs::write(&path, bytes).unwrap();
+            rows.push((name.to_string(), path));
+        }
+        // Just under the limit (127 MB decoded): indexed, twice, in parallel.
+        for name in ["largest-allowed-1", "largest-allowed-2"] {
+            let path = dir.path().join(format!("{name}.png"));
+            std::fs::write(&path, cases::png_bomb(6_500, 8)).unwrap();
+            rows.push((name.to_string(), path));
+        }
+        catalog(dir.path(), &rows);
+        let (ok, log, peak) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"]);
+        assert!(ok, "{log}");
+        println!("build with decompression bombs and two images at the size limit: peak memory {peak:.0} MB");
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("site/data/catalog.json")).unwrap()).unwrap();
+        assert_eq!(manifest["products"].as_array().unwrap().len(), 4, "the real images and those at the limit are indexed");
+        let skipped: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(dir.path().join("site/data/skipped.json")).unwrap()).unwrap();
+        let reasons: Vec<(String, String)> = skipped.iter().map(|s| (s["id"].as_str().unwrap().to_string(), s["reason"].as_str().unwrap().to_string())).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons.iter().any(|(id, r)| id == "png-bomb" && r.contains("limit")), "{reasons:?}");
+        assert!(reasons.iter().any(|(id, r)| id == "jpeg-claims-11000" && r.contains("limit")), "{reasons:?}");
+        assert!(reasons.iter().any(|(id, r)| id == "truncated" && r.contains("truncated")), "{reasons:?}");
+        assert!(peak < 1536.0, "peak memory {peak:.0} MB");
+    }
+}
+
+/// `serve` with 300 slow clients (headers that never end) and 150 that
+/// never read their response connected at once: a normal client is still
+/// answered, memory stays bounded, and stalled clients are let go.
+#[test]
+fn serve_keeps_answering_under_slow_and_stalled_clients() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<!doctype html><title>ok</title>").unwrap();
+    std::fs::write(site.path().join("big.bin"), vec![7u8; 16 << 20]).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .args(["serve", site.path().to_str().unwrap(), "--port", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()?.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"));
+    let get = |path: &str| -> (Duration, Vec<u8>) {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        (started.elapsed(), response)
+    };
+    let slow: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /index.html HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            s
+        })
+        .collect();
+    let stalled: Vec<TcpStream> = (0..150)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let (took, response) = get("/index.html");
+        assert!(response.starts_with(b"HTTP/1.1 200") && response.ends_with(b"<title>ok</title>"), "{}", String::from_utf8_lossy(&response));
+        times.push(took);
+    }
+    let (took_big, big) = get("/big.bin");
+    assert!(big.len() > 16 << 20, "the whole file arrives while 150 clients stall on it");
+    times.sort();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0;
+    let (rss, peak) = (field("VmRSS:"), field("VmHWM:"));
+    println!(
+        "serve with 300 slow and 150 non-reading clients: page median {:.1} ms, max {:.1} ms; 16 MB file in {:.0} ms; server memory {rss:.0} MB (peak {peak:.0} MB)",
+        times[10].as_secs_f64() * 1e3,
+        times[19].as_secs_f64() * 1e3,
+        took_big.as_secs_f64() * 1e3
+    );
+    assert!(peak < 256.0, "server memory stays bounded: {peak:.0} MB");
+    // A slow client is let go once its headers are overdue.
+    let mut first = slow.into_iter().next().unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    let closed = first.read_to_end(&mut rest).is_ok();
+    assert!(closed, "a client whose headers never end is disconnected");
+    drop(stalled);
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -394,10 +394,14 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         .with_context(|| format!("loading the embedder from {}", options.model.display()))?;
     let embedder = Embedder::new(model, device);
 
-    let out = &options.out;
-    std::fs::create_dir_all(out.join(site::THUMBS_DIR))
-        .with_context(|| format!("creating {}", out.display()))?;
-
+    // Every model file is read and checked before anything is written: a
+    // bad one fails the build now, not after the embedding with half a site.
+    // (Compiling the detector is left to the crops that run it, and to the page.)
+    if let Some(files) = &options.detector {
+        for model in [&files.objects, &files.pose] {
+            crate::model::tfjs::read_model(model).with_context(|| format!("the detector {}", model.display()))?;
+        }
+    }
     let crop_mode = match &options.crops {
         CropSpec::Whole => CropMode::Whole,
         CropSpec::Foreground => CropMode::Foreground,
@@ -413,6 +417,10 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         head.check_input_width(FEATURE_DIM, &path.display().to_string())?;
         Ok(head)
     }).transpose()?;
+
+    let out = &options.out;
+    std::fs::create_dir_all(out.join(site::THUMBS_DIR))
+        .with_context(|| format!("creating {}", out.display()))?;
     let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes, &crop_mode);
     let fetcher = Fetcher::new(FetchOptions {
         allow_private_redirects: options.allow_private_redirects,
