@@ -417,6 +417,22 @@ fn learned_kind_and_colour_are_blended_at_query_time() {
     let out = lookalike(&["query", "--site", site, "--id", "1563", "--weight", "size=1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`size`") && err.contains("colour, articleType, baseColour"), "{err}");
+
+    // An attributes file that disagrees with the index (a head one value
+    // short, consistent in itself) is a named error, not a panic.
+    let attributes = options.out.join("data/attributes.json");
+    let mut heads: serde_json::Value = serde_json::from_slice(&std::fs::read(&attributes).unwrap()).unwrap();
+    let head = &mut heads[1];
+    let width = head["feature_dim"].as_u64().unwrap() as usize;
+    head["labels"].as_array_mut().unwrap().pop();
+    head["bias"].as_array_mut().unwrap().pop();
+    let weights = head["weights"].as_array_mut().unwrap();
+    weights.truncate(weights.len() - width);
+    std::fs::write(&attributes, serde_json::to_vec(&heads).unwrap()).unwrap();
+    let photo = common::data_dir().join("fashion-product-images/images/1563.jpg");
+    let out = lookalike(&["query", "--site", site, "--image", photo.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("attributes.json") && err.contains("rebuild the site") && !err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

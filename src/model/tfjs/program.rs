@@ -1303,6 +1303,39 @@ mod tests {
         assert!(reshape_target(&[2, 3], &[4, 2]).is_err());
     }
 
+    /// Hostile graphs that used to panic (or abort allocating gigabytes)
+    /// are named errors: odd paddings, non-permutations, a resize to
+    /// 99999 x 99999, a node that is its own input, a constant whose shape
+    /// disagrees with its values.
+    #[test]
+    fn hostile_graphs_are_named_errors() {
+        use super::super::format::GraphModel;
+        let graph = |nodes: &str, weights: &str, bin: Vec<u8>| {
+            let json = format!(r#"{{"modelTopology":{{"node":[{{"name":"x","op":"Placeholder"}},{nodes}]}},"weightsManifest":[{{"paths":["m.bin"],"weights":[{weights}]}}]}}"#);
+            GraphModel::parse(json.as_bytes(), &bin, "m.json").unwrap()
+        };
+        let ints = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let device = Device::flex();
+        let run = |g: &GraphModel, output: &str| -> Result<(), String> {
+            let program = Program::compile(g, &[output], &[1, 4, 4, 3], &device).map_err(|e| e.to_string())?;
+            program.run(Tensor::zeros([1, 4, 4, 3], &device)).map(|_| ()).map_err(|e| e.to_string())
+        };
+        let cases = [
+            (graph(r#"{"name":"p","op":"Const"},{"name":"y","op":"Pad","input":["x","p"]}"#, r#"{"name":"p","shape":[3],"dtype":"int32"}"#, ints(&[1, 1, 1])), "y", "pairs"),
+            (graph(r#"{"name":"p","op":"Const"},{"name":"y","op":"Transpose","input":["x","p"]}"#, r#"{"name":"p","shape":[4],"dtype":"int32"}"#, ints(&[0, 0, 9, 1])), "y", "permutation"),
+            (graph(r#"{"name":"s","op":"Const"},{"name":"y","op":"ResizeNearestNeighbor","input":["x","s"]}"#, r#"{"name":"s","shape":[2],"dtype":"int32"}"#, ints(&[99999, 99999])), "y", "out of range"),
+            (graph(r#"{"name":"y","op":"Relu","input":["z"]},{"name":"z","op":"Relu","input":["y"]}"#, "", vec![]), "y", "cycle"),
+            (graph(r#"{"name":"c","op":"Const"},{"name":"s","op":"Const"},{"name":"r","op":"Reshape","input":["c","s"]},{"name":"y","op":"AddV2","input":["x","r"]}"#,
+                   r#"{"name":"c","shape":[2],"dtype":"float32"},{"name":"s","shape":[2],"dtype":"int32"}"#,
+                   [1f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).chain(ints(&[4096, 4096])).collect()), "y", "reshape"),
+            (graph(r#"{"name":"a","op":"Const"},{"name":"y","op":"ExpandDims","input":["x","a"]}"#, r#"{"name":"a","shape":[0],"dtype":"int32"}"#, vec![]), "y", "non-empty"),
+        ];
+        for (g, output, expected) in cases {
+            let err = run(&g, output).unwrap_err();
+            assert!(err.contains(expected) && err.contains("m.json"), "expected `{expected}`: {err}");
+        }
+    }
+
     #[test]
     fn broadcasting() {
         assert_eq!(broadcast_shape(&[1, 4, 4, 8], &[8]).unwrap(), vec![1, 4, 4, 8]);
