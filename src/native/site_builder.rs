@@ -399,7 +399,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     // (Compiling the detector is left to the crops that run it, and to the page.)
     if let Some(files) = &options.detector {
         for model in [&files.objects, &files.pose] {
-            crate::model::tfjs::read_model(model).with_context(|| format!("the detector {}", model.display()))?;
+            crate::model::tfjs::read_model(model).context("reading the detector")?;
         }
     }
     let crop_mode = match &options.crops {
