@@ -159,10 +159,23 @@ build_wasm() {
   echo "$sum" >"$stamp"
 }
 
+# The browser test and `bench web` drive three engines, all Debian's: chromium
+# (playwright-core), firefox-esr (puppeteer-core over WebDriver BiDi) and
+# WebKitGTK's MiniBrowser (WebKitWebDriver, on a private Xvfb display).
 ensure_browser_test_deps() {
-  if [ ! -d tests/browser/node_modules/playwright-core ]; then
-    log "installing playwright-core (no browser download: Debian's chromium is used)"
-    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund)
+  local missing=() p
+  for p in firefox-esr webkit2gtk-driver xvfb; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages for the browser test: ${missing[*]}"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/puppeteer-core ]; then
+    log "installing playwright-core and puppeteer-core (no browser download: Debian's browsers are used)"
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --silent --no-audit --no-fund)
   fi
 }
 
@@ -208,11 +221,12 @@ case "${1:-build}" in
     log "Rust tests"
     CARGO_TARGET_DIR="$CACHE/target-native" LOOKALIKE_FIXTURES="$CACHE/fixtures" LOOKALIKE_DATA="$DATA" \
       cargo test --release --locked
-    log "browser tests (headless Chromium: CPU wasm and WebGPU via SwiftShader)"
+    log "browser tests (Chromium on CPU wasm and WebGPU via SwiftShader, Firefox ESR, WebKitGTK)"
     LOOKALIKE_BIN="$LOOKALIKE" LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" node tests/browser/e2e.mjs
     ;;
   bench)
     build_all
+    [ "${2:-}" = web ] && ensure_browser_test_deps
     # Annoy and numpy are the benchmark's reference, never a dependency.
     if ! PYTHONPATH="$CACHE/pylib" python3 -c "import annoy, numpy" 2>/dev/null; then
       log "installing annoy 1.17.3 and numpy for the benchmark"

@@ -1,5 +1,7 @@
-// `lookalike bench web`: what a shopper's browser pays, measured in headless
-// Chromium (Debian's) against the built demo site served by `lookalike serve`.
+// `lookalike bench web`: what a shopper's browser pays, measured in each
+// engine shoppers use (Debian's Chromium on the CPU and on WebGPU, Firefox
+// ESR, WebKitGTK; tests/browser/engines.mjs drives them) against the built
+// demo site served by `lookalike serve`, one engine after another.
 //
 //   - bytes on the first visit (counted by the server, so the service
 //     worker's requests count too) and on a second, warm visit;
@@ -10,23 +12,22 @@
 //     detector) and a later photo (detection + embedding + search).
 //
 // Usage: LOOKALIKE_BIN=... node bench/web.mjs SITE_DIR PHOTO1 PHOTO2
-// Prints one JSON object.
+// (BENCH_ENGINES: a comma-separated subset of chromium, chromium-webgpu,
+// firefox, webkit). Prints one JSON array, an object per engine.
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// playwright-core is installed for the browser tests (tests/browser).
+// The drivers are installed for the browser tests (tests/browser).
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { chromium } = await import(path.join(here, '../tests/browser/node_modules/playwright-core/index.mjs'));
+const { launch } = await import(path.join(here, '../tests/browser/engines.mjs'));
 
 const [site, photoA, photoB] = process.argv.slice(2);
-const BASE = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
-const MODES = {
-  cpu: [...BASE, '--disable-gpu'],
-  webgpu: [...BASE, '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader', '--use-angle=swiftshader'],
+const RUNS = {
+  chromium: ['chromium', 'cpu'],
+  'chromium-webgpu': ['chromium', 'webgpu'],
+  firefox: ['firefox', 'cpu'],
+  webkit: ['webkit', 'cpu'],
 };
 
 function serve() {
@@ -56,9 +57,9 @@ const settle = (ms) => new Promise((r) => setTimeout(r, ms));
 async function firstResults(page, url) {
   const opened = Date.now();
   await page.goto(url);
-  await page.waitForFunction(() => document.body.dataset.ready || document.body.dataset.error, null, { timeout: 120_000 });
+  await page.waitFor(() => document.body.dataset.ready || document.body.dataset.error, null, 120_000);
   await page.click('#catalog button.product');
-  await page.waitForSelector('#results:not([hidden])');
+  await page.waitFor(() => !document.querySelector('#results').hidden);
   return Date.now() - opened;
 }
 
@@ -66,20 +67,20 @@ async function photoQuery(page, photo) {
   await page.evaluate(() => { window.lookalike.lastQuery = null; });
   const started = Date.now();
   await page.setInputFiles('#photo', photo);
-  await page.waitForFunction(() => window.lookalike.lastQuery || document.body.dataset.error, null, { timeout: 600_000 });
+  await page.waitFor(() => window.lookalike.lastQuery || document.body.dataset.error, null, 600_000);
   const q = await page.evaluate(() => window.lookalike.lastQuery);
-  return { ms: Date.now() - started, detect_ms: q.detectMillis ?? null, embed_ms: q.embedMillis, search_ms: q.millis, kind: q.kind };
+  return { ms: Date.now() - started, detect_ms: q.detectMillis ?? null, embed_ms: q.embedMillis, search_ms: q.millis, kind: q.kind,
+    // Where the first photo's time goes: the page's own timings of loading
+    // the model module, the weights and the first inference.
+    stages: await page.evaluate(() => window.lookalike.timings || null) };
 }
 
-async function run(mode) {
+async function run(name) {
+  const [engine, mode] = RUNS[name];
   const { server, url, counter } = await serve();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `lookalike-bench-web-${mode}-`));
-  const context = await chromium.launchPersistentContext(dir, {
-    executablePath: '/usr/bin/chromium', headless: true, args: MODES[mode], viewport: { width: 1200, height: 900 },
-  });
-  const page = context.pages()[0] || (await context.newPage());
+  const page = await launch(engine, mode);
   try {
-    const out = { mode };
+    const out = { engine: name, mode };
     if (mode === 'cpu') {
       out.cold_first_results_ms = await firstResults(page, url);
       await settle(3000); // the service worker's precache and lazy thumbnails
@@ -97,19 +98,18 @@ async function run(mode) {
       out.click_to_results_ms = { median: clicks[clicks.length >> 1], p95: clicks[Math.floor(clicks.length * 0.95)] };
     } else {
       await page.goto(url);
-      await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 120_000 });
+      await page.waitFor(() => document.body.dataset.ready, null, 120_000);
     }
     out.first_photo = await photoQuery(page, photoA);
     out.backend = await page.evaluate(() => window.lookalike.embedder.backend);
     out.later_photo = await photoQuery(page, photoB);
     return out;
   } finally {
-    await context.close();
+    await page.close();
     server.kill();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
 const results = [];
-for (const mode of Object.keys(MODES)) results.push(await run(mode));
+for (const name of (process.env.BENCH_ENGINES || Object.keys(RUNS).join(',')).split(',')) results.push(await run(name));
 console.log(JSON.stringify(results));

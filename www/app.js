@@ -23,7 +23,19 @@ const state = {
   photo: null, // { bytes, width, height, items }
   labelNames: [], // the index's labels, read once
   lastQuery: null, // what the last search was, for tests and debugging
+  timings: {}, // milliseconds each stage of loading the photo path took
 };
+
+/// Awaits `work`, noting how long it took in `state.timings[name]` (where
+/// the first photo's time goes: fetching, starting the models).
+async function timed(name, work) {
+  const started = performance.now();
+  try {
+    return await work;
+  } finally {
+    state.timings[name] = Math.round(performance.now() - started);
+  }
+}
 // A small, stable hook for tests and embedding pages.
 window.lookalike = state;
 
@@ -70,9 +82,11 @@ function productCard(product, { score, tag = 'button' } = {}) {
   card.dataset.id = product.id;
   if (tag === 'button') card.type = 'button';
   const img = document.createElement('img');
-  img.src = product.thumb;
-  img.alt = product.title || `Product ${product.id}`;
+  // Lazy before src: WebKit starts fetching as soon as src is set, so the
+  // other order downloaded every thumbnail of the catalog on the first visit.
   img.loading = 'lazy';
+  img.alt = product.title || `Product ${product.id}`;
+  img.src = product.thumb;
   const title = document.createElement('span');
   title.className = 'title';
   title.textContent = product.title || product.id;
@@ -219,12 +233,12 @@ async function loadDetectorFiles() {
     for (const p of parts) { out.set(p, offset); offset += p.length; }
     return out;
   };
-  const objectsJson = await fetchBytes(info.objects, 'detector');
-  const objects = await concat(info.objects_shards, 'detector');
-  const poseJson = await fetchBytes(info.pose, 'pose model');
-  const pose = await concat(info.pose_shards, 'pose model');
+  const [objectsJson, objects, poseJson, pose] = await timed('detector_fetch_ms', (async () => [
+    await fetchBytes(info.objects, 'detector'), await concat(info.objects_shards, 'detector'),
+    await fetchBytes(info.pose, 'pose model'), await concat(info.pose_shards, 'pose model'),
+  ])());
   setStatus('Starting the detector…');
-  state.detector = await loadDetector(objectsJson, objects, poseJson, pose, info.options, params.get('backend') || 'auto');
+  state.detector = await timed('detector_start_ms', loadDetector(objectsJson, objects, poseJson, pose, info.options, params.get('backend') || 'auto'));
   if (state.manifest.labels) state.labels = LookalikeLabels.fromJson(await fetchBytes(state.manifest.labels, 'labels'));
   setProgress(null);
   return state.detector;
@@ -420,10 +434,10 @@ function ensureModel() {
 }
 
 async function loadModel() {
-  const bytes = await fetchBytes(state.manifest.model.file, 'model');
+  const bytes = await timed('model_fetch_ms', fetchBytes(state.manifest.model.file, 'model'));
   setStatus('Starting the model…');
   const prefer = params.get('backend') || 'auto';
-  state.embedder = await loadEmbedder(bytes, prefer);
+  state.embedder = await timed('model_start_ms', loadEmbedder(bytes, prefer));
   // The learned attributes describe a photo like the catalog's items.
   const heads = state.manifest.attributes ? await fetchBytes(state.manifest.attributes, 'attributes') : new TextEncoder().encode('[]');
   state.attributes = LookalikeAttributes.fromJson(heads);
@@ -438,7 +452,8 @@ async function loadModel() {
 async function main() {
   setStatus('Loading the search engine…');
   // Fetched with progress (about 3 MB compressed), then compiled.
-  await init({ module_or_path: await fetchBytes('www/pkg/lookalike_bg.wasm', 'search engine') });
+  const module = await timed('engine_fetch_ms', fetchBytes('www/pkg/lookalike_bg.wasm', 'search engine'));
+  await timed('engine_start_ms', init({ module_or_path: module }));
   const manifestResponse = await fetch('data/catalog.json');
   if (!manifestResponse.ok) throw new Error(`catalog: HTTP ${manifestResponse.status}`);
   state.manifest = await manifestResponse.json();

@@ -100,9 +100,9 @@ class LookalikeSimilar extends HTMLElement {
         a.href = productLink(p, site);
         a.dataset.id = p.id;
         const img = document.createElement('img');
-        img.src = new URL(p.thumb, site).href;
+        img.loading = 'lazy'; // before src: WebKit fetches as soon as src is set
         img.alt = p.title || `Product ${p.id}`;
-        img.loading = 'lazy';
+        img.src = new URL(p.thumb, site).href;
         const title = document.createElement('span');
         title.className = 'title';
         title.textContent = p.title || p.id;

@@ -131,6 +131,12 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     const loadError = await page.evaluate(() => document.body.dataset.error);
     check(`[${tag}] page loads the wasm index`, !loadError, loadError || `${indexReadyMs} ms`);
     if (loadError) throw new Error(`page failed to load: ${loadError}; ${(await page.errors()).join(' | ')}`);
+    // Thumbnails load as they scroll into view, on every engine (WebKit
+    // fetched all of them when a card set src before loading=lazy).
+    await new Promise((r) => setTimeout(r, 1500));
+    const thumbs = await page.evaluate(() => new Set(performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.includes('/thumbs/'))).size);
+    check(`[${tag}] the first visit loads only the thumbnails near the view`, thumbs > 0 && thumbs < sample.length / 2,
+      `${thumbs} of ${sample.length} thumbnails fetched`);
 
     const labelOf = new Map(sample.map((r) => [r.product_id, r.articleType]));
     const watches = sample.filter((r) => r.articleType === 'Watches');

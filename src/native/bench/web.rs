@@ -61,7 +61,7 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
         .arg(photos.join("0003.jpg"))
         .env("LOOKALIKE_BIN", std::env::current_exe()?)
         .output()
-        .context("running node bench/web.mjs (needs node and ./build.sh test's playwright-core)")?;
+        .context("running node bench/web.mjs (needs node and ./build.sh test's browser drivers)")?;
     if !output.status.success() {
         bail!("bench/web.mjs failed: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -73,6 +73,7 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
     }
     let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.0} ms"));
     for run in &runs {
+        println!("== {} ({})", run["engine"].as_str().unwrap_or("?"), run["backend"].as_str().unwrap_or("?"));
         if run["mode"] == "cpu" {
             let mb = |v: &Value| v.as_f64().unwrap_or(0.0) / 1e6;
             println!(
@@ -110,6 +111,19 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
                 reference.native_photo_ms
             );
         }
+        if let Some(stages) = run["first_photo"]["stages"].as_object() {
+            let list: Vec<String> = stages.iter().map(|(k, v)| format!("{} {}", k.trim_end_matches("_ms").replace('_', " "), ms(v))).collect();
+            println!("loading stages: {}", list.join(", "));
+        }
+    }
+    // Issue 17's target: WebKit's first photo on the CPU path against Chromium's.
+    let first_photo = |engine: &str| runs.iter().find(|r| r["engine"] == engine).and_then(|r| r["first_photo"]["ms"].as_f64());
+    if let (Some(webkit), Some(chromium)) = (first_photo("webkit"), first_photo("chromium")) {
+        println!(
+            "first photo on the CPU path: WebKit {webkit:.0} ms, {:.2}x Chromium's {chromium:.0} ms (target <= 1.5x); Firefox {}",
+            webkit / chromium,
+            first_photo("firefox").map_or("-".to_string(), |f| format!("{f:.0} ms, {:.2}x", f / chromium))
+        );
     }
     Ok(())
 }
