@@ -73,7 +73,26 @@ async function fetchBytes(url, label) {
     bytes.set(chunk, offset);
     offset += chunk.length;
   }
+  remember(url, response, bytes);
   return bytes;
+}
+
+/// The service worker's cache (sw.js), shared with the page.
+const OFFLINE_CACHE = 'lookalike-v2';
+const caching = []; // puts in flight: the worker registers after them
+
+/// Keeps a download in the offline cache, with the validators the service
+/// worker revalidates it by, so the worker never downloads it again.
+function remember(url, response, bytes) {
+  if (!('caches' in window) || response.status !== 200) return;
+  const headers = {};
+  for (const name of ['Content-Type', 'ETag', 'Last-Modified']) {
+    const value = response.headers.get(name);
+    if (value) headers[name] = value;
+  }
+  caching.push(caches.open(OFFLINE_CACHE)
+    .then((cache) => cache.put(new URL(url, location.href).href, new Response(bytes, { headers })))
+    .catch(() => {})); // no cache (private browsing): only offline use is lost
 }
 
 function productCard(product, { score, tag = 'button' } = {}) {
@@ -454,9 +473,7 @@ async function main() {
   // Fetched with progress (about 3 MB compressed), then compiled.
   const module = await timed('engine_fetch_ms', fetchBytes('www/pkg/lookalike_bg.wasm', 'search engine'));
   await timed('engine_start_ms', init({ module_or_path: module }));
-  const manifestResponse = await fetch('data/catalog.json');
-  if (!manifestResponse.ok) throw new Error(`catalog: HTTP ${manifestResponse.status}`);
-  state.manifest = await manifestResponse.json();
+  state.manifest = JSON.parse(new TextDecoder().decode(await fetchBytes('data/catalog.json', 'catalog')));
   const indexBytes = await fetchBytes(state.manifest.index, 'index');
   state.index = LookalikeIndex.fromBytes(indexBytes);
   state.labelNames = state.index.labelNames(); // fixed for the index's life
@@ -493,5 +510,6 @@ function registerServiceWorker() {
   );
 }
 
-registerServiceWorker();
-main().catch(reportError);
+// The worker registers once the page has loaded what it needs (and put it
+// in the offline cache), so its install does not download it all again.
+main().then(() => Promise.all(caching)).then(registerServiceWorker, reportError);
