@@ -138,11 +138,17 @@ fn wait_with_rusage(pid: libc::pid_t) -> (i32, f64) {
     (status, usage.ru_maxrss as f64 / 1024.0)
 }
 
+/// Prints a line to the test process's own stderr, past the test runner's
+/// capture: the tallies are the suite's figures, wanted in every CI log.
+fn figure(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// Prints a class's tally. For index files "same" and "different" compare
 /// answers with the unmutated file's; other classes have no original
 /// answer, and an input that is accepted and processed counts as "same".
 fn report(class: &str, tally: &Tally) {
-    println!(
+    figure(&format!(
         "hostile {class}: {} inputs; named error {}, accepted with the same answer {}, with a different answer {}, panic {}, crash {}, hang {}; peak memory {:.0} MB",
         tally.tried,
         tally.count("error"),
@@ -152,7 +158,7 @@ fn report(class: &str, tally: &Tally) {
         tally.count("crash"),
         tally.count("hang"),
         tally.peak_rss_mb
-    );
+    ));
 }
 
 fn assert_survived(class: &str, tally: &Tally, cases: usize) {
@@ -892,7 +898,7 @@ mod builds {
         catalog(dir.path(), &rows);
         let (ok, log, peak) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"]);
         assert!(ok, "{log}");
-        println!("build with decompression bombs and two images at the size limit: peak memory {peak:.0} MB");
+        super::figure(&format!("build with decompression bombs and two images at the size limit: peak memory {peak:.0} MB"));
         let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("site/data/catalog.json")).unwrap()).unwrap();
         assert_eq!(manifest["products"].as_array().unwrap().len(), 4, "the real images and those at the limit are indexed");
         let skipped: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(dir.path().join("site/data/skipped.json")).unwrap()).unwrap();
@@ -960,12 +966,12 @@ fn serve_keeps_answering_under_slow_and_stalled_clients() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
     let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0;
     let (rss, peak) = (field("VmRSS:"), field("VmHWM:"));
-    println!(
+    figure(&format!(
         "serve with 300 slow and 150 non-reading clients: page median {:.1} ms, max {:.1} ms; 16 MB file in {:.0} ms; server memory {rss:.0} MB (peak {peak:.0} MB)",
         times[10].as_secs_f64() * 1e3,
         times[19].as_secs_f64() * 1e3,
         took_big.as_secs_f64() * 1e3
-    );
+    ));
     assert!(peak < 256.0, "server memory stays bounded: {peak:.0} MB");
     // A slow client is let go once its headers are overdue.
     let mut first = slow.into_iter().next().unwrap();
