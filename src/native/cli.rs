@@ -45,6 +45,10 @@ enum Command {
         /// vector per product here).
         #[arg(long, value_enum, default_value_t = CropSpec::Whole)]
         crops: CropSpec,
+        /// Follow image redirects from a public address to a loopback,
+        /// private or link-local one (refused by default).
+        #[arg(long)]
+        allow_private_redirects: bool,
     },
     /// Benchmarks that print numbers (ratios against references measured in the same run).
     Bench {
@@ -382,14 +386,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { dir, port } => super::serve::serve(&dir, port, |addr| {
             eprintln!("serving {} on http://{addr}/ (Ctrl-C to stop)", dir.display());
         }),
-        Command::Embed { input, out, model, batch_size, crops } => {
+        Command::Embed { input, out, model, batch_size, crops, allow_private_redirects } => {
             let columns = Columns { id: input.id_col, image: input.image_col, label: None };
             let crops = match crops {
                 CropSpec::Whole => super::crops::CropMode::Whole,
                 CropSpec::Foreground => super::crops::CropMode::Foreground,
                 CropSpec::Detect => bail!("embed writes one vector per product; use --crops whole or foreground"),
             };
-            embed(&input.catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size, &crops)
+            let fetch = FetchOptions { allow_private_redirects, ..FetchOptions::new(default_cache_dir().join("images")) };
+            embed(&input.catalog, &out, &columns, &model.unwrap_or_else(|| project_path(DEFAULT_MODEL)), batch_size, &crops, fetch)
         }
         Command::Bench { what, quick, json, dataset } => {
             let data_dir = std::env::var_os("LOOKALIKE_DATA").map(PathBuf::from).unwrap_or_else(|| project_path("../shared/data"));
@@ -491,13 +496,13 @@ fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch_size: usize, crops: &super::crops::CropMode) -> Result<()> {
+fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch_size: usize, crops: &super::crops::CropMode, fetch: FetchOptions) -> Result<()> {
     let catalog = read_catalog(catalog_path, columns)?;
     let device = Device::flex();
     let model = weights::from_file(model, &device).with_context(|| format!("loading the embedder from {}", model.display()))?;
     let embedder = Embedder::new(model, device);
     let catalog_dir = catalog_path.parent().unwrap_or(Path::new("."));
-    let fetcher = Fetcher::new(FetchOptions::new(default_cache_dir().join("images")));
+    let fetcher = Fetcher::new(fetch);
     let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size, crops };
     let embedded = embed_catalog(&catalog, &job)?;
     let rows = embedded.products.len();
