@@ -84,21 +84,30 @@ pub fn is_url(image: &str) -> bool {
 }
 
 pub struct Fetcher {
+    /// For downloads that start at an internal address (the catalog named
+    /// it) or when the user allows internal redirects.
     agent: ureq::Agent,
+    /// For downloads that start at a public address: its resolver drops
+    /// internal addresses when connecting, so a name that resolved public
+    /// for the redirect check and internal a moment later (DNS rebinding)
+    /// still cannot reach an internal service.
+    public_agent: ureq::Agent,
     options: FetchOptions,
 }
 
 impl Fetcher {
     pub fn new(options: FetchOptions) -> Self {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(options.timeout))
             .http_status_as_error(false)
             // Redirects are followed here, hop by hop, so each hop's
-            // address can be checked (see `follow`).
+            // address can be checked (see `try_download`).
             .max_redirects(0)
-            .build()
-            .into();
-        Self { agent, options }
+            .build();
+        let agent = ureq::Agent::new_with_config(config.clone());
+        let public_only = PublicOnlyResolver { is_internal: options.is_internal };
+        let public_agent = ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::new(), public_only);
+        Self { agent, public_agent, options }
     }
 
     /// The bytes of `image`: a local file (relative to `base`) or a URL,
@@ -175,9 +184,10 @@ impl Fetcher {
     fn try_download(&self, url: &str) -> Result<Vec<u8>, Failure> {
         let mut current = url::Url::parse(url).map_err(|e| Failure { reason: format!("bad URL: {e}"), transient: false })?;
         let mut internal = self.touches_internal(&current)?;
+        let agent = if internal || self.options.allow_private_redirects { &self.agent } else { &self.public_agent };
         let mut hops = 0;
         let mut response = loop {
-            let response = self.agent.get(current.as_str()).call().map_err(|e| Failure {
+            let response = agent.get(current.as_str()).call().map_err(|e| Failure {
                 reason: e.to_string(),
                 transient: !matches!(e, ureq::Error::BadUri(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed),
             })?;
@@ -257,8 +267,58 @@ impl Fetcher {
     }
 }
 
+/// Resolves names as ureq does, then keeps only public addresses.
+#[derive(Debug)]
+struct PublicOnlyResolver {
+    is_internal: fn(IpAddr) -> bool,
+}
+
+impl ureq::unversioned::resolver::Resolver for PublicOnlyResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let all = ureq::unversioned::resolver::DefaultResolver::default().resolve(uri, config, timeout)?;
+        let mut public = self.empty();
+        for address in all.iter().filter(|a| !(self.is_internal)(a.ip())) {
+            public.push(*address);
+        }
+        if public.is_empty() {
+            let host = uri.host().unwrap_or("?");
+            return Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{host} resolves to internal addresses only; not connecting from a public download"),
+            )));
+        }
+        Ok(public)
+    }
+}
+
 struct Failure {
     reason: String,
     /// Worth retrying.
     transient: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ureq::unversioned::resolver::Resolver;
+
+    /// The connect-time guard: whatever a name resolved to when the redirect
+    /// was checked, a public download connects to public addresses only.
+    #[test]
+    fn public_downloads_never_connect_to_internal_addresses() {
+        let resolver = PublicOnlyResolver { is_internal: is_internal_address };
+        let config = ureq::config::Config::default();
+        let resolve = |uri: &str| resolver.resolve(&uri.parse().unwrap(), &config, ureq::unversioned::transport::NextTimeout::default());
+        for internal in ["http://127.0.0.1:8080/a.jpg", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/x", "http://[::1]:80/"] {
+            let err = resolve(internal).unwrap_err().to_string();
+            assert!(err.contains("internal addresses only"), "{internal}: {err}");
+        }
+        let public = resolve("http://93.184.216.34/a.jpg").unwrap();
+        assert_eq!(public.len(), 1);
+    }
 }
