@@ -983,3 +983,90 @@ fn serve_keeps_answering_under_slow_and_stalled_clients() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Malformed and hostile requests to `serve`: random bytes, absurd request
+/// lines, encoded escapes from the root, absolute-form and CONNECT targets,
+/// pipelined and truncated requests. None reads a file outside the site,
+/// none takes the server down, and a normal request still works after.
+#[test]
+fn serve_survives_malformed_requests() {
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+    use std::io::Read;
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("www")).unwrap();
+    std::fs::write(site.join("index.html"), "<title>ok</title>").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "PRIVATE-BYTES").unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .args(["serve", site.to_str().unwrap(), "--port", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()?.parse().ok()).unwrap();
+    let exchange = |request: &[u8]| -> Vec<u8> {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        stream.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = stream.write_all(request);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        response
+    };
+    let crafted: Vec<Vec<u8>> = [
+        "GET /../secret.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /%2e%2e/secret.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /%2e%2e%2fsecret.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /..%5csecret.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /www/..%2f..%2fsecret.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET http://127.0.0.1/../secret.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET //secret.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /%ff%fe HTTP/1.1\r\nHost: x\r\n\r\n",
+        "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "DELETE /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+        "PUT /evil.html HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nevil",
+        "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /../secret.txt HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n",
+        "GET / HTTP/9.9\r\n\r\n",
+        "GET\r\n\r\n",
+        "\r\n\r\n\r\n",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .chain(std::iter::once(format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a/".repeat(40_000)).into_bytes()))
+    .collect();
+    let mut rng = StdRng::seed_from_u64(12);
+    let random: Vec<Vec<u8>> = (0..200)
+        .map(|i| {
+            let mut bytes: Vec<u8> = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+            if i % 2 == 0 {
+                (0..rng.random_range(1..2000)).map(|_| rng.random()).collect()
+            } else {
+                for _ in 0..rng.random_range(1..6) {
+                    let at = rng.random_range(0..bytes.len());
+                    bytes[at] = rng.random();
+                }
+                bytes
+            }
+        })
+        .collect();
+    let mut answered = 0;
+    for request in crafted.iter().chain(&random) {
+        let response = exchange(request);
+        assert!(!response.windows(13).any(|w| w == b"PRIVATE-BYTES"), "leaked a file outside the site for {:?}", String::from_utf8_lossy(&request[..request.len().min(80)]));
+        answered += usize::from(!response.is_empty());
+    }
+    assert!(!site.join("evil.html").exists() && site.join("index.html").is_file());
+    let ok = exchange(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(ok.starts_with(b"HTTP/1.1 200") && ok.ends_with(b"<title>ok</title>"), "{}", String::from_utf8_lossy(&ok));
+    assert!(server.try_wait().unwrap().is_none(), "the server is still running");
+    figure(&format!("hostile HTTP requests to serve: {} sent, {answered} answered, none leaked or took the server down", crafted.len() + random.len()));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

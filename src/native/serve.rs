@@ -102,6 +102,9 @@ async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limits:
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
+                // A client may shut its side after sending the request and
+                // still wait for the answer; the timeouts bound how long.
+                .half_close(true)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .serve_connection(TokioIo::new(Box::pin(timed)), service)
                 .await;
