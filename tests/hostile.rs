@@ -911,6 +911,21 @@ mod builds {
     }
 }
 
+/// Starts `lookalike serve DIR` on a free loopback port; returns the
+/// process and the address it printed.
+fn start_serve(dir: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .args(["serve", dir.to_str().unwrap(), "--port", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()?.parse().ok());
+    (server, addr.unwrap_or_else(|| panic!("no address in {line:?}")))
+}
+
 /// `serve` with 300 slow clients (headers that never end) and 150 that
 /// never read their response connected at once: a normal client is still
 /// answered, memory stays bounded, and stalled clients are let go.
@@ -921,15 +936,7 @@ fn serve_keeps_answering_under_slow_and_stalled_clients() {
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("index.html"), "<!doctype html><title>ok</title>").unwrap();
     std::fs::write(site.path().join("big.bin"), vec![7u8; 16 << 20]).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_lookalike"))
-        .args(["serve", site.path().to_str().unwrap(), "--port", "0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: std::net::SocketAddr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()?.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (mut server, addr) = start_serve(site.path());
     let get = |path: &str| -> (Duration, Vec<u8>) {
         let started = Instant::now();
         let mut stream = TcpStream::connect(addr).unwrap();
@@ -998,15 +1005,7 @@ fn serve_survives_malformed_requests() {
     std::fs::create_dir_all(site.join("www")).unwrap();
     std::fs::write(site.join("index.html"), "<title>ok</title>").unwrap();
     std::fs::write(dir.path().join("secret.txt"), "PRIVATE-BYTES").unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_lookalike"))
-        .args(["serve", site.to_str().unwrap(), "--port", "0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: std::net::SocketAddr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()?.parse().ok()).unwrap();
+    let (mut server, addr) = start_serve(&site);
     let exchange = |request: &[u8]| -> Vec<u8> {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
