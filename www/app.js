@@ -82,9 +82,11 @@ const OFFLINE_CACHE = 'lookalike-v2';
 const caching = []; // puts in flight: the worker registers after them
 
 /// Keeps a download in the offline cache, with the validators the service
-/// worker revalidates it by, so the worker never downloads it again.
+/// worker revalidates it by, so the worker never downloads it again. Only
+/// while no worker controls the page (the first visit): after that every
+/// download passes through the worker, which caches it itself.
 function remember(url, response, bytes) {
-  if (!('caches' in window) || response.status !== 200) return;
+  if (!('caches' in window) || navigator.serviceWorker?.controller || response.status !== 200) return;
   const headers = {};
   for (const name of ['Content-Type', 'ETag', 'Last-Modified']) {
     const value = response.headers.get(name);
