@@ -44,16 +44,34 @@ pub struct ImageSize {
     pub decoded_bytes: u64,
 }
 
-/// Reads an image's header (not its pixels) and checks it against the
-/// limits: how much memory decoding it will take, known before any is taken.
-pub fn image_size(bytes: &[u8]) -> Result<ImageSize, DecodeError> {
-    let decoder = limited_decoder(bytes)?;
-    let (width, height) = decoder.dimensions();
-    Ok(ImageSize { width, height, decoded_bytes: decoder.total_bytes() })
+/// An image whose header passed the limits, not decoded yet: how much
+/// memory decoding it will take is known before any is taken.
+pub struct OpenImage<D> {
+    decoder: D,
+    size: ImageSize,
 }
 
-/// A decoder for `bytes` whose header passed the limits.
-fn limited_decoder(bytes: &[u8]) -> Result<impl ImageDecoder + '_, DecodeError> {
+impl<D: ImageDecoder> OpenImage<D> {
+    pub fn size(&self) -> ImageSize {
+        self.size
+    }
+
+    /// Decodes the pixels and turns the image upright as its EXIF
+    /// orientation says (phone photos are often stored sideways).
+    pub fn decode(mut self) -> Result<DynamicImage, DecodeError> {
+        let orientation = self.decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+        let mut image = DynamicImage::from_decoder(self.decoder)?;
+        image.apply_orientation(orientation);
+        Ok(image)
+    }
+}
+
+/// Reads an image's header (not its pixels), sniffing the real format from
+/// the content rather than trusting a file extension or a Content-Type
+/// header, and checks it against the limits: images over
+/// [`MAX_DECODED_SIDE`] or [`MAX_DECODED_BYTES`] are refused, and truncated
+/// JPEGs are refused rather than decoded half grey.
+pub fn open(bytes: &[u8]) -> Result<OpenImage<impl ImageDecoder + '_>, DecodeError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Decode(image::ImageError::IoError(e)))?;
@@ -85,7 +103,7 @@ fn limited_decoder(bytes: &[u8]) -> Result<impl ImageDecoder + '_, DecodeError> 
     if format == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(bytes) {
         return Err(DecodeError::Truncated);
     }
-    Ok(decoder)
+    Ok(OpenImage { size: ImageSize { width, height, decoded_bytes: decoder.total_bytes() }, decoder })
 }
 
 /// The dimensions a header claims, read without limits (for the message
@@ -110,20 +128,9 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
     }
 }
 
-/// Decodes encoded image bytes, sniffing the real format from the content
-/// rather than trusting a file extension or a Content-Type header, and turns
-/// the image upright as its EXIF orientation says (phone photos are often
-/// stored sideways).
-///
-/// Images over [`MAX_DECODED_SIDE`] or [`MAX_DECODED_BYTES`] are refused
-/// from their header, and truncated JPEGs are refused rather than decoded
-/// half grey.
+/// Decodes encoded image bytes: [`open`], then [`OpenImage::decode`].
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, DecodeError> {
-    let mut decoder = limited_decoder(bytes)?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder)?;
-    image.apply_orientation(orientation);
-    Ok(image)
+    open(bytes)?.decode()
 }
 
 /// Scales `image` so its longer side is `size`, keeping the aspect ratio, and

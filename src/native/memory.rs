@@ -1,7 +1,7 @@
 //! A budget of memory shared by parallel work: decoding images in a build.
 //!
 //! Each image's decoded size is known from its header before any pixel is
-//! allocated ([`crate::preprocess::image_size`]). Decodes reserve what they
+//! allocated ([`crate::preprocess::open`]). Decodes reserve what they
 //! will take and wait while the budget is spent, so peak memory depends on
 //! the budget, not on the number of cores times the largest image a
 //! stranger's catalog names.

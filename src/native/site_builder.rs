@@ -346,9 +346,9 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
     // Decode for the thumbnail, the embedding, or both; the header says how
     // much memory that takes before any is taken. The decoded image, its
     // RGB copy and its crops are held until the model inputs are made.
-    let size = preprocess::image_size(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
-    let _memory = DECODE_BUDGET.reserve(size.decoded_bytes.saturating_mul(3));
-    let decoded = preprocess::decode(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
+    let image = preprocess::open(&bytes).map_err(|e| format!("{}: {e}", product.image))?;
+    let _memory = DECODE_BUDGET.reserve(image.size().decoded_bytes.saturating_mul(3));
+    let decoded = image.decode().map_err(|e| format!("{}: {e}", product.image))?;
     if let Some((path, size)) = thumb_file.filter(|_| !thumb_done) {
         let mut jpeg = Vec::new();
         preprocess::thumbnail(&decoded, size)
