@@ -598,7 +598,7 @@ fn read_appearance(bytes: &[u8], n_items: usize) -> Result<PartsTable, IndexFile
     let codes = &bytes[layout_end..];
     let expected = dims.checked_mul(n_items).ok_or_else(|| malformed("sizes overflow".into()))?;
     if codes.len() != expected {
-        return Err(malformed(format!("{} values for {n_items} items of {} parts' values", codes.len(), layout.dims())));
+        return Err(malformed(format!("{} values for {n_items} items of {dims} parts' values", codes.len())));
     }
     Ok(PartsTable { layout, codes: codes.to_vec() })
 }

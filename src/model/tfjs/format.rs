@@ -37,7 +37,19 @@ pub enum HostData {
     I64(Vec<i64>),
 }
 
+/// How many values a tensor of `shape` holds, or `None` when that
+/// overflows (shapes come from files and may be hostile).
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 impl HostTensor {
+    /// Whether the shape accounts for exactly the values held (a folded or
+    /// hostile constant may disagree with its own shape).
+    pub fn is_consistent(&self) -> bool {
+        element_count(&self.shape) == Some(self.len())
+    }
+
     pub fn len(&self) -> usize {
         match &self.data {
             HostData::F32(v) => v.len(),
@@ -267,7 +279,7 @@ fn parse_json(bytes: &[u8], source: &str) -> Result<ModelJson, TfjsError> {
 
 /// Decodes one weight from the front of `bytes`; returns it and the bytes used.
 fn decode_weight(spec: &WeightSpec, bytes: &[u8]) -> Result<(HostTensor, usize), String> {
-    let count = spec.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("its shape's size overflows")?;
+    let count = element_count(&spec.shape).ok_or("its shape's size overflows")?;
     let stored = spec.quantization.as_ref().map_or(spec.dtype.as_str(), |q| q.dtype.as_str());
     let width = match stored {
         "float32" | "int32" => 4,

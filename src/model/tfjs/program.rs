@@ -11,7 +11,7 @@
 //! Tensors of rank below 4 are held as rank-4 Burn tensors with leading ones,
 //! which is how TensorFlow broadcasting aligns shapes anyway.
 
-use super::format::{GraphModel, HostData, HostTensor, NodeDef, TfjsError};
+use super::format::{GraphModel, HostData, HostTensor, NodeDef, TfjsError, element_count};
 use burn::tensor::activation;
 use burn::tensor::module::{avg_pool2d, conv2d, interpolate, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions, PadMode};
@@ -68,7 +68,7 @@ fn check_shape(shape: &[usize]) -> Result<(), String> {
     if shape.len() > 4 {
         return Err(format!("rank {} tensors are not supported", shape.len()));
     }
-    match shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
+    match element_count(shape) {
         Some(n) if n <= MAX_TENSOR_ELEMENTS => Ok(()),
         _ => Err(format!("shape {shape:?} holds more than {MAX_TENSOR_ELEMENTS} values")),
     }
@@ -407,7 +407,7 @@ impl<'a> Compiler<'a> {
     fn upload(&self, host: &HostTensor) -> Result<Value, String> {
         let shape = host.shape.clone();
         check_shape(&shape)?;
-        if shape.iter().product::<usize>() != host.len() {
+        if !host.is_consistent() {
             return Err(format!("constant of shape {shape:?} holds {} values", host.len()));
         }
         let data = TensorData::new(host.to_f32(), pad4(&shape));
@@ -781,8 +781,7 @@ impl<'a> Compiler<'a> {
         let channel_axis = if conv.nhwc { 3 } else { 1 };
         let along_channels = bias.shape.len() == 1
             || (bias.shape.len() == 4 && bias.shape.iter().enumerate().all(|(i, &d)| d == 1 || i == channel_axis));
-        let whole = bias.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) == Some(bias.len());
-        if conv.bias.is_some() || conv.activation != Activation::None || bias.len() != channels || !along_channels || !whole {
+        if conv.bias.is_some() || conv.activation != Activation::None || bias.len() != channels || !along_channels || !bias.is_consistent() {
             return Ok(false);
         }
         conv.bias = Some(Tensor::from_data(TensorData::new(bias.to_f32(), [channels]), self.device));
@@ -835,7 +834,7 @@ impl<'a> Compiler<'a> {
         }
         let [kh, kw, cin, cout] = [filter.shape[0], filter.shape[1], filter.shape[2], filter.shape[3]];
         let values = filter.to_f32();
-        if filter.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) != Some(values.len()) || values.is_empty() {
+        if !filter.is_consistent() || values.is_empty() {
             return Err(self.error(node, format!("filter of shape {:?} holds {} values", filter.shape, values.len())));
         }
         // TF filters are [kh, kw, in, out] (depthwise: [kh, kw, in, multiplier]);
@@ -913,7 +912,7 @@ fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTensor>, String
         return Err(format!("{} needs {arity} inputs, has {}", node.op, inputs.len()));
     }
     for input in inputs {
-        if input.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(input.len()) {
+        if !input.is_consistent() {
             return Err(format!("a constant of shape {:?} holds {} values", input.shape, input.len()));
         }
     }
@@ -1268,14 +1267,15 @@ fn reshape_target(shape: &[usize], spec: &[i64]) -> Result<Vec<usize>, String> {
                 return Err(format!("cannot reshape {shape:?} to {spec:?}"));
             }
             let dims: Vec<Option<usize>> = spec.iter().map(|&d| usize::try_from(d).ok()).collect();
-            let known = dims.iter().flatten().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("cannot reshape {shape:?} to {spec:?}"))?;
+            let known: Vec<usize> = dims.iter().flatten().copied().collect();
+            let known = element_count(&known).ok_or_else(|| format!("cannot reshape {shape:?} to {spec:?}"))?;
             dims.iter().map(|d| d.unwrap_or(total / known.max(1))).collect()
         }
     };
     if target.len() > 4 {
         return Err(format!("rank {} tensors are not supported", target.len()));
     }
-    if target.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) != Some(shape.iter().product::<usize>()) {
+    if element_count(&target) != Some(shape.iter().product::<usize>()) {
         return Err(format!("cannot reshape {shape:?} to {target:?}"));
     }
     Ok(target)
