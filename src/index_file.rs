@@ -896,11 +896,9 @@ mod tests {
         assert_eq!(Index::from_bytes(&header), Err(IndexFileError::HeaderChecksum));
     }
 
-    /// The byte offset of node `node`'s three u32 in a written file.
-    fn node_offset(bytes: &[u8], node: usize) -> usize {
-        let n_sections = read_u32(bytes, 40) as usize;
-        let entry = (0..n_sections).map(|i| HEADER_LEN + i * SECTION_ENTRY_LEN).find(|&e| read_u32(bytes, e) == Section::Nodes as u32).unwrap();
-        read_u64(bytes, entry + 8) as usize + node * 12
+    /// Where `section` starts in a written file.
+    fn section_start(bytes: &[u8], section: Section) -> usize {
+        read_section_table(bytes, read_u32(bytes, 40) as usize, FORMAT_VERSION).unwrap()[&(section as u32)].0
     }
 
     #[test]
@@ -910,7 +908,7 @@ mod tests {
         // Point the right child of the first split at its left child: a DAG
         // whose walk doubles at every level.
         let first_split = (0..index.forest.n_nodes()).find(|&n| matches!(index.forest.node(n as u32), Node::Split { .. })).unwrap();
-        let at = node_offset(&bytes, first_split);
+        let at = section_start(&bytes, Section::Nodes) + first_split * 12;
         let left = bytes[at + 4..at + 8].to_vec();
         bytes[at + 8..at + 12].copy_from_slice(&left);
         resign(&mut bytes);
@@ -918,8 +916,7 @@ mod tests {
         assert!(err.to_string().contains("reached twice"), "{err}");
         // Two roots naming one tree are refused the same way.
         let mut bytes = index.to_bytes();
-        let entry = (0..read_u32(&bytes, 40) as usize).map(|i| HEADER_LEN + i * SECTION_ENTRY_LEN).find(|&e| read_u32(&bytes, e) == Section::Roots as u32).unwrap();
-        let roots = read_u64(&bytes, entry + 8) as usize;
+        let roots = section_start(&bytes, Section::Roots);
         let first = bytes[roots..roots + 4].to_vec();
         bytes[roots + 4..roots + 8].copy_from_slice(&first);
         resign(&mut bytes);
