@@ -86,11 +86,18 @@ pub struct DetectorFiles {
 }
 
 impl DetectorFiles {
-    pub fn load(&self, device: &Device) -> Result<crate::detect::Detector> {
+    /// Reads and checks both models' files (graph, manifest, shards).
+    pub fn read(&self) -> Result<[crate::model::tfjs::GraphModel; 2]> {
         use crate::model::tfjs::read_model;
-        let objects = read_model(&self.objects)?;
-        let pose = read_model(&self.pose)?;
-        Ok(crate::detect::Detector::new(Some(&objects), Some(&pose), device)?)
+        Ok([read_model(&self.objects)?, read_model(&self.pose)?])
+    }
+
+    pub fn load(&self, device: &Device) -> Result<crate::detect::Detector> {
+        Self::compile(&self.read()?, device)
+    }
+
+    fn compile([objects, pose]: &[crate::model::tfjs::GraphModel; 2], device: &Device) -> Result<crate::detect::Detector> {
+        Ok(crate::detect::Detector::new(Some(objects), Some(pose), device)?)
     }
 }
 
@@ -397,19 +404,16 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     // Every model file is read and checked before anything is written: a
     // bad one fails the build now, not after the embedding with half a site.
     // (Compiling the detector is left to the crops that run it, and to the page.)
-    if let Some(files) = &options.detector {
-        for model in [&files.objects, &files.pose] {
-            crate::model::tfjs::read_model(model).context("reading the detector")?;
+    let detector_graphs = options.detector.as_ref().map(DetectorFiles::read).transpose().context("reading the detector")?;
+    let crop_mode = match (&options.crops, &options.detector, &detector_graphs) {
+        (CropSpec::Whole, ..) => CropMode::Whole,
+        (CropSpec::Foreground, ..) => CropMode::Foreground,
+        (CropSpec::Detect, Some(files), Some(graphs)) => {
+            CropMode::Detect(Box::new(DetectorFiles::compile(graphs, &Device::flex())?), files.options.clone())
         }
-    }
-    let crop_mode = match &options.crops {
-        CropSpec::Whole => CropMode::Whole,
-        CropSpec::Foreground => CropMode::Foreground,
-        CropSpec::Detect => {
-            let files = options.detector.as_ref().context("cropping by detection needs the detector models")?;
-            CropMode::Detect(Box::new(files.load(&Device::flex())?), files.options.clone())
-        }
+        (CropSpec::Detect, ..) => bail!("cropping by detection needs the detector models"),
     };
+    drop(detector_graphs); // the weights are shipped from their files
     let head = options.labels.as_ref().map(|path| -> Result<LabelHead> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let head = LabelHead::from_json(&bytes, &path.display().to_string())?;
