@@ -51,6 +51,15 @@ const ERROR_COLLECTOR = `(() => {
   console.error = (...args) => { window.__lookalikeErrors.push(args.map(String).join(' ')); original(...args); };
 })()`;
 
+/// Presses, moves along `points` and releases a mouse (Playwright's and
+/// Puppeteer's mouse objects take the same calls).
+async function dragMouse(mouse, points) {
+  await mouse.move(points[0].x, points[0].y);
+  await mouse.down();
+  for (const p of points.slice(1)) await mouse.move(p.x, p.y, { steps: 4 });
+  await mouse.up();
+}
+
 async function launchChromium(mode) {
   const { chromium } = await import('playwright-core');
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), `lookalike-chromium-${mode}-`));
@@ -77,12 +86,7 @@ async function launchChromium(mode) {
     setInputFiles: (selector, file) => page.setInputFiles(selector, file),
     selectOption: (selector, value) => page.selectOption(selector, value).then(() => {}),
     press: async (selector, nth, key) => { await page.locator(selector).nth(nth).focus(); await page.keyboard.press(key); },
-    drag: async (points) => {
-      await page.mouse.move(points[0].x, points[0].y);
-      await page.mouse.down();
-      for (const p of points.slice(1)) await page.mouse.move(p.x, p.y, { steps: 4 });
-      await page.mouse.up();
-    },
+    drag: (points) => dragMouse(page.mouse, points),
     count: (selector) => page.locator(selector).count(),
     box: (selector) => page.locator(selector).boundingBox(),
     text: (selector) => page.textContent(selector),
@@ -124,12 +128,7 @@ async function launchFirefox() {
     setInputFiles: async (selector, file) => (await element(selector)).uploadFile(file),
     selectOption: async (selector, value) => { await page.select(selector, value); },
     press: async (selector, nth, key) => { await (await element(selector, nth)).focus(); await page.keyboard.press(key); },
-    drag: async (points) => {
-      await page.mouse.move(points[0].x, points[0].y);
-      await page.mouse.down();
-      for (const p of points.slice(1)) await page.mouse.move(p.x, p.y, { steps: 4 });
-      await page.mouse.up();
-    },
+    drag: (points) => dragMouse(page.mouse, points),
     count: async (selector) => (await page.$$(selector)).length,
     box: async (selector) => (await element(selector)).boundingBox(),
     text: (selector) => page.$eval(selector, (e) => e.textContent),
