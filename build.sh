@@ -93,7 +93,7 @@ ensure_weights() {
 
 build_native() {
   log "building the native tool"
-  CARGO_TARGET_DIR="$CACHE/target-native" cargo build --release --locked
+  CARGO_TARGET_DIR="$CACHE/target-native" cargo build --release --locked -p lookalike
   LOOKALIKE="$CACHE/target-native/release/lookalike"
   if [ ! -f "$MODEL_RECORD" ] || [ "models/$EMBEDDER_PTH" -nt "$MODEL_RECORD" ]; then
     log "converting the embedder to a Burn record"
@@ -115,47 +115,62 @@ ensure_wasm_bindgen() {
   fi
 }
 
+# The two wasm packages: the browsing engine (index, forest, ranking) that
+# the page and the storefront widget load, and the models (embedder,
+# detector) that the page's photo worker loads with the first photo.
+WASM_CRATES=(lookalike_web lookalike_web_models)
+
 build_wasm() {
-  log "building the wasm module"
+  log "building the wasm modules"
   local target=wasm32-unknown-unknown
-  local out="$CACHE/target-wasm/$target/wasm-release/lookalike.wasm"
   # SIMD128 makes Burn's Flex CPU backend and the forest's dot products fast.
   local rustflags="-C target-feature=+simd128"
+  local packages=(-p lookalike-web -p lookalike-web-models)
   if rustup_has_wasm32; then
     RUSTFLAGS="$rustflags" CARGO_TARGET_DIR="$CACHE/target-wasm" \
-      cargo build --locked --lib --target $target --profile wasm-release
+      cargo build --locked "${packages[@]}" --lib --target $target --profile wasm-release
   else
     # Debian's rustc-web: no prebuilt wasm32 std, so build it from rust-web-src.
     PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 RUSTFLAGS="$rustflags" \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld CARGO_TARGET_DIR="$CACHE/target-wasm" \
-      /usr/bin/cargo build --locked --lib --target $target --profile wasm-release \
+      /usr/bin/cargo build --locked "${packages[@]}" --lib --target $target --profile wasm-release \
       -Z build-std=std,panic_abort
   fi
-  # Bind and shrink only when the module changed.
-  local stamp="$CACHE/pkg.stamp" sum
+  mkdir -p www/pkg
+  # Packages of an older layout must not be shipped (or embedded) again.
+  rm -f www/pkg/lookalike.js www/pkg/lookalike_bg.wasm
+  local name
+  for name in "${WASM_CRATES[@]}"; do
+    bind_wasm "$name" "$CACHE/target-wasm/$target/wasm-release/$name.wasm"
+  done
+}
+
+# Binds and shrinks one module, only when it changed.
+bind_wasm() {
+  local name=$1 out=$2 stamp="$CACHE/pkg-$1.stamp" sum
   sum=$(sha256sum "$out" | cut -c1-64)
-  if [ -f www/pkg/lookalike_bg.wasm ] && [ -f www/pkg/lookalike.js ] &&
+  if [ -f "www/pkg/${name}_bg.wasm" ] && [ -f "www/pkg/$name.js" ] &&
     [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
     return
   fi
   if grep -q 'command_export' "$out"; then
-    echo "error: wasm-ld wrapped the exports to re-run static constructors on every call;" >&2
-    echo "       src/wasm/mod.rs must call __wasm_call_ctors once at start" >&2
+    echo "error: wasm-ld wrapped the exports of $name to re-run static constructors on every call;" >&2
+    echo "       its start function must call __wasm_call_ctors once" >&2
     exit 1
   fi
   ensure_wasm_bindgen
-  rm -rf "$CACHE/pkg-raw" && mkdir -p "$CACHE/pkg-raw" www/pkg
+  rm -rf "$CACHE/pkg-raw" && mkdir -p "$CACHE/pkg-raw"
   wasm-bindgen --target web --no-typescript --out-dir "$CACHE/pkg-raw" "$out"
-  cp "$CACHE/pkg-raw/lookalike.js" www/pkg/lookalike.js
-  log "optimising the wasm for size (binaryen, about 2 minutes)"
+  cp "$CACHE/pkg-raw/$name.js" "www/pkg/$name.js"
+  log "optimising $name for size (binaryen)"
   local wasm_opt="$CACHE/tools/node_modules/.bin/wasm-opt"
   if [ ! -x "$wasm_opt" ] || ! grep -q "\"version\": \"${BINARYEN#*@}\"" "$CACHE/tools/node_modules/binaryen/package.json"; then
     npm install --silent --no-audit --no-fund --prefix "$CACHE/tools" "$BINARYEN"
   fi
   "$wasm_opt" -Oz --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$CACHE/pkg-raw/lookalike_bg.wasm" -o www/pkg/lookalike_bg.wasm
-  ls -l "$out" www/pkg/lookalike_bg.wasm >&2
+    "$CACHE/pkg-raw/${name}_bg.wasm" -o "www/pkg/${name}_bg.wasm"
+  ls -l "$out" "www/pkg/${name}_bg.wasm" >&2
   echo "$sum" >"$stamp"
 }
 
@@ -199,6 +214,10 @@ build_all() {
   build_native
   train_label_head
   build_wasm
+  # The binary carries the page, the wasm and the models (build.rs): built
+  # again now that they exist; a no-op when none of them changed.
+  log "embedding the page, the wasm and the models in the native tool"
+  CARGO_TARGET_DIR="$CACHE/target-native" cargo build --release --locked -p lookalike
 }
 
 case "${1:-build}" in
@@ -233,7 +252,8 @@ case "${1:-build}" in
       python3 -m pip install --quiet --target "$CACHE/pylib" "annoy==1.17.3" "numpy<2.3"
     fi
     shift
-    LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" "$LOOKALIKE" bench "$@"
+    CARGO_TARGET_DIR="$CACHE/target-native" cargo build --release --locked -p lookalike-bench
+    LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" "$CACHE/target-native/release/lookalike-bench" "$@"
     ;;
   *)
     echo "usage: $0 [build|demo|test|bench KIND]" >&2

@@ -1,35 +1,30 @@
-//! lookalike: find the products that look most alike, in the browser.
+//! # Brief overview
 //!
-//! The shared core, identical on both targets:
-//! - [`catalog`]: reading a brand's catalog (CSV, JSON, JSON Lines);
-//! - [`preprocess`]: decoding and pad-resizing images for the embedder;
-//! - [`model`]: EfficientNet-Lite as a Burn module and its weights, and
-//!   TF.js graph models compiled to Burn;
-//! - [`detect`]: the fashion items in a photo (NanoDet, MoveNet, packshots);
-//! - [`forest`]: the approximate nearest-neighbour forest;
-//! - [`index_file`]: the static index file the site ships;
-//! - [`colour`]: a product's colours, as a small perceptual histogram;
-//! - [`appearance`]: colour and learned attributes stored beside the forest
-//!   and blended with the visual cosine at query time;
-//! - [`rank`]: recommendations in the report's JSON shape;
-//! - [`site`]: the built site's manifest.
+//! The `lookalike` command-line tool's library: everything native that turns
+//! a brand's catalog into the static site and serves it. The product's cores
+//! are their own crates (docs/architecture.md):
+//! - `lookalike-forest`: the approximate nearest-neighbour forest;
+//! - `lookalike-index`: the site's index file, appearance and ranking;
+//! - `lookalike-vision`: preprocessing, colour, the embedder and detector.
 //!
-//! Target-specific code lives behind one `cfg` each: [`native`] (the
-//! command-line tool: build, query, serve) and `wasm` (the browser API).
+//! This crate adds reading catalogs ([`catalog`]), fetching images under
+//! limits ([`fetch`]), building the site ([`site_builder`]), its manifest
+//! ([`site`]), the embedded page assets ([`assets`]), serving it
+//! ([`serve`]) and the command line itself ([`cli`]).
 
-pub mod appearance;
+pub mod assets;
+pub mod attributes;
 pub mod catalog;
-pub mod colour;
-pub mod detect;
-pub mod forest;
-pub mod index_file;
-pub mod model;
-pub mod preprocess;
-pub mod rank;
+pub mod catalog_embeddings;
+pub mod cli;
+pub mod crops;
+pub mod eval;
+pub mod fetch;
+pub mod fsutil;
+pub mod labels;
+pub mod memory;
+pub mod npy;
+pub mod progress;
+pub mod serve;
 pub mod site;
-
-#[cfg(not(target_arch = "wasm32"))]
-pub mod native;
-
-#[cfg(target_arch = "wasm32")]
-pub mod wasm;
+pub mod site_builder;

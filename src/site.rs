@@ -46,7 +46,7 @@ pub struct DetectorInfo {
     pub objects_shards: Vec<String>,
     pub pose: String,
     pub pose_shards: Vec<String>,
-    pub options: crate::detect::DetectOptions,
+    pub options: lookalike_vision::DetectOptions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -4,12 +4,12 @@
 
 mod common;
 
-use lookalike::detect::movenet::{MoveNet, joint};
-use lookalike::detect::nanodet::NanoDet;
-use lookalike::detect::readback::block_on;
-use lookalike::detect::{BBox, DetectOptions, Detector, PRODUCT_CLASS, foreground_box};
-use lookalike::model::tfjs::{GraphModel, read_model};
-use lookalike::native::bench::detect::group_of_class;
+use lookalike_vision::detect::movenet::{MoveNet, joint};
+use lookalike_vision::detect::nanodet::NanoDet;
+use lookalike_vision::detect::readback::block_on;
+use lookalike_vision::detect::{BBox, DetectOptions, Detector, PRODUCT_CLASS, foreground_box};
+use lookalike_vision::model::tfjs::{GraphModel, read_model};
+use lookalike_vision::detect::groups::group_of_class;
 use burn::tensor::Device;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -99,7 +99,7 @@ fn garment_regions_overlap_the_ccp_masks() {
     let detector = Detector::new(Some(&models().0), Some(&models().1), &Device::flex()).unwrap();
     let options = DetectOptions { max_boxes: usize::MAX, ..DetectOptions::default() };
     let groups = |label: &str| -> Option<&'static str> {
-        lookalike::native::bench::detect::GROUPS.iter().find(|(_, l)| l.contains(&label)).map(|(g, _)| *g)
+        lookalike_vision::detect::groups::GROUPS.iter().find(|(_, l)| l.contains(&label)).map(|(g, _)| *g)
     };
     let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
     for (path, garments) in ccp_photos(30) {
@@ -146,7 +146,7 @@ fn an_unsupported_graph_names_the_node() {
     let json = br#"{"modelTopology":{"node":[{"name":"x","op":"Placeholder"},{"name":"odd","op":"Svd","input":["x"]}]},
                     "weightsManifest":[{"paths":[],"weights":[]}]}"#;
     let graph = GraphModel::parse(json, &[], "user.json").unwrap();
-    let err = lookalike::model::tfjs::Program::compile(&graph, &["odd"], &[1, 4], &Device::flex()).unwrap_err().to_string();
+    let err = lookalike_vision::model::tfjs::Program::compile(&graph, &["odd"], &[1, 4], &Device::flex()).unwrap_err().to_string();
     assert!(err.contains("user.json") && err.contains("`odd`") && err.contains("Svd"), "{err}");
 }
 
@@ -173,9 +173,9 @@ fn the_label_head_names_products_it_never_saw() {
         image: Some("file".into()),
         label: Some("articleType".into()),
     };
-    let embedded = lookalike::native::bench::embed_with_cache(&catalog, &columns, &dir, &common::burnpack_weights());
+    let embedded = lookalike::catalog_embeddings::embed_with_cache(&catalog, &columns, &dir, &common::burnpack_weights());
     let embedded = embedded.unwrap();
-    let trained = lookalike::native::labels::train_labels(&embedded.products, &embedded.vectors, "articleType", 10, 0.25).unwrap();
+    let trained = lookalike::labels::train_labels(&embedded.products, &embedded.vectors, "articleType", 10, 0.25).unwrap();
     assert_eq!(trained.head.labels.len(), 10);
     assert!(trained.tested_on >= 60, "{}", trained.tested_on);
     assert!(trained.accuracy >= 0.8, "top-1 accuracy {:.3} on {}", trained.accuracy, trained.tested_on);

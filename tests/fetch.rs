@@ -4,7 +4,7 @@
 
 mod common;
 
-use lookalike::native::fetch::{FetchOptions, Fetcher};
+use lookalike::fetch::{FetchOptions, Fetcher};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -172,7 +172,7 @@ fn redirects_from_public_to_internal_addresses_are_refused_unless_allowed() {
 
 #[test]
 fn internal_addresses_are_recognised() {
-    use lookalike::native::fetch::is_internal_address;
+    use lookalike::fetch::is_internal_address;
     for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
         assert!(is_internal_address(internal.parse().unwrap()), "{internal}");
     }
@@ -199,8 +199,8 @@ fn a_rerun_downloads_nothing_it_already_has() {
 #[test]
 fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
     use lookalike::catalog::Columns;
-    use lookalike::forest::{ForestParams, Metric};
-    use lookalike::native::site_builder::{BuildOptions, Storage, build_site, CropSpec};
+    use lookalike_forest::{ForestParams, Metric};
+    use lookalike::site_builder::{BuildOptions, Storage, build_site, CropSpec};
 
     let server = Server::start(sample_jpeg());
     let dir = scratch("site");
@@ -213,10 +213,7 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
         csv.push_str(&format!("{id},{}\n", server.url(path)));
     }
     std::fs::write(dir.join("catalog.csv"), csv).unwrap();
-    let assets = dir.join("assets");
-    std::fs::create_dir_all(assets.join("www/pkg")).unwrap();
-    std::fs::write(assets.join("index.html"), "<!doctype html>").unwrap();
-    std::fs::write(assets.join("www/pkg/lookalike_bg.wasm"), b"\0asm").unwrap();
+    let assets = Some(common::fake_assets(&dir));
     let options = BuildOptions {
         catalog: dir.join("catalog.csv"),
         out: dir.join("site"),

@@ -251,10 +251,10 @@ fn hostile_images() {
 
 /// The inputs, generated from the case number (deterministic).
 mod cases {
-    use lookalike::appearance::{Layout, Part, PartsTable};
+    use lookalike_index::appearance::{Layout, Part, PartsTable};
     use lookalike::catalog::{Catalog, CatalogFormat, Columns};
-    use lookalike::forest::{Forest, ForestParams, Metric, Query};
-    use lookalike::index_file::{Index, resign};
+    use lookalike_forest::{Forest, ForestParams, Metric, Query};
+    use lookalike_index::{Index, resign};
     use rand::{RngExt, SeedableRng, rngs::StdRng};
     use serde_json::{Value, json};
 
@@ -267,7 +267,7 @@ mod cases {
         let mut rng = StdRng::seed_from_u64(7);
         let vectors: Vec<f32> = (0..n * 16).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let labels: Vec<u32> = (0..n as u32).map(|i| i % 5).collect();
-        let params = ForestParams { pca_dims: Some(8), encoding: lookalike::forest::Encoding::I8PerDim, ..ForestParams::new(Metric::Angular) };
+        let params = ForestParams { pca_dims: Some(8), encoding: lookalike_forest::Encoding::I8PerDim, ..ForestParams::new(Metric::Angular) };
         let forest = Forest::build(vectors, 16, Some(labels), &params).unwrap();
         let layout = Layout { visual_weight: 0.5, parts: vec![Part { name: "colour".into(), dims: 4, weight: 0.5 }] };
         let rows: Vec<Vec<f32>> = (0..n).map(|i| (0..4).map(|d| ((i + d) % 7) as f32 / 6.0).collect()).collect();
@@ -283,15 +283,15 @@ mod cases {
     /// products and of an outside vector.
     fn answers(index: &Index) -> std::result::Result<Vec<(u32, u32)>, String> {
         let mut out = Vec::new();
-        let options = lookalike::rank::RecommendOptions { k: 5, search_k: Some(400), same_label: true, weights: None };
+        let options = lookalike_index::rank::RecommendOptions { k: 5, search_k: Some(400), same_label: true, weights: None };
         for item in [0u32, 17, 399].into_iter().filter(|&i| (i as usize) < index.forest.len()) {
-            for r in lookalike::rank::recommend_item(index, item, &options) {
+            for r in lookalike_index::rank::recommend_item(index, item, &options) {
                 out.push((item, index.item_of(&r.similar_product_id).unwrap_or(u32::MAX)));
             }
         }
         let vector = vec![0.25f32; 16];
         let parts = index.appearance.as_ref().map(|t| vec![0.5f32; t.layout.dims()]);
-        let hits = lookalike::rank::search_vector_distinct(index, &vector, parts.as_deref(), &Query::top(5), None).map_err(|e| e.to_string())?;
+        let hits = lookalike_index::rank::search_vector_distinct(index, &vector, parts.as_deref(), &Query::top(5), None).map_err(|e| e.to_string())?;
         out.extend(hits.iter().map(|h| (u32::MAX, h.item)));
         Ok(out)
     }
@@ -498,9 +498,9 @@ mod cases {
             bin.truncate(rng.random_range(0..bin.len().max(1)));
         }
         let json = serde_json::to_vec(&model).unwrap();
-        let graph = lookalike::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
+        let graph = lookalike_vision::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
         let device = burn::tensor::Device::flex();
-        let program = lookalike::model::tfjs::Program::compile(&graph, outputs, input_shape, &device).map_err(|e| e.to_string())?;
+        let program = lookalike_vision::model::tfjs::Program::compile(&graph, outputs, input_shape, &device).map_err(|e| e.to_string())?;
         let shape: [usize; 4] = program.input_shape().try_into().map_err(|_| "input rank".to_string())?;
         let input = burn::tensor::Tensor::<4>::zeros(shape, &device);
         let values = program.run(input).map_err(|e| e.to_string())?;
@@ -524,7 +524,7 @@ mod cases {
         let json = std::fs::read(&path).unwrap();
         let mut model: Value = serde_json::from_slice(&json).unwrap();
         let mut bin = Vec::new();
-        for shard in lookalike::model::tfjs::GraphModel::shard_paths(&json, "m").unwrap() {
+        for shard in lookalike_vision::model::tfjs::GraphModel::shard_paths(&json, "m").unwrap() {
             bin.extend(std::fs::read(path.parent().unwrap().join(shard)).unwrap());
         }
         // Mutate the graph's nodes and manifest, not its weights' values.
@@ -539,12 +539,12 @@ mod cases {
             }
         }
         let json = serde_json::to_vec(&model).unwrap();
-        let graph = lookalike::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
+        let graph = lookalike_vision::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
         let device = burn::tensor::Device::flex();
         let (objects, pose) = if case % 2 == 0 { (Some(&graph), None) } else { (None, Some(&graph)) };
-        let detector = lookalike::detect::Detector::new(objects, pose, &device).map_err(|e| e.to_string())?;
+        let detector = lookalike_vision::detect::Detector::new(objects, pose, &device).map_err(|e| e.to_string())?;
         let photo = image::RgbImage::from_fn(96, 128, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, 128]));
-        let items = lookalike::detect::readback::block_on(detector.detect(&photo, &lookalike::detect::DetectOptions::default()))?;
+        let items = lookalike_vision::detect::readback::block_on(detector.detect(&photo, &lookalike_vision::detect::DetectOptions::default())).map_err(|e| e.to_string())?;
         Ok(items.len() < 100)
     }
 
@@ -648,10 +648,10 @@ mod cases {
 
     pub fn image(case: usize) -> Result {
         let bytes = hostile_image(case);
-        let decoded = lookalike::preprocess::decode(&bytes).map_err(|e| e.to_string())?;
+        let decoded = lookalike_vision::preprocess::decode(&bytes).map_err(|e| e.to_string())?;
         // What a build does next with a decoded image.
-        let input = lookalike::preprocess::model_input(&decoded);
-        let colour = lookalike::colour::colour_signature(&decoded);
+        let input = lookalike_vision::preprocess::model_input(&decoded);
+        let colour = lookalike_vision::colour::colour_signature(&decoded);
         Ok(input.len() == 3 * 224 * 224 && colour.iter().all(|v| v.is_finite()))
     }
 

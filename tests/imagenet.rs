@@ -5,8 +5,8 @@
 mod common;
 
 use burn::tensor::Device;
-use lookalike::model::{Embedder, weights};
-use lookalike::preprocess;
+use lookalike_vision::model::{Embedder, weights};
+use lookalike_vision::preprocess;
 
 fn top5(logits: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..logits.len()).collect();

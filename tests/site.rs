@@ -5,14 +5,14 @@
 mod common;
 
 use lookalike::catalog::Columns;
-use lookalike::forest::{ForestParams, Metric};
-use lookalike::native::cli::load_site;
-use lookalike::native::eval::{column_values, evaluate};
-use lookalike::native::site_builder::{BuildOptions, BuildReport, CropSpec, DetectorFiles, Storage, build_site};
-use lookalike::appearance::Weights;
-use lookalike::native::attributes::LearnSpec;
-use lookalike::native::cli::load_attribute_heads;
-use lookalike::rank::{Recommendation, RecommendOptions, recommend_item};
+use lookalike_forest::{ForestParams, Metric};
+use lookalike::cli::load_site;
+use lookalike::eval::{column_values, evaluate};
+use lookalike::site_builder::{BuildOptions, BuildReport, CropSpec, DetectorFiles, Storage, build_site};
+use lookalike_index::appearance::Weights;
+use lookalike::attributes::LearnSpec;
+use lookalike::cli::load_attribute_heads;
+use lookalike_index::rank::{Recommendation, RecommendOptions, recommend_item};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -26,15 +26,6 @@ fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lookalike-site-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Stand-ins for the page's assets: this test is about the native pipeline.
-fn fake_assets(dir: &Path) -> PathBuf {
-    let assets = dir.join("assets");
-    std::fs::create_dir_all(assets.join("www/pkg")).unwrap();
-    std::fs::write(assets.join("index.html"), "<!doctype html>").unwrap();
-    std::fs::write(assets.join("www/pkg/lookalike_bg.wasm"), b"\0asm").unwrap();
-    assets
 }
 
 /// Writes a sample catalog with absolute image paths, plus two broken rows.
@@ -80,7 +71,7 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
             label: Some("articleType".into()),
         },
         model: common::burnpack_weights(),
-        assets: fake_assets(dir),
+        assets: Some(common::fake_assets(dir)),
         forest: ForestParams::new(Metric::Angular),
         storage: Storage::default(),
         thumb_size: 160,
@@ -198,7 +189,7 @@ fn a_bad_catalog_fails_with_file_and_line_and_keeps_the_built_site() {
 /// encoding, at a generous search_k (half the catalog).
 #[test]
 fn forest_recall_on_real_embeddings() {
-    use lookalike::forest::{Encoding, Forest, Query};
+    use lookalike_forest::{Encoding, Forest, Query};
     let (index, _) = load_site(&built().dir).unwrap();
     let n = index.forest.len();
     let vectors: Vec<f32> = (0..n as u32).flat_map(|i| index.forest.stored_vector(i)).collect();
@@ -237,7 +228,7 @@ fn skip_bad_reports_bad_rows_and_precompute_writes_the_reports_json() {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        args.extend(["--label-col", "articleType", "--assets", fake_assets(&dir).to_str().unwrap()].map(String::from));
+        args.extend(["--label-col", "articleType", "--assets", common::fake_assets(&dir).to_str().unwrap()].map(String::from));
         args.extend(["--model", common::burnpack_weights().to_str().unwrap(), "--cache", dir.join("cache").to_str().unwrap()].map(String::from));
         args.extend(extra.iter().map(|s| s.to_string()));
         args
@@ -323,7 +314,7 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
     opts.detector = Some(DetectorFiles {
         objects: common::detector_model("nanodet.json"),
         pose: common::detector_model("movenet-lightning.json"),
-        options: lookalike::detect::DetectOptions::default(),
+        options: lookalike_vision::detect::DetectOptions::default(),
     });
     let report = build_site(&opts).unwrap();
     assert_eq!(report.products, 16);
@@ -360,7 +351,7 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
 }
 
 /// Share of each product's look-alikes that have its value of `column`.
-fn share_alike(index: &lookalike::index_file::Index, manifest: &lookalike::site::SiteManifest, column: &str, weights: Option<Weights>) -> f64 {
+fn share_alike(index: &lookalike_index::Index, manifest: &lookalike::site::SiteManifest, column: &str, weights: Option<Weights>) -> f64 {
     let values = column_values(manifest, column);
     let options = RecommendOptions { k: 10, search_k: None, same_label: false, weights };
     let mut total = 0.0;

@@ -1,11 +1,15 @@
-// The page's shell: fetch the site's manifest, index and model with progress,
-// draw the catalog, and ask the wasm module for look-alikes. All search and
-// embedding happens in Rust (www/pkg); this file only moves data and draws.
+// The page's shell: load the browsing engine (engine.js: the small wasm,
+// the manifest and the index) with progress, draw the catalog, and ask the
+// engine for look-alikes. Photos go to the photo worker (worker.js), which
+// loads the models with the first photo and runs them off this thread; the
+// page only posts messages and ranks the vectors it gets back. All search
+// and embedding happens in Rust (www/pkg); this file only moves data and
+// draws.
 //
 // Catalog strings are only ever assigned with textContent / attributes, never
 // parsed as HTML, so a hostile product name stays text.
 
-import init, { LookalikeAttributes, LookalikeIndex, LookalikeLabels, loadDetector, loadEmbedder } from './pkg/lookalike.js';
+import { fetchBytes as download, loadEngine } from './engine.js';
 import { shopLink } from './links.js';
 
 const params = new URLSearchParams(location.search);
@@ -14,10 +18,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   manifest: null,
   index: null,
-  embedder: null,
-  detector: null, // loaded on the first photo: most visitors never need it
-  labels: null,
-  attributes: null, // describes a photo's crop like the catalog's items
+  backend: null, // where the photo worker runs the embedder: 'webgpu' or 'cpu'
+  detectorBackend: null, // ... and the detector
   weights: undefined, // the shopper's weights of the similarity's parts
   rerun: null, // repeats the last search (when a weight changes)
   photo: null, // { bytes, width, height, items }
@@ -50,35 +52,23 @@ function setProgress(fraction) {
   if (fraction !== null) bar.value = fraction;
 }
 
-/// Fetches a URL as bytes, reporting download progress.
-async function fetchBytes(url, label) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${label}: HTTP ${response.status} for ${url}`);
-  const total = Number(response.headers.get('Content-Length')) || 0;
-  const reader = response.body.getReader();
-  const chunks = [];
-  let received = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    received += value.length;
-    setStatus(`Loading ${label}… ${(received / 1e6).toFixed(1)} MB`);
-    // Content-Length counts compressed bytes when the host gzips.
-    if (total && received <= total) setProgress(received / total);
-  }
-  const bytes = new Uint8Array(received);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  remember(url, response, bytes);
-  return bytes;
+/// Fetches a URL as bytes, showing its progress and keeping it for offline use.
+function fetchBytes(url, label) {
+  return download(url, { label, ...pageDownload });
 }
 
+/// How the page follows a download: the status line, the progress bar and
+/// the offline cache.
+const pageDownload = {
+  onProgress: (received, fraction, label) => {
+    setStatus(`Loading ${label}… ${(received / 1e6).toFixed(1)} MB`);
+    if (fraction !== null) setProgress(fraction);
+  },
+  onDownloaded: remember,
+};
+
 /// The service worker's cache (sw.js), shared with the page.
-const OFFLINE_CACHE = 'lookalike-v2';
+const OFFLINE_CACHE = 'lookalike-v3';
 const caching = []; // puts in flight: the worker registers after them
 
 /// Keeps a download in the offline cache, with the validators the service
@@ -236,7 +226,34 @@ function showLookalikes(item) {
   renderResults(`Looks like: ${product.title || product.id}`, hits, millis, preview);
 }
 
-/// Fetches the detector's TF.js files and the label head on first use.
+/// The photo worker (worker.js), started with the first photo: it owns the
+/// models and the decoded photo; `call` posts one operation and resolves
+/// with its result.
+let worker = null;
+const pending = new Map();
+let nextCall = 0;
+function call(op, payload = {}, transfer = []) {
+  if (!worker) {
+    worker = new Worker(new URL('worker.js', import.meta.url), { type: 'module' });
+    worker.onmessage = ({ data: { id, result, error } }) => {
+      const { resolve, reject } = pending.get(id);
+      pending.delete(id);
+      if (error !== undefined) reject(new Error(error)); else resolve(result);
+    };
+    worker.onerror = (event) => {
+      const error = new Error(`the photo worker failed: ${event.message || 'it could not start'}`);
+      for (const { reject } of pending.values()) reject(error);
+      pending.clear();
+    };
+  }
+  const id = nextCall++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ id, op, ...payload }, transfer);
+  });
+}
+
+/// Fetches the detector's TF.js files on first use and starts it in the worker.
 let detectorLoading = null;
 function ensureDetector() {
   if (!detectorLoading) detectorLoading = loadDetectorFiles();
@@ -259,10 +276,12 @@ async function loadDetectorFiles() {
     await fetchBytes(info.pose, 'pose model'), await concat(info.pose_shards, 'pose model'),
   ])());
   setStatus('Starting the detector…');
-  state.detector = await timed('detector_start_ms', loadDetector(objectsJson, objects, poseJson, pose, info.options, params.get('backend') || 'auto'));
-  if (state.manifest.labels) state.labels = LookalikeLabels.fromJson(await fetchBytes(state.manifest.labels, 'labels'));
+  const prefer = params.get('backend') || 'auto';
+  const { backend } = await timed('detector_start_ms', call('loadDetector', { objectsJson, objects, poseJson, pose, options: info.options, prefer },
+    [objectsJson.buffer, objects.buffer, poseJson.buffer, pose.buffer]));
+  state.detectorBackend = backend;
   setProgress(null);
-  return state.detector;
+  return true;
 }
 
 /// Opens a photo from any source (file, camera, drop, paste): finds its
@@ -275,15 +294,17 @@ async function openPhoto(file) {
   if (view.src) URL.revokeObjectURL(view.src);
   view.src = URL.createObjectURL(file);
   await loaded;
-  state.photo = { bytes, name: file.name, width: view.naturalWidth, height: view.naturalHeight, items: [] };
+  state.photo = { name: file.name, width: view.naturalWidth, height: view.naturalHeight, items: [] };
   $('photo-panel').hidden = false;
   $('photo-boxes').replaceChildren();
+  // The worker decodes the photo once and keeps it for every region.
+  await call('open', { bytes }, [bytes.buffer]);
   let detectMillis = 0;
   if (state.manifest.detector) {
     setStatus('Finding the items in your photo…');
-    const detector = await ensureDetector();
+    await ensureDetector();
     const started = performance.now();
-    state.photo.items = await detector.detect(bytes);
+    state.photo.items = await call('detect');
     detectMillis = performance.now() - started;
     drawBoxes(state.photo.items);
   }
@@ -335,10 +356,8 @@ async function searchRegion(box, what, extra = {}) {
   const { k, sameLabel, category } = options();
   setStatus(`Looking for the ${what}…`);
   const started = performance.now();
-  const { vector, colour } = await state.embedder.describeCrop(state.photo.bytes, box.x, box.y, box.width, box.height);
+  const { vector, parts, prediction } = await call('describe', { box });
   const embedMillis = performance.now() - started;
-  const parts = state.attributes.describe(vector, colour);
-  const prediction = state.labels ? state.labels.predict(vector) : null;
   const known = prediction && state.labelNames.includes(prediction.label);
   const label = category || (sameLabel && known ? prediction.label : undefined);
   const searchStarted = performance.now();
@@ -348,24 +367,23 @@ async function searchRegion(box, what, extra = {}) {
   state.lastQuery = { kind: 'crop', what, box, prediction, label, hits, millis, embedMillis, detectMillis: state.photo.detectMillis, weights: state.weights, ...extra };
   const named = prediction ? `${what} (${prediction.label}, ${(100 * prediction.confidence).toFixed(0)}%)` : what;
   renderResults(`Looks like the ${named} in your photo`, hits, millis);
-  setStatus(`Found ${state.photo.items.length} items in ${state.photo.detectMillis.toFixed(0)} ms; embedded the ${what} in ${embedMillis.toFixed(0)} ms on ${state.embedder.backend}.`);
+  setStatus(`Found ${state.photo.items.length} items in ${state.photo.detectMillis.toFixed(0)} ms; embedded the ${what} in ${embedMillis.toFixed(0)} ms on ${state.backend}.`);
 }
 
 async function searchWhole() {
   markSelected(-1);
   const { k, category } = options();
   const started = performance.now();
-  setStatus(`Embedding your photo on ${state.embedder.backend}…`);
-  const { vector, colour } = await state.embedder.describeCrop(state.photo.bytes);
+  setStatus(`Embedding your photo on ${state.backend}…`);
+  const { vector, parts } = await call('describe', { box: null });
   const embedMillis = performance.now() - started;
-  const parts = state.attributes.describe(vector, colour);
   const searchStarted = performance.now();
   const hits = state.index.queryVector(vector, k, undefined, category, parts, state.weights);
   const millis = performance.now() - searchStarted;
   state.rerun = searchWhole;
   state.lastQuery = { kind: 'photo', name: state.photo.name, vector: Array.from(vector), parts: Array.from(parts), hits, millis, embedMillis, weights: state.weights };
   renderResults(`Looks like your photo`, hits, millis);
-  setStatus(`Photo embedded in ${embedMillis.toFixed(0)} ms on ${state.embedder.backend}.`);
+  setStatus(`Photo embedded in ${embedMillis.toFixed(0)} ms on ${state.backend}.`);
 }
 
 /// Drag on the photo to draw a box and search what is inside it.
@@ -455,29 +473,33 @@ function ensureModel() {
 }
 
 async function loadModel() {
-  const bytes = await timed('model_fetch_ms', fetchBytes(state.manifest.model.file, 'model'));
+  const model = await timed('model_fetch_ms', fetchBytes(state.manifest.model.file, 'model'));
+  // The learned attributes describe a photo like the catalog's items; the
+  // label head names what it shows.
+  const attributes = state.manifest.attributes ? await fetchBytes(state.manifest.attributes, 'attributes') : new TextEncoder().encode('[]');
+  const labels = state.manifest.labels ? await fetchBytes(state.manifest.labels, 'labels') : null;
   setStatus('Starting the model…');
   const prefer = params.get('backend') || 'auto';
-  state.embedder = await timed('model_start_ms', loadEmbedder(bytes, prefer));
-  // The learned attributes describe a photo like the catalog's items.
-  const heads = state.manifest.attributes ? await fetchBytes(state.manifest.attributes, 'attributes') : new TextEncoder().encode('[]');
-  state.attributes = LookalikeAttributes.fromJson(heads);
+  const transfer = [model.buffer, attributes.buffer, ...(labels ? [labels.buffer] : [])];
+  const { backend } = await timed('model_start_ms', call('loadEmbedder', { model, attributes, labels, prefer }, transfer));
+  state.backend = backend;
   const badge = $('backend');
   badge.hidden = false;
-  badge.textContent = state.embedder.backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
-  badge.dataset.backend = state.embedder.backend;
+  badge.textContent = backend === 'webgpu' ? 'WebGPU' : 'CPU (wasm)';
+  badge.dataset.backend = backend;
   setProgress(null);
   setStatus(`Photo search runs on ${badge.textContent}.`);
 }
 
 async function main() {
   setStatus('Loading the search engine…');
-  // Fetched with progress (about 3 MB compressed), then compiled.
-  const module = await timed('engine_fetch_ms', fetchBytes('www/pkg/lookalike_bg.wasm', 'search engine'));
-  await timed('engine_start_ms', init({ module_or_path: module }));
-  state.manifest = JSON.parse(new TextDecoder().decode(await fetchBytes('data/catalog.json', 'catalog')));
-  const indexBytes = await fetchBytes(state.manifest.index, 'index');
-  state.index = LookalikeIndex.fromBytes(indexBytes);
+  // The small browsing wasm, the manifest and the index; the models wait
+  // for the first photo.
+  const site = new URL('.', location.href).href;
+  const engine = await loadEngine(site, pageDownload);
+  Object.assign(state.timings, engine.timings);
+  state.manifest = engine.manifest;
+  state.index = engine.index;
   state.labelNames = state.index.labelNames(); // fixed for the index's life
   renderCatalog();
   renderCategories();

@@ -8,27 +8,14 @@
 // `same-label` (only products of the same label), `weights` (parts of the
 // similarity re-weighted, e.g. "colour=0.4, visual=0.6"; default: the
 // site's own weights, see docs/quality.md). Everything runs in the
-// browser: the element loads the site's wasm module and index once per page
-// (shared by every element) and queries them locally. Catalog strings are
+// browser: the element loads the site's small browsing wasm (no models) and
+// index once per page (engine.js, shared by every element) and queries
+// them locally. Catalog strings are
 // set as text, never parsed as HTML; styles are a constructed stylesheet, so
 // a strict Content-Security-Policy (no inline styles or eval) is enough.
 
+import { loadEngine } from './engine.js';
 import { shopLink } from './links.js';
-
-const engines = new Map(); // site URL -> Promise<{ index, manifest }>
-
-function engine(site) {
-  if (!engines.has(site)) {
-    engines.set(site, (async () => {
-      const pkg = await import(new URL('www/pkg/lookalike.js', site).href);
-      await pkg.default({ module_or_path: new URL('www/pkg/lookalike_bg.wasm', site) });
-      const manifest = await (await fetch(new URL('data/catalog.json', site))).json();
-      const bytes = new Uint8Array(await (await fetch(new URL(manifest.index, site))).arrayBuffer());
-      return { index: pkg.LookalikeIndex.fromBytes(bytes), manifest };
-    })());
-  }
-  return engines.get(site);
-}
 
 const STYLE = `
 :host { display: block; font-family: system-ui, sans-serif; }
@@ -87,7 +74,7 @@ class LookalikeSimilar extends HTMLElement {
     const site = new URL(this.getAttribute('site') || new URL('..', import.meta.url).href, document.baseURI).href;
     const ticket = (this.ticket = {});
     try {
-      const { index, manifest } = await engine(site.endsWith('/') ? site : `${site}/`);
+      const { index, manifest } = await loadEngine(site.endsWith('/') ? site : `${site}/`);
       if (ticket !== this.ticket) return; // a newer render started
       const item = index.itemOf(product);
       if (item === undefined) throw new Error(`no product "${product}" in this catalog`);

@@ -14,9 +14,10 @@
 // If-Modified-Since), so an unchanged file costs a 304 on every engine,
 // whatever the engine's HTTP cache does with a worker's requests.
 
-const CACHE = 'lookalike-v2';
+const CACHE = 'lookalike-v3';
 const SHELL = [
-  './', 'index.html', 'www/app.js', 'www/style.css', 'www/pkg/lookalike.js', 'www/pkg/lookalike_bg.wasm',
+  './', 'index.html', 'www/app.js', 'www/engine.js', 'www/links.js', 'www/style.css',
+  'www/pkg/lookalike_web.js', 'www/pkg/lookalike_web_bg.wasm',
   'data/catalog.json', 'data/index.lkf',
 ];
 

