@@ -24,9 +24,9 @@ const MODEL_FILES: [&str; 6] = [
 
 fn main() {
     println!("cargo::rerun-if-env-changed=LOOKALIKE_ASSETS_DIR");
-    let root = std::env::var_os("LOOKALIKE_ASSETS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it")));
+    let root = std::env::var_os("LOOKALIKE_ASSETS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+    });
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     files.push(("index.html".into(), root.join("index.html")));
     for folder in ["www", "www/pkg"] {
@@ -34,8 +34,11 @@ fn main() {
         // Watching the folder notices files that appear (the wasm, once built).
         println!("cargo::rerun-if-changed={}", dir.display());
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let mut names: Vec<String> =
-            entries.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).filter_map(|e| e.file_name().into_string().ok()).collect();
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
         names.sort();
         files.extend(names.into_iter().map(|name| (format!("{folder}/{name}"), dir.join(name))));
     }
@@ -44,13 +47,21 @@ fn main() {
         files.push((format!("models/{name}"), root.join("models").join(name)));
     }
 
-    let mut out = String::from("/// Embedded files: (path relative to the checkout, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n");
+    let mut out = String::from(
+        "/// Embedded files: (path relative to the checkout, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
+    );
     for (name, path) in files.iter().filter(|(_, path)| path.is_file()) {
         println!("cargo::rerun-if-changed={}", path.display());
-        writeln!(out, "    ({name:?}, include_bytes!({:?})),", absolute(path).display().to_string()).expect("writing to a string");
+        writeln!(
+            out,
+            "    ({name:?}, include_bytes!({:?})),",
+            absolute(path).display().to_string()
+        )
+        .expect("writing to a string");
     }
     out.push_str("];\n");
-    let target = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it")).join("embedded_assets.rs");
+    let target = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"))
+        .join("embedded_assets.rs");
     std::fs::write(&target, out).expect("writing the embedded asset list");
 }
 

@@ -237,9 +237,15 @@ case "${1:-build}" in
   test)
     build_all
     ensure_browser_test_deps
+    log "style, lints and docs (rustfmt, clippy -D warnings, rustdoc with broken links denied)"
+    if have rustup && ! { have cargo-clippy && have rustfmt; }; then rustup component add clippy rustfmt; fi
+    cargo fmt --all --check
+    CARGO_TARGET_DIR="$CACHE/target-native" cargo clippy --release --locked --workspace --all-targets -- -D warnings
+    CARGO_TARGET_DIR="$CACHE/target-native" RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
+      cargo doc --release --locked --workspace --no-deps --quiet
     log "Rust tests"
     CARGO_TARGET_DIR="$CACHE/target-native" LOOKALIKE_FIXTURES="$CACHE/fixtures" LOOKALIKE_DATA="$DATA" \
-      cargo test --release --locked
+      cargo test --release --locked --no-fail-fast
     log "browser tests (Chromium on CPU wasm and WebGPU via SwiftShader, Firefox ESR, WebKitGTK)"
     LOOKALIKE_BIN="$LOOKALIKE" LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" node tests/browser/e2e.mjs
     ;;

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { initSync, LookalikeIndex } = await import(path.join(here, '../www/pkg/lookalike.js'));
-initSync({ module: fs.readFileSync(path.join(here, '../www/pkg/lookalike_bg.wasm')) });
+const { initSync, LookalikeIndex } = await import(path.join(here, '../www/pkg/lookalike_web.js'));
+initSync({ module: fs.readFileSync(path.join(here, '../www/pkg/lookalike_web_bg.wasm')) });
 
 const [indexPath, queryPath, k, searchK] = process.argv.slice(2);
 const index = LookalikeIndex.fromBytes(fs.readFileSync(indexPath));

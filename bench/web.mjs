@@ -35,15 +35,19 @@ function serve() {
     const server = spawn(process.env.LOOKALIKE_BIN, ['serve', site, '--port', '0'], {
       stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOOKALIKE_SERVE_LOG: '1' },
     });
-    const counter = { bytes: 0, requests: 0 };
+    const counter = { bytes: 0, requests: 0, code: 0 };
     let buffered = '';
     server.stderr.on('data', (chunk) => {
       buffered += chunk.toString();
       const lines = buffered.split('\n');
       buffered = lines.pop();
       for (const line of lines) {
-        const served = /^served \S+ \d+ (\d+)$/.exec(line);
-        if (served) { counter.bytes += Number(served[1]); counter.requests++; }
+        const served = /^served (\S+) \d+ (\d+)$/.exec(line);
+        if (served) {
+          counter.bytes += Number(served[2]);
+          counter.requests++;
+          if (/\.(js|wasm)$/.test(served[1])) counter.code += Number(served[2]);
+        }
         const ready = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(line);
         if (ready) resolve({ server, url: `http://${ready[1]}/`, counter });
       }
@@ -82,6 +86,22 @@ async function run(name) {
   try {
     const out = { engine: name, mode };
     if (mode === 'cpu') {
+      // A storefront page with the widget, in a fresh browser: the scripts
+      // and wasm it downloads (gzipped as served), without the index and
+      // catalog it queries.
+      const shop = await launch(engine, mode);
+      try {
+        await shop.goto(new URL('www/storefront.html', url).href);
+        await shop.waitFor(() => ['ready', 'error'].includes(document.getElementById('similar')?.dataset.state), null, 120_000);
+        await settle(500);
+        out.widget_first_load_code_bytes = counter.code;
+        out.widget_first_load_bytes = counter.bytes;
+      } finally {
+        await shop.close();
+      }
+      counter.bytes = 0;
+      counter.requests = 0;
+      counter.code = 0;
       out.cold_first_results_ms = await firstResults(page, url);
       await settle(3000); // the service worker's precache and lazy thumbnails
       out.first_load_bytes = counter.bytes;
@@ -101,7 +121,7 @@ async function run(name) {
       await page.waitFor(() => document.body.dataset.ready, null, 120_000);
     }
     out.first_photo = await photoQuery(page, photoA);
-    out.backend = await page.evaluate(() => window.lookalike.embedder.backend);
+    out.backend = await page.evaluate(() => window.lookalike.backend);
     out.later_photo = await photoQuery(page, photoB);
     return out;
   } finally {

@@ -20,8 +20,12 @@ mod embedded {
 
 /// The wasm packages the page loads: the browsing engine, and the models
 /// that the photo worker loads.
-pub const WASM_PACKAGES: [&str; 4] =
-    ["www/pkg/lookalike_web.js", "www/pkg/lookalike_web_bg.wasm", "www/pkg/lookalike_web_models.js", "www/pkg/lookalike_web_models_bg.wasm"];
+pub const WASM_PACKAGES: [&str; 4] = [
+    "www/pkg/lookalike_web.js",
+    "www/pkg/lookalike_web_bg.wasm",
+    "www/pkg/lookalike_web_models.js",
+    "www/pkg/lookalike_web_models_bg.wasm",
+];
 
 /// An embedded file's bytes, by its path in the checkout (`www/app.js`,
 /// `models/nanodet.json`).
@@ -31,7 +35,10 @@ pub fn embedded(path: &str) -> Option<&'static [u8]> {
 
 /// The embedded page: `index.html` and everything under `www/`.
 pub fn page_files() -> impl Iterator<Item = (&'static str, &'static [u8])> {
-    embedded::FILES.iter().copied().filter(|(name, _)| *name == "index.html" || name.starts_with("www/"))
+    embedded::FILES
+        .iter()
+        .copied()
+        .filter(|(name, _)| *name == "index.html" || name.starts_with("www/"))
 }
 
 /// Checks that the embedded page is whole (this binary was built after the
@@ -54,9 +61,12 @@ pub fn check_page() -> Result<()> {
 pub fn default_model(cache_dir: &Path, name: &str) -> Result<PathBuf> {
     let relative = format!("models/{name}");
     if embedded(&relative).is_none() {
-        bail!("this lookalike binary carries no {relative} (build it with ./build.sh); name the file on the command line");
+        bail!(
+            "this lookalike binary carries no {relative} (build it with ./build.sh); name the file on the command line"
+        );
     }
-    let models: Vec<(&str, &[u8])> = embedded::FILES.iter().copied().filter(|(n, _)| n.starts_with("models/")).collect();
+    let models: Vec<(&str, &[u8])> =
+        embedded::FILES.iter().copied().filter(|(n, _)| n.starts_with("models/")).collect();
     let mut hasher = Sha256::new();
     for (name, bytes) in &models {
         hasher.update(name.as_bytes());
@@ -64,12 +74,15 @@ pub fn default_model(cache_dir: &Path, name: &str) -> Result<PathBuf> {
         hasher.update(bytes);
     }
     let digest = hasher.finalize();
-    let folder = cache_dir.join("models").join(digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    let folder = cache_dir
+        .join("models")
+        .join(digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
     for (name, bytes) in &models {
         let path = folder.join(name.trim_start_matches("models/"));
         let current = std::fs::metadata(&path).map(|m| m.len()).ok();
         if current != Some(bytes.len() as u64) {
-            std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("creating {}", folder.display()))?;
             write_atomic(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         }
     }

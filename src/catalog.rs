@@ -83,41 +83,19 @@ pub struct Catalog {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CatalogError {
     #[error("{file}:{line}: {message}")]
-    Syntax {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    Syntax { file: String, line: usize, message: String },
     #[error("{file}: no column named '{column}' (columns: {available})")]
-    MissingColumn {
-        file: String,
-        column: String,
-        available: String,
-    },
+    MissingColumn { file: String, column: String, available: String },
     #[error(
         "{file}: cannot tell which column holds the {role}; pass --{role}-col (columns: {available})"
     )]
-    UndetectedColumn {
-        file: String,
-        role: &'static str,
-        available: String,
-    },
+    UndetectedColumn { file: String, role: &'static str, available: String },
     #[error("{file}:{line}: empty product id")]
     EmptyId { file: String, line: usize },
     #[error("{file}:{line}: duplicate product id '{id}' (first seen on line {first_line})")]
-    DuplicateId {
-        file: String,
-        line: usize,
-        id: String,
-        first_line: usize,
-    },
+    DuplicateId { file: String, line: usize, id: String, first_line: usize },
     #[error("{file}:{line}: product '{id}' has no image in column '{column}'")]
-    MissingImage {
-        file: String,
-        line: usize,
-        id: String,
-        column: String,
-    },
+    MissingImage { file: String, line: usize, id: String, column: String },
     #[error("{file}: the catalog has no products")]
     Empty { file: String },
 }
@@ -161,8 +139,16 @@ impl Catalog {
         std::str::from_utf8(bytes).map_err(|e| {
             let valid = &bytes[..e.valid_up_to()];
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-            let column = valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
-            syntax(source, line, format!("invalid UTF-8 at byte {} (column {column}); save the catalog as UTF-8", e.valid_up_to()))
+            let column =
+                valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            syntax(
+                source,
+                line,
+                format!(
+                    "invalid UTF-8 at byte {} (column {column}); save the catalog as UTF-8",
+                    e.valid_up_to()
+                ),
+            )
         })
     }
 
@@ -202,11 +188,10 @@ impl Catalog {
             }
         }
         if records.is_empty() {
-            return Err(CatalogError::Empty {
-                file: source.to_string(),
-            });
+            return Err(CatalogError::Empty { file: source.to_string() });
         }
-        let id_column = resolve_column(source, &header, columns.id.as_deref(), "id", ID_COLUMN_CANDIDATES)?;
+        let id_column =
+            resolve_column(source, &header, columns.id.as_deref(), "id", ID_COLUMN_CANDIDATES)?;
         let image_column = resolve_column(
             source,
             &header,
@@ -232,9 +217,19 @@ impl Catalog {
             let problem = if id.is_empty() {
                 Some(CatalogError::EmptyId { file: source.to_string(), line })
             } else if let Some(&first_line) = first_line_of_id.get(&id) {
-                Some(CatalogError::DuplicateId { file: source.to_string(), line, id: id.clone(), first_line })
+                Some(CatalogError::DuplicateId {
+                    file: source.to_string(),
+                    line,
+                    id: id.clone(),
+                    first_line,
+                })
             } else if image.is_empty() {
-                Some(CatalogError::MissingImage { file: source.to_string(), line, id: id.clone(), column: image_column.clone() })
+                Some(CatalogError::MissingImage {
+                    file: source.to_string(),
+                    line,
+                    id: id.clone(),
+                    column: image_column.clone(),
+                })
             } else {
                 None
             };
@@ -251,21 +246,10 @@ impl Catalog {
                 .and_then(|c| fields.get(c).cloned())
                 .map(value_to_text)
                 .filter(|l| !l.trim().is_empty());
-            products.push(Product {
-                id,
-                image,
-                label,
-                metadata: fields,
-                line,
-            });
+            products.push(Product { id, image, label, metadata: fields, line });
         }
-        let catalog = Catalog {
-            source: source.to_string(),
-            id_column,
-            image_column,
-            label_column,
-            products,
-        };
+        let catalog =
+            Catalog { source: source.to_string(), id_column, image_column, label_column, products };
         Ok((catalog, rejected))
     }
 
@@ -280,7 +264,7 @@ impl Catalog {
     }
 }
 
-/// A product's value of a metadata column as text (see [`value_to_text`]);
+/// A product's value of a metadata column as text (see `value_to_text`);
 /// `None` when the column is missing, null or empty.
 pub fn metadata_value(metadata: &Map<String, Value>, column: &str) -> Option<String> {
     metadata.get(column).map(|v| value_to_text(v.clone())).filter(|s| !s.is_empty())
@@ -326,21 +310,15 @@ fn resolve_column(
 }
 
 fn syntax(file: &str, line: usize, message: impl Into<String>) -> CatalogError {
-    CatalogError::Syntax {
-        file: file.to_string(),
-        line,
-        message: message.into(),
-    }
+    CatalogError::Syntax { file: file.to_string(), line, message: message.into() }
 }
 
 /// A file's column names and its rows, each read or refused on its own.
 type Rows = (Vec<String>, Vec<Result<RawRecord, CatalogError>>);
 
 fn read_csv(text: &str, source: &str) -> Result<Rows, CatalogError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(text.as_bytes());
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| syntax(source, 1, e.to_string()))?
@@ -461,7 +439,13 @@ fn read_json_array(text: &str, source: &str) -> Result<Rows, CatalogError> {
         let mut stream = serde_json::Deserializer::from_str(&text[pos..]).into_iter::<Value>();
         let value = match stream.next() {
             Some(Ok(v)) => v,
-            Some(Err(e)) => return Err(syntax(source, line_at(pos) + e.line().saturating_sub(1), e.to_string())),
+            Some(Err(e)) => {
+                return Err(syntax(
+                    source,
+                    line_at(pos) + e.line().saturating_sub(1),
+                    e.to_string(),
+                ));
+            }
             None => return Err(syntax(source, line_at(pos), "unterminated JSON array")),
         };
         records.push(record_from_value(value, source, line_at(pos)));
@@ -476,7 +460,8 @@ fn read_json_lines(text: &str, source: &str) -> Result<Rows, CatalogError> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(index, line)| {
-            let value: Value = serde_json::from_str(line).map_err(|e| syntax(source, index + 1, e.to_string()))?;
+            let value: Value =
+                serde_json::from_str(line).map_err(|e| syntax(source, index + 1, e.to_string()))?;
             record_from_value(value, source, index + 1)
         })
         .collect();
@@ -501,7 +486,9 @@ mod tests {
 
     #[test]
     fn json_array_records_know_their_lines() {
-        let rows: Vec<String> = (0..3000).map(|i| format!("  {{\"id\": \"{i}\",\n   \"image\": \"{i}.jpg\"}}")).collect();
+        let rows: Vec<String> = (0..3000)
+            .map(|i| format!("  {{\"id\": \"{i}\",\n   \"image\": \"{i}.jpg\"}}"))
+            .collect();
         let text = format!("[\n{}\n]", rows.join(",\n"));
         let cat = parse(&text, CatalogFormat::Json).unwrap();
         assert_eq!(cat.products.len(), 3000);
@@ -514,7 +501,8 @@ mod tests {
 
     #[test]
     fn csv_with_bom_crlf_and_quotes() {
-        let text = "\u{feff}id,image,name\r\n1,a.jpg,\"Shirt, blue\"\r\n2,b.jpg,\"say \"\"hi\"\"\"\r\n";
+        let text =
+            "\u{feff}id,image,name\r\n1,a.jpg,\"Shirt, blue\"\r\n2,b.jpg,\"say \"\"hi\"\"\"\r\n";
         let cat = parse(text, CatalogFormat::Csv).unwrap();
         assert_eq!(cat.products.len(), 2);
         assert_eq!(cat.products[0].metadata["name"], "Shirt, blue");
@@ -532,8 +520,12 @@ mod tests {
     #[test]
     fn the_image_path_can_be_the_id() {
         let columns = Columns { id: Some("file".into()), image: Some("file".into()), label: None };
-        let cat = Catalog::parse("file,kind\na.jpg,x\n", "c", CatalogFormat::Csv, &columns).unwrap();
-        assert_eq!((cat.products[0].id.as_str(), cat.products[0].image.as_str()), ("a.jpg", "a.jpg"));
+        let cat =
+            Catalog::parse("file,kind\na.jpg,x\n", "c", CatalogFormat::Csv, &columns).unwrap();
+        assert_eq!(
+            (cat.products[0].id.as_str(), cat.products[0].image.as_str()),
+            ("a.jpg", "a.jpg")
+        );
         assert_eq!(cat.products[0].metadata.len(), 1);
     }
 
@@ -554,7 +546,8 @@ mod tests {
     #[test]
     fn lenient_parsing_sets_bad_rows_aside_with_their_lines() {
         let text = "id,image\n1,a\n1,b\n,c\n2,\n3,d,extra\n4,e\n";
-        let (cat, rejected) = Catalog::parse_lenient(text, "cat", CatalogFormat::Csv, &Columns::default()).unwrap();
+        let (cat, rejected) =
+            Catalog::parse_lenient(text, "cat", CatalogFormat::Csv, &Columns::default()).unwrap();
         let ids: Vec<&str> = cat.products.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["1", "4"]);
         let reasons: Vec<String> = rejected.iter().map(|e| e.to_string()).collect();
@@ -563,15 +556,21 @@ mod tests {
         assert_eq!(reasons[1], "cat:3: duplicate product id '1' (first seen on line 2)");
         assert_eq!(reasons[2], "cat:4: empty product id");
         assert!(reasons[3].starts_with("cat:5: product '2' has no image"));
-        let (_, rejected) =
-            Catalog::parse_lenient("{\"id\":1,\"image\":\"a\"}\n{bad\n", "c.jsonl", CatalogFormat::JsonLines, &Columns::default()).unwrap();
+        let (_, rejected) = Catalog::parse_lenient(
+            "{\"id\":1,\"image\":\"a\"}\n{bad\n",
+            "c.jsonl",
+            CatalogFormat::JsonLines,
+            &Columns::default(),
+        )
+        .unwrap();
         assert!(matches!(rejected[0], CatalogError::Syntax { line: 2, .. }));
     }
 
     #[test]
     fn unknown_column_lists_the_available_ones() {
         let columns = Columns { id: Some("sku".into()), ..Columns::default() };
-        let err = Catalog::parse("id,image\n1,a\n", "c.csv", CatalogFormat::Csv, &columns).unwrap_err();
+        let err =
+            Catalog::parse("id,image\n1,a\n", "c.csv", CatalogFormat::Csv, &columns).unwrap_err();
         assert_eq!(err.to_string(), "c.csv: no column named 'sku' (columns: id, image)");
         let err = parse("name,price\nx,1\n", CatalogFormat::Csv).unwrap_err();
         assert!(err.to_string().contains("pass --id-col"), "{err}");
@@ -579,9 +578,18 @@ mod tests {
 
     #[test]
     fn a_catalog_without_products_is_an_error() {
-        assert_eq!(parse("id,image\n", CatalogFormat::Csv).unwrap_err(), CatalogError::Empty { file: "cat".into() });
-        assert_eq!(parse("[]", CatalogFormat::Json).unwrap_err(), CatalogError::Empty { file: "cat".into() });
-        assert!(matches!(parse("{\"id\": 1}", CatalogFormat::Json), Err(CatalogError::Syntax { line: 1, .. })));
+        assert_eq!(
+            parse("id,image\n", CatalogFormat::Csv).unwrap_err(),
+            CatalogError::Empty { file: "cat".into() }
+        );
+        assert_eq!(
+            parse("[]", CatalogFormat::Json).unwrap_err(),
+            CatalogError::Empty { file: "cat".into() }
+        );
+        assert!(matches!(
+            parse("{\"id\": 1}", CatalogFormat::Json),
+            Err(CatalogError::Syntax { line: 1, .. })
+        ));
     }
 
     #[test]
@@ -603,18 +611,27 @@ mod tests {
 
     #[test]
     fn json_lines_skip_blank_lines_and_report_bad_ones() {
-        let cat = parse("{\"id\":\"a\",\"image\":\"x\"}\n\n{\"id\":\"b\",\"image\":\"y\"}\n", CatalogFormat::JsonLines)
-            .unwrap();
+        let cat = parse(
+            "{\"id\":\"a\",\"image\":\"x\"}\n\n{\"id\":\"b\",\"image\":\"y\"}\n",
+            CatalogFormat::JsonLines,
+        )
+        .unwrap();
         assert_eq!(cat.products[1].line, 3);
-        let err = parse("{\"id\":\"a\",\"image\":\"x\"}\n{oops\n", CatalogFormat::JsonLines).unwrap_err();
+        let err =
+            parse("{\"id\":\"a\",\"image\":\"x\"}\n{oops\n", CatalogFormat::JsonLines).unwrap_err();
         assert!(matches!(err, CatalogError::Syntax { line: 2, .. }), "{err:?}");
     }
 
     #[test]
     fn labels_come_from_the_named_column() {
         let columns = Columns { label: Some("kind".into()), ..Columns::default() };
-        let cat = Catalog::parse("id,image,kind\n1,a,shoe\n2,b,\n3,c,bag\n4,d,shoe\n", "c", CatalogFormat::Csv, &columns)
-            .unwrap();
+        let cat = Catalog::parse(
+            "id,image,kind\n1,a,shoe\n2,b,\n3,c,bag\n4,d,shoe\n",
+            "c",
+            CatalogFormat::Csv,
+            &columns,
+        )
+        .unwrap();
         assert_eq!(cat.products[1].label, None);
         assert_eq!(cat.label_names(), vec!["shoe", "bag"]);
     }

@@ -1,17 +1,20 @@
 //! The `lookalike` command line.
 
+use crate::catalog::Columns;
 use crate::eval::{column_values, evaluate};
 use crate::fetch::{FetchOptions, Fetcher};
-use crate::site_builder::{BuildOptions, CropSpec, DetectorFiles, EmbedJob, Storage, build_site, embed_catalog, read_catalog};
-use crate::catalog::Columns;
-use lookalike_forest::{Encoding, ForestParams, Metric};
-use lookalike_index::Index;
-use lookalike_vision::model::{Embedder, weights};
-use lookalike_index::rank::{RecommendOptions, recommend_item, recommend_vector};
 use crate::site::{self, SiteManifest};
+use crate::site_builder::{
+    BuildOptions, CropSpec, DetectorFiles, EmbedJob, Storage, build_site, embed_catalog,
+    read_catalog,
+};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand};
+use lookalike_forest::{Encoding, ForestParams, Metric};
+use lookalike_index::Index;
+use lookalike_index::rank::{RecommendOptions, recommend_item, recommend_vector};
+use lookalike_vision::model::{Embedder, weights};
 use std::path::{Path, PathBuf};
 
 /// Find the products that look most alike: build a static site from a
@@ -265,11 +268,21 @@ fn parse_learn_arg(text: &str) -> Result<crate::attributes::LearnSpec, String> {
 }
 
 /// The query's weights: the site's defaults with the `--weight` overrides.
-fn query_weights(index: &Index, overrides: &[(String, f32)], site: &Path) -> Result<Option<lookalike_index::appearance::Weights>> {
+fn query_weights(
+    index: &Index,
+    overrides: &[(String, f32)],
+    site: &Path,
+) -> Result<Option<lookalike_index::appearance::Weights>> {
     match &index.appearance {
-        Some(table) => Ok(Some(lookalike_index::appearance::Weights::defaults(&table.layout).with_overrides(overrides, &table.layout)?)),
+        Some(table) => Ok(Some(
+            lookalike_index::appearance::Weights::defaults(&table.layout)
+                .with_overrides(overrides, &table.layout)?,
+        )),
         None if overrides.is_empty() => Ok(None),
-        None => bail!("{} was built without colour or learned parts; rebuild it to weigh them", site.display()),
+        None => bail!(
+            "{} was built without colour or learned parts; rebuild it to weigh them",
+            site.display()
+        ),
     }
 }
 
@@ -300,13 +313,15 @@ fn model_or_default(given: Option<PathBuf>, default: &str) -> Result<PathBuf> {
 }
 
 fn parse_encoding(name: &str) -> Result<Encoding, String> {
-    Encoding::from_name(name).ok_or_else(|| format!("unknown encoding '{name}' (f32, f16, i8-vector, i8-dim)"))
+    Encoding::from_name(name)
+        .ok_or_else(|| format!("unknown encoding '{name}' (f32, f16, i8-vector, i8-dim)"))
 }
 
 /// `$LOOKALIKE_CACHE`, else `~/.cache/lookalike`.
 pub fn default_cache_dir() -> PathBuf {
     std::env::var_os("LOOKALIKE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache/lookalike")
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".cache/lookalike")
     })
 }
 
@@ -322,10 +337,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Query(args) => query(args),
         Command::Eval(args) => eval(args),
         Command::TrainLabels { input, label_col, top, holdout, out, model } => {
-            let columns = Columns { id: input.id_col, image: input.image_col, label: Some(label_col.clone()) };
+            let columns = Columns {
+                id: input.id_col,
+                image: input.image_col,
+                label: Some(label_col.clone()),
+            };
             let model = model_or_default(model, DEFAULT_MODEL)?;
-            let embedded = crate::catalog_embeddings::embed_with_cache(&input.catalog, &columns, &default_cache_dir(), &model)?;
-            let trained = crate::labels::train_labels(&embedded.products, &embedded.vectors, &label_col, top, holdout)?;
+            let embedded = crate::catalog_embeddings::embed_with_cache(
+                &input.catalog,
+                &columns,
+                &default_cache_dir(),
+                &model,
+            )?;
+            let trained = crate::labels::train_labels(
+                &embedded.products,
+                &embedded.vectors,
+                &label_col,
+                top,
+                holdout,
+            )?;
             crate::fsutil::write_atomic(&out, &serde_json::to_vec(&trained.head)?)?;
             eprintln!(
                 "wrote {} ({} labels of {label_col}); top-1 accuracy {:.3} on {} held-out products (trained on {})",
@@ -340,10 +370,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Detect { image, detect } => {
             let options = detect.options()?;
             let detector = detect.detector(&Device::flex())?;
-            let bytes = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
-            let decoded = lookalike_vision::preprocess::decode(&bytes).with_context(|| format!("decoding {}", image.display()))?;
-            let items = lookalike_vision::detect::readback::block_on(detector.detect(&decoded.to_rgb8(), &options))
-                ?;
+            let bytes =
+                std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            let decoded = lookalike_vision::preprocess::decode(&bytes)
+                .with_context(|| format!("decoding {}", image.display()))?;
+            let items = lookalike_vision::detect::readback::block_on(
+                detector.detect(&decoded.to_rgb8(), &options),
+            )?;
             println!("{}", serde_json::to_string_pretty(&items)?);
             Ok(())
         }
@@ -355,15 +388,29 @@ pub fn run(cli: Cli) -> Result<()> {
             let crops = match crops {
                 CropSpec::Whole => crate::crops::CropMode::Whole,
                 CropSpec::Foreground => crate::crops::CropMode::Foreground,
-                CropSpec::Detect => bail!("embed writes one vector per product; use --crops whole or foreground"),
+                CropSpec::Detect => {
+                    bail!("embed writes one vector per product; use --crops whole or foreground")
+                }
             };
-            let fetch = FetchOptions { allow_private_redirects, ..FetchOptions::new(default_cache_dir().join("images")) };
-            embed(&input.catalog, &out, &columns, &model_or_default(model, DEFAULT_MODEL)?, batch_size, &crops, fetch)
+            let fetch = FetchOptions {
+                allow_private_redirects,
+                ..FetchOptions::new(default_cache_dir().join("images"))
+            };
+            embed(
+                &input.catalog,
+                &out,
+                &columns,
+                &model_or_default(model, DEFAULT_MODEL)?,
+                batch_size,
+                &crops,
+                fetch,
+            )
         }
         Command::ConvertModel { from, to } => {
             let model = weights::from_pytorch_file(&from, &Device::flex())?;
             let bytes = weights::to_burnpack_bytes(&model, &to.display().to_string())?;
-            crate::fsutil::write_atomic(&to, &bytes).with_context(|| format!("writing {}", to.display()))?;
+            crate::fsutil::write_atomic(&to, &bytes)
+                .with_context(|| format!("writing {}", to.display()))?;
             eprintln!("wrote {}", to.display());
             Ok(())
         }
@@ -374,7 +421,11 @@ fn build(args: BuildArgs) -> Result<()> {
     let options = BuildOptions {
         catalog: args.input.catalog,
         out: args.out,
-        columns: Columns { id: args.input.id_col, image: args.input.image_col, label: args.label_col },
+        columns: Columns {
+            id: args.input.id_col,
+            image: args.input.image_col,
+            label: args.label_col,
+        },
         model: model_or_default(args.model, DEFAULT_MODEL)?,
         assets: args.assets,
         forest: ForestParams {
@@ -395,7 +446,9 @@ fn build(args: BuildArgs) -> Result<()> {
         detector: if args.no_detector { None } else { Some(args.detect.files()?) },
         labels: match args.labels {
             Some(path) => Some(path),
-            None if crate::assets::has_default_model(DEFAULT_LABELS) => Some(model_or_default(None, DEFAULT_LABELS)?),
+            None if crate::assets::has_default_model(DEFAULT_LABELS) => {
+                Some(model_or_default(None, DEFAULT_LABELS)?)
+            }
             None => None,
         },
         learn: args.learn,
@@ -405,7 +458,10 @@ fn build(args: BuildArgs) -> Result<()> {
     if let Some(files) = &options.detector {
         for file in [&files.objects, &files.pose] {
             if !file.is_file() {
-                bail!("detector model {} not found; run ./build.sh to fetch it, or pass --no-detector", file.display());
+                bail!(
+                    "detector model {} not found; run ./build.sh to fetch it, or pass --no-detector",
+                    file.display()
+                );
             }
         }
     }
@@ -422,14 +478,31 @@ fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch_size: usize, crops: &crate::crops::CropMode, fetch: FetchOptions) -> Result<()> {
+fn embed(
+    catalog_path: &Path,
+    out: &Path,
+    columns: &Columns,
+    model: &Path,
+    batch_size: usize,
+    crops: &crate::crops::CropMode,
+    fetch: FetchOptions,
+) -> Result<()> {
     let catalog = read_catalog(catalog_path, columns)?;
     let device = Device::flex();
-    let model = weights::from_file(model, &device).with_context(|| format!("loading the embedder from {}", model.display()))?;
+    let model = weights::from_file(model, &device)
+        .with_context(|| format!("loading the embedder from {}", model.display()))?;
     let embedder = Embedder::new(model, device);
     let catalog_dir = catalog_path.parent().unwrap_or(Path::new("."));
     let fetcher = Fetcher::new(fetch);
-    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size, crops };
+    let job = EmbedJob {
+        catalog_dir,
+        fetcher: &fetcher,
+        embedder: &embedder,
+        cache: None,
+        thumbnails: None,
+        batch_size,
+        crops,
+    };
     let embedded = embed_catalog(&catalog, &job)?;
     let rows = embedded.products.len();
     let npy = crate::npy::encode_f32(&embedded.vectors, rows, lookalike_vision::model::FEATURE_DIM);
@@ -444,11 +517,17 @@ fn embed(catalog_path: &Path, out: &Path, columns: &Columns, model: &Path, batch
 pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
     let index = Index::open(&dir.join(site::INDEX_PATH))?;
     let manifest_path = dir.join(site::MANIFEST_PATH);
-    let text = std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
-    let manifest: SiteManifest =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let manifest: SiteManifest = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}", manifest_path.display()))?;
     if manifest.products.len() != index.forest.len() {
-        bail!("{} lists {} items but the index has {}", manifest_path.display(), manifest.products.len(), index.forest.len());
+        bail!(
+            "{} lists {} items but the index has {}",
+            manifest_path.display(),
+            manifest.products.len(),
+            index.forest.len()
+        );
     }
     Ok((index, manifest))
 }
@@ -456,10 +535,17 @@ pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
 fn query(args: QueryArgs) -> Result<()> {
     let (index, manifest) = load_site(&args.site)?;
     let weights = query_weights(&index, &args.weights, &args.site)?;
-    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label, weights };
+    let options = RecommendOptions {
+        k: args.k,
+        search_k: args.search_k,
+        same_label: args.same_label,
+        weights,
+    };
     let results = match (&args.id, &args.image) {
         (Some(id), _) => {
-            let item = index.item_of(id).with_context(|| format!("no product with id '{id}' in {}", args.site.display()))?;
+            let item = index
+                .item_of(id)
+                .with_context(|| format!("no product with id '{id}' in {}", args.site.display()))?;
             recommend_item(&index, item, &options)
         }
         (None, Some(image)) => return query_image(&args, &index, &manifest, image),
@@ -486,28 +572,40 @@ struct PhotoItem {
 /// `query --image`: detects the items in the photo (with the site's shipped
 /// detector, else the default models) and finds look-alikes of each crop.
 /// A photo where nothing is found is searched whole.
-fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: &Path) -> Result<()> {
+fn query_image(
+    args: &QueryArgs,
+    index: &Index,
+    manifest: &SiteManifest,
+    image: &Path,
+) -> Result<()> {
     use lookalike_vision::detect::readback::block_on;
     let device = Device::flex();
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    let decoded = lookalike_vision::preprocess::decode(&bytes).with_context(|| format!("decoding {}", image.display()))?;
+    let decoded = lookalike_vision::preprocess::decode(&bytes)
+        .with_context(|| format!("decoding {}", image.display()))?;
     let rgb = decoded.to_rgb8();
     let detector = match &manifest.detector {
-        Some(info) if args.detect.detector.is_none() && args.detect.pose.is_none() => DetectorFiles {
-            objects: args.site.join(&info.objects),
-            pose: args.site.join(&info.pose),
-            options: info.options.clone(),
+        Some(info) if args.detect.detector.is_none() && args.detect.pose.is_none() => {
+            DetectorFiles {
+                objects: args.site.join(&info.objects),
+                pose: args.site.join(&info.pose),
+                options: info.options.clone(),
+            }
+            .load(&device)?
         }
-        .load(&device)?,
         _ => args.detect.detector(&device)?,
     };
     let items = block_on(detector.detect(&rgb, &args.detect.options()?))?;
     let head = match &manifest.labels {
         Some(path) => {
             let path = args.site.join(path);
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let head = lookalike_index::LabelHead::from_json(&bytes, &path.display().to_string())?;
-            head.check_input_width(lookalike_vision::model::FEATURE_DIM, &path.display().to_string())?;
+            head.check_input_width(
+                lookalike_vision::model::FEATURE_DIM,
+                &path.display().to_string(),
+            )?;
             Some(head)
         }
         None => None,
@@ -516,22 +614,50 @@ fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: 
     let regions: Vec<(Option<&lookalike_vision::detect::Item>, [u32; 4])> = if items.is_empty() {
         vec![(None, [0, 0, w, h])]
     } else {
-        items.iter().map(|i| (Some(i), { let (x, y, cw, ch) = i.bbox.pixels(w, h); [x, y, cw, ch] })).collect()
+        items
+            .iter()
+            .map(|i| {
+                (Some(i), {
+                    let (x, y, cw, ch) = i.bbox.pixels(w, h);
+                    [x, y, cw, ch]
+                })
+            })
+            .collect()
     };
-    let crop_images: Vec<image::DynamicImage> = regions.iter().map(|(_, [x, y, cw, ch])| decoded.crop_imm(*x, *y, *cw, *ch)).collect();
-    let crops: Vec<Vec<f32>> = crop_images.iter().map(lookalike_vision::preprocess::model_input).collect();
+    let crop_images: Vec<image::DynamicImage> =
+        regions.iter().map(|(_, [x, y, cw, ch])| decoded.crop_imm(*x, *y, *cw, *ch)).collect();
+    let crops: Vec<Vec<f32>> =
+        crop_images.iter().map(lookalike_vision::preprocess::model_input).collect();
     let model = weights::from_file(&args.site.join(site::MODEL_PATH), &device)?;
     let vectors = Embedder::new(model, device).embed_batch(&crops)?;
     let heads = load_attribute_heads(&args.site, manifest)?;
     if let Some(table) = &index.appearance {
-        lookalike_index::appearance::check_heads(&table.layout, &heads, lookalike_vision::model::FEATURE_DIM)
-            .map_err(|e| anyhow::anyhow!("{}: {e}; rebuild the site", args.site.join(site::ATTRIBUTES_PATH).display()))?;
+        lookalike_index::appearance::check_heads(
+            &table.layout,
+            &heads,
+            lookalike_vision::model::FEATURE_DIM,
+        )
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; rebuild the site",
+                args.site.join(site::ATTRIBUTES_PATH).display()
+            )
+        })?;
     }
     let weights = query_weights(index, &args.weights, &args.site)?;
-    let options = RecommendOptions { k: args.k, search_k: args.search_k, same_label: args.same_label, weights };
+    let options = RecommendOptions {
+        k: args.k,
+        search_k: args.search_k,
+        same_label: args.same_label,
+        weights,
+    };
     let mut out = Vec::new();
     for (((item, bbox), vector), crop) in regions.iter().zip(&vectors).zip(&crop_images) {
-        let parts = lookalike_index::appearance::describe(vector, &lookalike_vision::colour::colour_signature(crop), &heads);
+        let parts = lookalike_index::appearance::describe(
+            vector,
+            &lookalike_vision::colour::colour_signature(crop),
+            &heads,
+        );
         let prediction = head.as_ref().map(|h| h.predict(vector));
         let label = prediction.as_ref().and_then(|p| index.label_number(&p.label));
         let name = format!("{}#{}", image.display(), out.len());
@@ -549,7 +675,10 @@ fn query_image(args: &QueryArgs, index: &Index, manifest: &SiteManifest, image: 
 }
 
 /// The attribute heads a site learned from its catalog (none if it learned none).
-pub fn load_attribute_heads(site_dir: &Path, manifest: &SiteManifest) -> Result<Vec<lookalike_index::LabelHead>> {
+pub fn load_attribute_heads(
+    site_dir: &Path,
+    manifest: &SiteManifest,
+) -> Result<Vec<lookalike_index::LabelHead>> {
     let Some(path) = &manifest.attributes else { return Ok(Vec::new()) };
     let path = site_dir.join(path);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -568,10 +697,19 @@ fn eval(args: EvalArgs) -> Result<()> {
     } else {
         println!(
             "{} products, k={}: precision@{} of same {} {:.3} (exact search {:.3}); recall vs exact {:.3}",
-            report.n, report.k, report.k, report.label, report.precision_at_k, report.exact_precision_at_k, report.recall_vs_exact
+            report.n,
+            report.k,
+            report.k,
+            report.label,
+            report.precision_at_k,
+            report.exact_precision_at_k,
+            report.recall_vs_exact
         );
         if let Some(blended) = report.blended_precision_at_k {
-            println!("with the site's default blend of colour and learned parts: precision@{} {blended:.3}", report.k);
+            println!(
+                "with the site's default blend of colour and learned parts: precision@{} {blended:.3}",
+                report.k
+            );
         }
     }
     Ok(())

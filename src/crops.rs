@@ -2,9 +2,11 @@
 //! in a packshot, or every fashion item the detector finds (the report's way:
 //! each crop is indexed and maps back to its product).
 
-use lookalike_vision::detect::{DetectError, BBox, DetectOptions, Detector, PRODUCT_CLASS, foreground_box, readback::block_on};
 use crate::site::Crop;
 use image::DynamicImage;
+use lookalike_vision::detect::{
+    BBox, DetectError, DetectOptions, Detector, PRODUCT_CLASS, foreground_box, readback::block_on,
+};
 
 /// Margin added around a found box before cropping, as a share of its size:
 /// the embedder saw whole objects with some context during training.
@@ -27,20 +29,30 @@ impl CropMode {
         match self {
             CropMode::Whole => "whole".into(),
             CropMode::Foreground => format!("foreground-{CROP_MARGIN}"),
-            CropMode::Detect(_, options) => format!("detect-{CROP_MARGIN}-{}", serde_json::to_string(options).unwrap_or_default()),
+            CropMode::Detect(_, options) => format!(
+                "detect-{CROP_MARGIN}-{}",
+                serde_json::to_string(options).unwrap_or_default()
+            ),
         }
     }
 
     /// The crops of one decoded image: (what it is, its pixels). Never empty.
-    pub fn crops(&self, image: &DynamicImage) -> Result<Vec<(Option<Crop>, DynamicImage)>, DetectError> {
+    pub fn crops(
+        &self,
+        image: &DynamicImage,
+    ) -> Result<Vec<(Option<Crop>, DynamicImage)>, DetectError> {
         let rgb = || image.to_rgb8();
         let found: Vec<(String, BBox)> = match self {
             CropMode::Whole => Vec::new(),
-            CropMode::Foreground => foreground_box(&rgb()).map(|b| (PRODUCT_CLASS.to_string(), b)).into_iter().collect(),
+            CropMode::Foreground => {
+                foreground_box(&rgb()).map(|b| (PRODUCT_CLASS.to_string(), b)).into_iter().collect()
+            }
             CropMode::Detect(detector, options) => {
                 let rgb = rgb();
-                let mut items: Vec<(String, BBox)> =
-                    block_on(detector.detect(&rgb, options))?.into_iter().map(|i| (i.class, i.bbox)).collect();
+                let mut items: Vec<(String, BBox)> = block_on(detector.detect(&rgb, options))?
+                    .into_iter()
+                    .map(|i| (i.class, i.bbox))
+                    .collect();
                 if items.is_empty() {
                     items.extend(foreground_box(&rgb).map(|b| (PRODUCT_CLASS.to_string(), b)));
                 }

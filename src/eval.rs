@@ -6,11 +6,11 @@
 //! - with a site whose default weights blend in colour or learned
 //!   attributes, precision@k of what its queries return (the blend).
 
+use crate::catalog::metadata_value;
+use crate::site::SiteManifest;
 use lookalike_forest::{LabelFilter, Query};
 use lookalike_index::Index;
-use crate::site::SiteManifest;
 use serde::Serialize;
-use crate::catalog::metadata_value;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -41,11 +41,18 @@ pub fn column_values(manifest: &SiteManifest, column: &str) -> Vec<Option<String
         .collect()
 }
 
-pub fn evaluate(index: &Index, labels: &[Option<String>], label: &str, k: usize, search_k: Option<usize>) -> EvalReport {
+pub fn evaluate(
+    index: &Index,
+    labels: &[Option<String>],
+    label: &str,
+    k: usize,
+    search_k: Option<usize>,
+) -> EvalReport {
     let forest = &index.forest;
     let (mut precision, mut exact_precision, mut recall, mut n) = (0.0, 0.0, 0.0, 0usize);
     let query = Query { k, search_k, filter: LabelFilter::Any };
-    let same = |a: u32, b: u32| labels[a as usize].is_some() && labels[a as usize] == labels[b as usize];
+    let same =
+        |a: u32, b: u32| labels[a as usize].is_some() && labels[a as usize] == labels[b as usize];
     for item in 0..forest.len() as u32 {
         if labels[item as usize].is_none() {
             continue;
@@ -73,7 +80,14 @@ pub fn evaluate(index: &Index, labels: &[Option<String>], label: &str, k: usize,
         let sum: f64 = labelled
             .map(|item| {
                 let hits = lookalike_index::rank::recommend_item(index, item, &options);
-                hits.iter().filter(|h| item_of.get(h.similar_product_id.as_str()).is_some_and(|&other| same(item, other))).count() as f64 / k as f64
+                hits.iter()
+                    .filter(|h| {
+                        item_of
+                            .get(h.similar_product_id.as_str())
+                            .is_some_and(|&other| same(item, other))
+                    })
+                    .count() as f64
+                    / k as f64
             })
             .sum();
         mean(sum)

@@ -65,7 +65,11 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
                 || (a == 100 && (64..128).contains(&b))
                 || a == 0
         }
@@ -73,7 +77,10 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
             Some(v4) => is_internal_address(IpAddr::V4(v4)),
             None => {
                 let first = v6.segments()[0];
-                v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
             }
         },
     }
@@ -106,7 +113,11 @@ impl Fetcher {
             .build();
         let agent = ureq::Agent::new_with_config(config.clone());
         let public_only = PublicOnlyResolver { is_internal: options.is_internal };
-        let public_agent = ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::new(), public_only);
+        let public_agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            public_only,
+        );
         Self { agent, public_agent, options }
     }
 
@@ -115,7 +126,8 @@ impl Fetcher {
     pub fn bytes(&self, base: &Path, image: &str) -> Result<Vec<u8>, String> {
         if !is_url(image) {
             let path = base.join(image);
-            return std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+            return std::fs::read(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()));
         }
         let cached = self.cache_path(image);
         if let Ok(bytes) = std::fs::read(&cached) {
@@ -171,7 +183,11 @@ impl Fetcher {
                 Ok(bytes) => return Ok(bytes),
                 Err(Failure { reason, transient }) => {
                     if !transient || attempt >= self.options.retries {
-                        let tries = if attempt > 0 { format!(" after {} attempts", attempt + 1) } else { String::new() };
+                        let tries = if attempt > 0 {
+                            format!(" after {} attempts", attempt + 1)
+                        } else {
+                            String::new()
+                        };
                         return Err(format!("{url}: {reason}{tries}"));
                     }
                     std::thread::sleep(self.options.backoff * 2u32.pow(attempt));
@@ -182,28 +198,50 @@ impl Fetcher {
     }
 
     fn try_download(&self, url: &str) -> Result<Vec<u8>, Failure> {
-        let mut current = url::Url::parse(url).map_err(|e| Failure { reason: format!("bad URL: {e}"), transient: false })?;
+        let mut current = url::Url::parse(url)
+            .map_err(|e| Failure { reason: format!("bad URL: {e}"), transient: false })?;
         let mut internal = self.touches_internal(&current)?;
-        let agent = if internal || self.options.allow_private_redirects { &self.agent } else { &self.public_agent };
+        let agent = if internal || self.options.allow_private_redirects {
+            &self.agent
+        } else {
+            &self.public_agent
+        };
         let mut hops = 0;
         let mut response = loop {
             let response = agent.get(current.as_str()).call().map_err(|e| Failure {
                 reason: e.to_string(),
-                transient: !matches!(e, ureq::Error::BadUri(_) | ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed),
+                transient: !matches!(
+                    e,
+                    ureq::Error::BadUri(_)
+                        | ureq::Error::TooManyRedirects
+                        | ureq::Error::RedirectFailed
+                ),
             })?;
             if !response.status().is_redirection() {
                 break response;
             }
             let location = response.headers().get("location").and_then(|v| v.to_str().ok());
             let Some(next) = location.and_then(|l| current.join(l).ok()) else {
-                return Err(Failure { reason: format!("HTTP {} without a usable Location", response.status().as_u16()), transient: false });
+                return Err(Failure {
+                    reason: format!(
+                        "HTTP {} without a usable Location",
+                        response.status().as_u16()
+                    ),
+                    transient: false,
+                });
             };
             hops += 1;
             if hops > MAX_REDIRECTS {
-                return Err(Failure { reason: format!("more than {MAX_REDIRECTS} redirects"), transient: false });
+                return Err(Failure {
+                    reason: format!("more than {MAX_REDIRECTS} redirects"),
+                    transient: false,
+                });
             }
             if !matches!(next.scheme(), "http" | "https") {
-                return Err(Failure { reason: format!("redirect to a {} URL refused", next.scheme()), transient: false });
+                return Err(Failure {
+                    reason: format!("redirect to a {} URL refused", next.scheme()),
+                    transient: false,
+                });
             }
             let next_internal = self.touches_internal(&next)?;
             if next_internal && !internal && !self.options.allow_private_redirects {
@@ -226,7 +264,10 @@ impl Fetcher {
                 transient: status == 429 || status >= 500,
             });
         }
-        let declared = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let Some(length) = declared.filter(|&l| l > self.options.max_bytes) {
             return Err(Failure {
                 reason: format!("{length} bytes, over the {} byte limit", self.options.max_bytes),
@@ -239,14 +280,17 @@ impl Fetcher {
             .limit(self.options.max_bytes)
             .read_to_vec()
             .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(limit) => Failure {
-                    reason: format!("response over the {limit} byte limit"),
-                    transient: false,
-                },
-                other => Failure { reason: format!("reading the response: {other}"), transient: true },
-            })?;
+            ureq::Error::BodyExceedsLimit(limit) => Failure {
+                reason: format!("response over the {limit} byte limit"),
+                transient: false,
+            },
+            other => Failure { reason: format!("reading the response: {other}"), transient: true },
+        })?;
         if let Some(length) = declared.filter(|&l| l != bytes.len() as u64) {
-            return Err(Failure { reason: format!("truncated: {} of {length} bytes", bytes.len()), transient: true });
+            return Err(Failure {
+                reason: format!("truncated: {} of {length} bytes", bytes.len()),
+                transient: true,
+            });
         }
         Ok(bytes)
     }
@@ -257,12 +301,15 @@ impl Fetcher {
     /// The name is resolved again when connecting; a host whose answer
     /// changes in between (DNS rebinding) is not caught here: docs/security.md.
     fn touches_internal(&self, url: &url::Url) -> Result<bool, Failure> {
-        let host = url.host_str().ok_or_else(|| Failure { reason: "URL without a host".into(), transient: false })?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| Failure { reason: "URL without a host".into(), transient: false })?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = url.port_or_known_default().unwrap_or(80);
-        let addresses = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| Failure { reason: format!("cannot resolve {host}: {e}"), transient: true })?;
+        let addresses = (host, port).to_socket_addrs().map_err(|e| Failure {
+            reason: format!("cannot resolve {host}: {e}"),
+            transient: true,
+        })?;
         Ok(addresses.into_iter().any(|a| (self.options.is_internal)(a.ip())))
     }
 }
@@ -280,7 +327,8 @@ impl ureq::unversioned::resolver::Resolver for PublicOnlyResolver {
         config: &ureq::config::Config,
         timeout: ureq::unversioned::transport::NextTimeout,
     ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let all = ureq::unversioned::resolver::DefaultResolver::default().resolve(uri, config, timeout)?;
+        let all = ureq::unversioned::resolver::DefaultResolver::default()
+            .resolve(uri, config, timeout)?;
         let mut public = self.empty();
         for address in all.iter().filter(|a| !(self.is_internal)(a.ip())) {
             public.push(*address);
@@ -289,7 +337,9 @@ impl ureq::unversioned::resolver::Resolver for PublicOnlyResolver {
             let host = uri.host().unwrap_or("?");
             return Err(ureq::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                format!("{host} resolves to internal addresses only; not connecting from a public download"),
+                format!(
+                    "{host} resolves to internal addresses only; not connecting from a public download"
+                ),
             )));
         }
         Ok(public)
@@ -313,8 +363,19 @@ mod tests {
     fn public_downloads_never_connect_to_internal_addresses() {
         let resolver = PublicOnlyResolver { is_internal: is_internal_address };
         let config = ureq::config::Config::default();
-        let resolve = |uri: &str| resolver.resolve(&uri.parse().unwrap(), &config, ureq::unversioned::transport::NextTimeout::default());
-        for internal in ["http://127.0.0.1:8080/a.jpg", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/x", "http://[::1]:80/"] {
+        let resolve = |uri: &str| {
+            resolver.resolve(
+                &uri.parse().unwrap(),
+                &config,
+                ureq::unversioned::transport::NextTimeout::default(),
+            )
+        };
+        for internal in [
+            "http://127.0.0.1:8080/a.jpg",
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.0.0.1/x",
+            "http://[::1]:80/",
+        ] {
             let err = resolve(internal).unwrap_err().to_string();
             assert!(err.contains("internal addresses only"), "{internal}: {err}");
         }

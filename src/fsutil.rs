@@ -99,8 +99,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("thumb.jpg");
         std::thread::scope(|scope| {
-            let handles: Vec<_> =
-                (0..16).map(|i| scope.spawn({ let path = path.clone(); move || write_atomic(&path, &[i as u8; 4096]) })).collect();
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    scope.spawn({
+                        let path = path.clone();
+                        move || write_atomic(&path, &[i as u8; 4096])
+                    })
+                })
+                .collect();
             for handle in handles {
                 handle.join().unwrap().expect("every writer succeeds");
             }

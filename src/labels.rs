@@ -2,10 +2,10 @@
 //! embeddings and measures it on products it did not train on.
 
 use crate::catalog::Product;
-use lookalike_vision::model::FEATURE_DIM;
-use lookalike_index::LabelHead;
-use lookalike_vision::model::label_head;
 use anyhow::{Result, bail};
+use lookalike_index::LabelHead;
+use lookalike_vision::model::FEATURE_DIM;
+use lookalike_vision::model::label_head;
 use std::collections::HashMap;
 
 /// Full passes over the training set; the loss has flattened well before.
@@ -41,7 +41,13 @@ pub fn stable_hash(id: &str) -> u64 {
 /// Trains on the products of the `top` most frequent labels (others are left
 /// out: too rare to learn), holding `holdout` of them out. `column` names the
 /// catalog column the labels were read from.
-pub fn train_labels(products: &[Product], vectors: &[f32], column: &str, top: usize, holdout: f64) -> Result<Trained> {
+pub fn train_labels(
+    products: &[Product],
+    vectors: &[f32],
+    column: &str,
+    top: usize,
+    holdout: f64,
+) -> Result<Trained> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for p in products {
         if let Some(v) = label_of(p) {
@@ -55,8 +61,10 @@ pub fn train_labels(products: &[Product], vectors: &[f32], column: &str, top: us
         bail!("column `{column}` has fewer than two distinct values; nothing to learn");
     }
     let labels: Vec<String> = frequent.iter().map(|(l, _)| l.to_string()).collect();
-    let number: HashMap<&str, usize> = frequent.iter().enumerate().map(|(i, (l, _))| (*l, i)).collect();
-    let (mut train_rows, mut train_targets, mut test_rows, mut test_targets) = (vec![], vec![], vec![], vec![]);
+    let number: HashMap<&str, usize> =
+        frequent.iter().enumerate().map(|(i, (l, _))| (*l, i)).collect();
+    let (mut train_rows, mut train_targets, mut test_rows, mut test_targets) =
+        (vec![], vec![], vec![], vec![]);
     for (p, v) in products.iter().zip(vectors.chunks_exact(FEATURE_DIM)) {
         let Some(&t) = label_of(p).and_then(|l| number.get(l)) else { continue };
         if held_out(&p.id, holdout) {
@@ -71,7 +79,11 @@ pub fn train_labels(products: &[Product], vectors: &[f32], column: &str, top: us
         bail!("no product left to train on");
     }
     let head = label_head::train(column, labels, &train_rows, &train_targets, EPOCHS);
-    let correct = test_rows.iter().zip(&test_targets).filter(|&(r, &t)| head.predict(r).label == head.labels[t]).count();
+    let correct = test_rows
+        .iter()
+        .zip(&test_targets)
+        .filter(|&(r, &t)| head.predict(r).label == head.labels[t])
+        .count();
     let tested = test_rows.len().max(1) as f64;
     Ok(Trained {
         accuracy: correct as f64 / tested,

@@ -9,7 +9,8 @@ const MAGIC: &[u8] = b"\x93NUMPY\x01\x00";
 /// Encodes a row-major `rows x cols` float32 matrix.
 pub fn encode_f32(values: &[f32], rows: usize, cols: usize) -> Vec<u8> {
     assert_eq!(values.len(), rows * cols);
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (8) + length (2) + header + newline, padded to a multiple of 64.
     let unpadded = MAGIC.len() + 2 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
@@ -39,12 +40,15 @@ pub fn read_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         .and_then(|rest| rest.split(')').next())
         .with_context(|| format!("{}: no shape in header", path.display()))?;
     let dims: Vec<usize> = shape.split(',').filter_map(|d| d.trim().parse().ok()).collect();
-    let [rows, cols] = dims[..] else { bail!("{}: expected a 2-d matrix, shape ({shape})", path.display()) };
+    let [rows, cols] = dims[..] else {
+        bail!("{}: expected a 2-d matrix, shape ({shape})", path.display())
+    };
     let data = &bytes[10 + header_len..];
     if data.len() != rows * cols * 4 {
         bail!("{}: {} data bytes for shape ({rows}, {cols})", path.display(), data.len());
     }
-    let values = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values =
+        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Ok((values, rows, cols))
 }
 

@@ -59,7 +59,12 @@ pub fn serve(root: &Path, port: u16, on_ready: impl FnOnce(SocketAddr)) -> Resul
     serve_with(root, port, &ServeLimits::default(), on_ready)
 }
 
-pub fn serve_with(root: &Path, port: u16, limits: &ServeLimits, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+pub fn serve_with(
+    root: &Path,
+    port: u16,
+    limits: &ServeLimits,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
     let root = root.canonicalize().with_context(|| format!("site folder {}", root.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -75,7 +80,11 @@ pub fn serve_with(root: &Path, port: u16, limits: &ServeLimits, on_ready: impl F
     })
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, site: Arc<Site>, limits: ServeLimits) -> Result<()> {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    site: Arc<Site>,
+    limits: ServeLimits,
+) -> Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let permit = permits.clone().acquire_owned().await.context("connection limit")?;
@@ -126,13 +135,15 @@ struct Site {
 
 impl Site {
     fn new(root: PathBuf) -> Self {
-        let files = ServeDir::new(&root).precompressed_gzip().append_index_html_on_directories(true);
+        let files =
+            ServeDir::new(&root).precompressed_gzip().append_index_html_on_directories(true);
         Self { root, files, log: std::env::var_os("LOOKALIKE_SERVE_LOG").is_some() }
     }
 
     async fn respond(&self, mut request: Request<Incoming>) -> Response<Body> {
         let target = request.uri().path().to_string();
-        if request.headers().contains_key(header::IF_RANGE) && !self.if_range_holds(&request).await {
+        if request.headers().contains_key(header::IF_RANGE) && !self.if_range_holds(&request).await
+        {
             // The client's copy is stale: send the whole file, not a range of
             // the new one spliced into the old (RFC 9110, 13.1.5).
             request.headers_mut().remove(header::RANGE);
@@ -141,7 +152,9 @@ impl Site {
             plain(StatusCode::NOT_FOUND, "not found")
         } else {
             match self.files.clone().oneshot(request).await {
-                Ok(response) => response.map(|body| body.map_err(std::io::Error::other).boxed_unsync()),
+                Ok(response) => {
+                    response.map(|body| body.map_err(std::io::Error::other).boxed_unsync())
+                }
                 Err(never) => match never {},
             }
         };
@@ -151,7 +164,11 @@ impl Site {
         headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
         headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
         if self.log {
-            let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0");
+            let bytes = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("0");
             eprintln!("served {target} {} {bytes}", response.status().as_u16());
         }
         response
@@ -164,7 +181,10 @@ impl Site {
     /// service answers ranges but does not read If-Range, so the file's
     /// validators are looked up with a HEAD of the same target.
     async fn if_range_holds(&self, request: &Request<Incoming>) -> bool {
-        let Some(wanted) = request.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else { return false };
+        let Some(wanted) = request.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
         let mut head = Request::builder().method(hyper::Method::HEAD).uri(request.uri().clone());
         if let Some(encoding) = request.headers().get(header::ACCEPT_ENCODING) {
             head = head.header(header::ACCEPT_ENCODING, encoding);
@@ -181,10 +201,14 @@ impl Site {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let body = Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}).boxed_unsync();
+    let body = Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
     response
 }
 
@@ -194,7 +218,9 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 /// is not a plain path under the root is refused outright; one naming
 /// nothing is left to the file service (a 404).
 fn escapes_root(root: &Path, target: &str) -> bool {
-    let Ok(decoded) = percent_encoding::percent_decode_str(target).decode_utf8() else { return true };
+    let Ok(decoded) = percent_encoding::percent_decode_str(target).decode_utf8() else {
+        return true;
+    };
     let relative = Path::new(decoded.trim_start_matches('/'));
     if relative.components().any(|c| !matches!(c, Component::Normal(_))) || decoded.contains('\0') {
         return true;
@@ -204,7 +230,8 @@ fn escapes_root(root: &Path, target: &str) -> bool {
     if file.is_dir() {
         candidates.push(file.join("index.html"));
     }
-    let gz: Vec<PathBuf> = candidates.iter().map(|p| PathBuf::from(format!("{}.gz", p.display()))).collect();
+    let gz: Vec<PathBuf> =
+        candidates.iter().map(|p| PathBuf::from(format!("{}.gz", p.display()))).collect();
     candidates.extend(gz);
     candidates.iter().any(|path| match path.canonicalize() {
         Ok(real) => !real.starts_with(root),
@@ -222,7 +249,8 @@ mod tests {
     /// Raw HTTP over loopback: the headers and body of one GET.
     fn get(addr: SocketAddr, path: &str, headers: &str) -> (String, Vec<u8>) {
         let mut stream = TcpStream::connect(addr).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n")
+            .unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).unwrap();
         let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -237,7 +265,9 @@ mod tests {
     }
 
     fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-        head.lines().find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim()))
+        head.lines().find_map(|l| {
+            l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+        })
     }
 
     #[test]
@@ -256,7 +286,10 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 200") && body == b"x", "{head}");
         for path in ["/../secret.txt", "/www/%2e%2e/%2e%2e/secret.txt", "/missing", "/%00"] {
             let (head, body) = get(addr, path, "");
-            assert!(head.starts_with("HTTP/1.1 4") && !body.starts_with(b"private"), "{path}: {head}");
+            assert!(
+                head.starts_with("HTTP/1.1 4") && !body.starts_with(b"private"),
+                "{path}: {head}"
+            );
         }
     }
 
@@ -272,9 +305,17 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("leak.txt")).unwrap();
         std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
         let addr = start(&root);
-        for (path, accept) in [("/app.js", "Accept-Encoding: gzip\r\n"), ("/app.js", ""), ("/leak.txt", ""), ("/up/secret.txt", "")] {
+        for (path, accept) in [
+            ("/app.js", "Accept-Encoding: gzip\r\n"),
+            ("/app.js", ""),
+            ("/leak.txt", ""),
+            ("/up/secret.txt", ""),
+        ] {
             let (head, body) = get(addr, path, accept);
-            assert!(head.starts_with("HTTP/1.1 404") && body != b"private", "{path} {accept}: {head}");
+            assert!(
+                head.starts_with("HTTP/1.1 404") && body != b"private",
+                "{path} {accept}: {head}"
+            );
         }
     }
 
@@ -300,9 +341,15 @@ mod tests {
         let (head, body) = get(addr, "/a.js", "Range: bytes=2-4\r\n");
         assert!(head.starts_with("HTTP/1.1 206") && body == b"ain", "{head}");
         assert_eq!(header(&head, "content-range"), Some("bytes 2-4/10"));
-        let (head, body) = get(addr, "/a.js", "Range: bytes=2-4\r\nIf-Range: Wed, 21 Oct 2015 07:28:00 GMT\r\n");
+        let (head, body) =
+            get(addr, "/a.js", "Range: bytes=2-4\r\nIf-Range: Wed, 21 Oct 2015 07:28:00 GMT\r\n");
         assert!(head.starts_with("HTTP/1.1 200") && body == b"plain text", "{head}");
-        let etag = get(addr, "/a.js", "").0.lines().find_map(|l| l.strip_prefix("etag: ")).expect("an ETag").to_string();
+        let etag = get(addr, "/a.js", "")
+            .0
+            .lines()
+            .find_map(|l| l.strip_prefix("etag: "))
+            .expect("an ETag")
+            .to_string();
         let (head, body) = get(addr, "/a.js", &format!("Range: bytes=2-4\r\nIf-Range: {etag}\r\n"));
         assert!(head.starts_with("HTTP/1.1 206") && body == b"ain", "{head}");
     }

@@ -83,7 +83,8 @@ pub struct Crop {
 }
 
 /// Columns that are taken as a product's title, in order of preference.
-pub const TITLE_COLUMNS: &[&str] = &["title", "name", "productDisplayName", "prod_name", "product_name", "description"];
+pub const TITLE_COLUMNS: &[&str] =
+    &["title", "name", "productDisplayName", "prod_name", "product_name", "description"];
 
 /// Picks a display title from a product's metadata.
 pub fn title_of(metadata: &Map<String, Value>) -> Option<String> {

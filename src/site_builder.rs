@@ -6,28 +6,34 @@
 //! the page's assets. A product whose image cannot be read or decoded is
 //! skipped and reported (in `data/skipped.json`); it never aborts the build.
 
-use crate::fsutil::{copy_dir, copy_file, write_atomic};
-use crate::fetch::{FetchOptions, Fetcher};
-use crate::progress::{Progress, format_duration};
-use sha2::{Digest, Sha256};
-use crate::catalog::{Catalog, CatalogFormat, Columns, Product};
-use lookalike_index::appearance::{self, Layout, PartsTable};
-use lookalike_vision::colour::{COLOUR_BINS, ColourSignature, colour_signature, signature_row};
 use crate::attributes::{self, LearnSpec};
-use lookalike_forest::{Encoding, Forest, ForestParams, NO_LABEL};
-use lookalike_index::Index;
-use lookalike_vision::model::{Embedder, FEATURE_DIM, weights};
-use lookalike_vision::preprocess::{self, EMBED_INPUT_SIZE};
-use crate::site::{self, Crop, DetectorInfo, ModelInfo, SiteManifest, SiteProduct};
+use crate::catalog::{Catalog, CatalogFormat, Columns, Product};
 use crate::crops::CropMode;
-use lookalike_vision::detect::DetectOptions;
-use lookalike_index::LabelHead;
+use crate::fetch::{FetchOptions, Fetcher};
+use crate::fsutil::{copy_dir, copy_file, write_atomic};
+use crate::progress::{Progress, format_duration};
+use crate::site::{self, Crop, DetectorInfo, ModelInfo, SiteManifest, SiteProduct};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use lookalike_forest::{Encoding, Forest, ForestParams, NO_LABEL};
+use lookalike_index::Index;
+use lookalike_index::LabelHead;
+use lookalike_index::appearance::{self, Layout, PartsTable};
+use lookalike_vision::colour::{COLOUR_BINS, ColourSignature, colour_signature, signature_row};
+use lookalike_vision::detect::DetectOptions;
+use lookalike_vision::model::{Embedder, FEATURE_DIM, weights};
+use lookalike_vision::preprocess::{self, EMBED_INPUT_SIZE};
 use rayon::prelude::*;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// An image's cached embeddings, one per crop, and the crops.
+type CachedCrops = (Vec<Vec<f32>>, Vec<Option<Crop>>);
+/// An image waiting for its batch: its product, colour signatures, crops and
+/// cache key.
+type PendingImage = (usize, Vec<ColourSignature>, Vec<Option<Crop>>, String);
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -97,7 +103,10 @@ impl DetectorFiles {
         Self::compile(&self.read()?, device)
     }
 
-    fn compile([objects, pose]: &[lookalike_vision::model::tfjs::GraphModel; 2], device: &Device) -> Result<lookalike_vision::detect::Detector> {
+    fn compile(
+        [objects, pose]: &[lookalike_vision::model::tfjs::GraphModel; 2],
+        device: &Device,
+    ) -> Result<lookalike_vision::detect::Detector> {
         Ok(lookalike_vision::detect::Detector::new(Some(objects), Some(pose), device)?)
     }
 }
@@ -144,7 +153,11 @@ impl Storage {
             Some(d) => Some(d),
             None => large.then_some(AUTO_PCA_DIMS),
         };
-        params.encoding = self.encoding.unwrap_or(if params.pca_dims.is_some() { Encoding::I8PerDim } else { Encoding::F16 });
+        params.encoding = self.encoding.unwrap_or(if params.pca_dims.is_some() {
+            Encoding::I8PerDim
+        } else {
+            Encoding::F16
+        });
         params
     }
 }
@@ -184,7 +197,7 @@ impl EmbeddingCache {
 
     /// The vectors of an image's crops (one per crop: embedding, then colour
     /// signature) and what each crop is.
-    fn get(&self, content_key: &str) -> Option<(Vec<Vec<f32>>, Vec<Option<Crop>>)> {
+    fn get(&self, content_key: &str) -> Option<CachedCrops> {
         let bytes = std::fs::read(self.path(content_key)).ok()?;
         let crops: Vec<Option<Crop>> = match std::fs::read(self.crops_path(content_key)) {
             Ok(json) => serde_json::from_slice(&json).ok()?,
@@ -193,16 +206,21 @@ impl EmbeddingCache {
         if bytes.len() != crops.len() * CACHED_DIMS * 4 {
             return None;
         }
-        let floats: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let floats: Vec<f32> =
+            bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         Some((floats.chunks_exact(CACHED_DIMS).map(<[f32]>::to_vec).collect(), crops))
     }
 
     fn put(&self, content_key: &str, vectors: &[&[f32]], crops: &[Option<Crop>]) {
-        let bytes: Vec<u8> = vectors.iter().flat_map(|v| v.iter()).flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> =
+            vectors.iter().flat_map(|v| v.iter()).flat_map(|v| v.to_le_bytes()).collect();
         // A cache that cannot be written costs time on the next run, not this
         // build. The crops go first: vectors without them are never read.
         if crops.iter().any(Option::is_some) {
-            let _ = write_atomic(&self.crops_path(content_key), &serde_json::to_vec(crops).unwrap_or_default());
+            let _ = write_atomic(
+                &self.crops_path(content_key),
+                &serde_json::to_vec(crops).unwrap_or_default(),
+            );
         }
         let _ = write_atomic(&self.path(content_key), &bytes);
     }
@@ -212,7 +230,8 @@ impl EmbeddingCache {
 /// per-image limit ([`preprocess::MAX_DECODED_BYTES`]) this bounds a build's
 /// image memory whatever the catalog's images claim and however many cores
 /// decode them.
-static DECODE_BUDGET: crate::memory::MemoryBudget = crate::memory::MemoryBudget::new(512 * 1024 * 1024);
+static DECODE_BUDGET: crate::memory::MemoryBudget =
+    crate::memory::MemoryBudget::new(512 * 1024 * 1024);
 
 /// Where a product's thumbnail goes in the site: named by image content, so
 /// unchanged images keep their thumbnail across rebuilds.
@@ -237,8 +256,17 @@ pub struct EmbedJob<'a> {
 /// per crop, its cached vector (embedding and colour signature), or its
 /// model input and colour signature.
 enum Ready {
-    Cached { vectors: Vec<Vec<f32>>, crops: Vec<Option<Crop>>, content_key: String },
-    Prepared { model_inputs: Vec<Vec<f32>>, colours: Vec<ColourSignature>, crops: Vec<Option<Crop>>, content_key: String },
+    Cached {
+        vectors: Vec<Vec<f32>>,
+        crops: Vec<Option<Crop>>,
+        content_key: String,
+    },
+    Prepared {
+        model_inputs: Vec<Vec<f32>>,
+        colours: Vec<ColourSignature>,
+        crops: Vec<Option<Crop>>,
+        content_key: String,
+    },
 }
 
 /// The embedded part of a catalog, one entry per item (a crop of a product's
@@ -266,7 +294,8 @@ pub struct Embedded<'a> {
 pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedded<'a>> {
     let started = Instant::now();
     let images: Vec<&str> = catalog.products.iter().map(|p| p.image.as_str()).collect();
-    let download_failures: std::collections::HashMap<usize, String> = job.fetcher.prefetch(&images).into_iter().collect();
+    let download_failures: std::collections::HashMap<usize, String> =
+        job.fetcher.prefetch(&images).into_iter().collect();
     let mut out = Embedded {
         products: Vec::new(),
         vectors: Vec::with_capacity(catalog.products.len() * FEATURE_DIM),
@@ -290,7 +319,7 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
             .collect();
         let mut to_embed = Vec::new();
         // Per prepared image: its first item, its crops' colours, its crops, its content key.
-        let mut slots: Vec<(usize, Vec<ColourSignature>, Vec<Option<Crop>>, String)> = Vec::new();
+        let mut slots: Vec<PendingImage> = Vec::new();
         for (&(_, product), result) in batch.iter().zip(ready) {
             match result {
                 Ok(Ready::Cached { vectors, crops, content_key }) => {
@@ -304,7 +333,12 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
                     out.from_cache += 1;
                 }
                 Ok(Ready::Prepared { model_inputs, colours, crops, content_key }) => {
-                    slots.push((out.products.len(), colours.clone(), crops.clone(), content_key.clone()));
+                    slots.push((
+                        out.products.len(),
+                        colours.clone(),
+                        crops.clone(),
+                        content_key.clone(),
+                    ));
                     to_embed.extend(model_inputs);
                     for (crop, colour) in crops.into_iter().zip(&colours) {
                         out.vectors.extend(std::iter::repeat_n(0.0, FEATURE_DIM));
@@ -316,7 +350,12 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
                 }
                 Err(reason) => {
                     eprintln!("\nskipping {} (line {}): {reason}", product.id, product.line);
-                    out.skipped.push(Skipped { id: product.id.clone(), line: product.line, image: product.image.clone(), reason });
+                    out.skipped.push(Skipped {
+                        id: product.id.clone(),
+                        line: product.line,
+                        image: product.image.clone(),
+                        reason,
+                    });
                 }
             }
         }
@@ -328,8 +367,16 @@ pub fn embed_catalog<'a>(catalog: &'a Catalog, job: &EmbedJob) -> Result<Embedde
                 out.vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM].copy_from_slice(vector);
             }
             if let Some(cache) = job.cache {
-                let cached: Vec<Vec<f32>> = vectors.iter().zip(colours).map(|(v, c)| [v.as_slice(), c.as_slice()].concat()).collect();
-                cache.put(content_key, &cached.iter().map(Vec::as_slice).collect::<Vec<_>>(), crops);
+                let cached: Vec<Vec<f32>> = vectors
+                    .iter()
+                    .zip(colours)
+                    .map(|(v, c)| [v.as_slice(), c.as_slice()].concat())
+                    .collect();
+                cache.put(
+                    content_key,
+                    &cached.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                    crops,
+                );
             }
         }
         progress.advance(batch.len());
@@ -367,8 +414,12 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
     Ok(match cached {
         Some((vectors, crops)) => Ready::Cached { vectors, crops, content_key },
         None => {
-            let (crops, images): (Vec<_>, Vec<_>) =
-                job.crops.crops(&decoded).map_err(|e| format!("{}: detection failed: {e}", product.image))?.into_iter().unzip();
+            let (crops, images): (Vec<_>, Vec<_>) = job
+                .crops
+                .crops(&decoded)
+                .map_err(|e| format!("{}: detection failed: {e}", product.image))?
+                .into_iter()
+                .unzip();
             let model_inputs = images.iter().map(preprocess::model_input).collect();
             let colours = images.iter().map(colour_signature).collect();
             Ready::Prepared { model_inputs, colours, crops, content_key }
@@ -386,8 +437,11 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     };
     // A column that cannot be learned fails now, not after the embedding.
     for spec in &options.learn {
-        let values: Vec<Option<String>> =
-            catalog.products.iter().map(|p| attributes::value_of(p, &spec.column, catalog.label_column.as_deref())).collect();
+        let values: Vec<Option<String>> = catalog
+            .products
+            .iter()
+            .map(|p| attributes::value_of(p, &spec.column, catalog.label_column.as_deref()))
+            .collect();
         attributes::check_learnable(&spec.column, values.iter().map(Option::as_deref))
             .with_context(|| format!("--learn {}: {}", spec.column, options.catalog.display()))?;
     }
@@ -396,7 +450,8 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     eprintln!("catalog: {} products from {}", catalog.products.len(), options.catalog.display());
 
     // Read once: the bytes load the model, key the embedding cache and ship.
-    let model_bytes = std::fs::read(&options.model).with_context(|| format!("reading {}", options.model.display()))?;
+    let model_bytes = std::fs::read(&options.model)
+        .with_context(|| format!("reading {}", options.model.display()))?;
     let device = Device::flex();
     let model = weights::from_file_bytes(&options.model, &model_bytes, &device)
         .with_context(|| format!("loading the embedder from {}", options.model.display()))?;
@@ -405,28 +460,40 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     // Every model file is read and checked before anything is written: a
     // bad one fails the build now, not after the embedding with half a site.
     // (Compiling the detector is left to the crops that run it, and to the page.)
-    let detector_graphs = options.detector.as_ref().map(DetectorFiles::read).transpose().context("reading the detector")?;
+    let detector_graphs = options
+        .detector
+        .as_ref()
+        .map(DetectorFiles::read)
+        .transpose()
+        .context("reading the detector")?;
     let crop_mode = match (&options.crops, &options.detector, &detector_graphs) {
         (CropSpec::Whole, ..) => CropMode::Whole,
         (CropSpec::Foreground, ..) => CropMode::Foreground,
-        (CropSpec::Detect, Some(files), Some(graphs)) => {
-            CropMode::Detect(Box::new(DetectorFiles::compile(graphs, &Device::flex())?), files.options.clone())
-        }
+        (CropSpec::Detect, Some(files), Some(graphs)) => CropMode::Detect(
+            Box::new(DetectorFiles::compile(graphs, &Device::flex())?),
+            files.options.clone(),
+        ),
         (CropSpec::Detect, ..) => bail!("cropping by detection needs the detector models"),
     };
     drop(detector_graphs); // the weights are shipped from their files
-    let head = options.labels.as_ref().map(|path| -> Result<LabelHead> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let head = LabelHead::from_json(&bytes, &path.display().to_string())?;
-        // A head for another embedder fails now, not after the embedding.
-        head.check_input_width(FEATURE_DIM, &path.display().to_string())?;
-        Ok(head)
-    }).transpose()?;
+    let head = options
+        .labels
+        .as_ref()
+        .map(|path| -> Result<LabelHead> {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let head = LabelHead::from_json(&bytes, &path.display().to_string())?;
+            // A head for another embedder fails now, not after the embedding.
+            head.check_input_width(FEATURE_DIM, &path.display().to_string())?;
+            Ok(head)
+        })
+        .transpose()?;
 
     let out = &options.out;
     std::fs::create_dir_all(out.join(site::THUMBS_DIR))
         .with_context(|| format!("creating {}", out.display()))?;
-    let cache = EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes, &crop_mode);
+    let cache =
+        EmbeddingCache::new(&options.cache_dir.join("embeddings"), &model_bytes, &crop_mode);
     let fetcher = Fetcher::new(FetchOptions {
         allow_private_redirects: options.allow_private_redirects,
         ..FetchOptions::new(options.cache_dir.join("images"))
@@ -440,8 +507,16 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         batch_size: options.batch_size,
         crops: &crop_mode,
     };
-    let Embedded { products: kept, vectors, colours, content_keys, crops, mut skipped, from_cache, seconds: embed_seconds } =
-        embed_catalog(&catalog, &job)?;
+    let Embedded {
+        products: kept,
+        vectors,
+        colours,
+        content_keys,
+        crops,
+        mut skipped,
+        from_cache,
+        seconds: embed_seconds,
+    } = embed_catalog(&catalog, &job)?;
     skipped.extend(rejected.iter().map(|error| Skipped {
         id: String::new(),
         line: error.line().unwrap_or(0),
@@ -470,7 +545,9 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         .map(|((p, vector), crop)| match (&catalog.label_column, &head) {
             (Some(_), _) => p.label.clone(),
             (None, Some(head)) => Some(head.predict(vector).label),
-            (None, None) => crop.as_ref().filter(|_| options.crops == CropSpec::Detect).map(|c| c.class.clone()),
+            (None, None) => {
+                crop.as_ref().filter(|_| options.crops == CropSpec::Detect).map(|c| c.class.clone())
+            }
         })
         .collect();
     let mut label_names: Vec<String> = item_labels.iter().flatten().cloned().collect();
@@ -483,7 +560,13 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             None => NO_LABEL,
         })
         .collect();
-    let heads = learn_attributes(&options.learn, &kept, catalog.label_column.as_deref(), &vectors, &colours)?;
+    let heads = learn_attributes(
+        &options.learn,
+        &kept,
+        catalog.label_column.as_deref(),
+        &vectors,
+        &colours,
+    )?;
     let appearance = appearance_table(options, &heads, &vectors, &colours)?;
     let forest_started = Instant::now();
     let params = options.storage.resolve(options.forest.clone(), kept.len());
@@ -506,18 +589,25 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         index.forest.projection().map(|p| format!(", PCA to {}", p.out_dims)).unwrap_or_default(),
     );
     write_atomic(&out.join(site::INDEX_PATH), &index_bytes).context("writing the index")?;
-    write_model_record(&options.model, &model_bytes, embedder.model(), &out.join(site::MODEL_PATH))?;
+    write_model_record(
+        &options.model,
+        &model_bytes,
+        embedder.model(),
+        &out.join(site::MODEL_PATH),
+    )?;
     let detector = options.detector.as_ref().map(|files| ship_detector(files, out)).transpose()?;
     let attributes_file = if heads.is_empty() {
         let _ = std::fs::remove_file(out.join(site::ATTRIBUTES_PATH));
         None
     } else {
-        write_atomic(&out.join(site::ATTRIBUTES_PATH), &serde_json::to_vec(&heads)?).context("writing the attribute heads")?;
+        write_atomic(&out.join(site::ATTRIBUTES_PATH), &serde_json::to_vec(&heads)?)
+            .context("writing the attribute heads")?;
         Some(site::ATTRIBUTES_PATH.to_string())
     };
     let labels_file = match &options.labels {
         Some(path) => {
-            copy_file(path, &out.join(site::LABELS_PATH)).with_context(|| format!("copying {}", path.display()))?;
+            copy_file(path, &out.join(site::LABELS_PATH))
+                .with_context(|| format!("copying {}", path.display()))?;
             Some(site::LABELS_PATH.to_string())
         }
         None => {
@@ -558,7 +648,8 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     if let Some(n) = options.precompute {
         let same_label = catalog.label_column.is_some();
         let all = precompute(&index, n, same_label);
-        write_atomic(&out.join(RECOMMENDATIONS_PATH), &serde_json::to_vec(&all)?).context("writing recommendations")?;
+        write_atomic(&out.join(RECOMMENDATIONS_PATH), &serde_json::to_vec(&all)?)
+            .context("writing recommendations")?;
         eprintln!("wrote {} recommendations to {RECOMMENDATIONS_PATH}", all.len());
     }
     let skipped_path = out.join("data/skipped.json");
@@ -589,25 +680,46 @@ fn non_visual_weight(options: &BuildOptions) -> f32 {
 /// Checks the similarity's options before any work is done.
 fn check_similarity_options(options: &BuildOptions) -> Result<()> {
     let specs = &options.learn;
-    if let Some(twice) = specs.iter().enumerate().find_map(|(i, s)| specs[..i].iter().any(|t| t.column == s.column).then_some(&s.column)) {
+    if let Some(twice) = specs
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| specs[..i].iter().any(|t| t.column == s.column).then_some(&s.column))
+    {
         bail!("--learn {twice} is given twice");
     }
     let others = non_visual_weight(options);
-    if !(0.0..=1.0).contains(&others) || !options.colour_weight.is_finite() || options.colour_weight < 0.0 {
-        bail!("the colour and learned weights add up to {others}; they share 1 with the embedding, so keep each at 0 or more and their sum within 0..1");
+    if !(0.0..=1.0).contains(&others)
+        || !options.colour_weight.is_finite()
+        || options.colour_weight < 0.0
+    {
+        bail!(
+            "the colour and learned weights add up to {others}; they share 1 with the embedding, so keep each at 0 or more and their sum within 0..1"
+        );
     }
     Ok(())
 }
 
 /// Trains a head for each `--learn` column, with progress.
-fn learn_attributes(specs: &[LearnSpec], items: &[&Product], label_column: Option<&str>, vectors: &[f32], colours: &[f32]) -> Result<Vec<LabelHead>> {
+fn learn_attributes(
+    specs: &[LearnSpec],
+    items: &[&Product],
+    label_column: Option<&str>,
+    vectors: &[f32],
+    colours: &[f32],
+) -> Result<Vec<LabelHead>> {
     specs
         .iter()
         .map(|spec| {
             let started = Instant::now();
-            let values: Vec<Option<String>> = items.iter().map(|p| attributes::value_of(p, &spec.column, label_column)).collect();
+            let values: Vec<Option<String>> =
+                items.iter().map(|p| attributes::value_of(p, &spec.column, label_column)).collect();
             let head = attributes::learn(&spec.column, &values, vectors, colours)?;
-            eprintln!("learned {} ({} values) in {}", spec.column, head.labels.len(), format_duration(started.elapsed().as_secs_f64()));
+            eprintln!(
+                "learned {} ({} values) in {}",
+                spec.column,
+                head.labels.len(),
+                format_duration(started.elapsed().as_secs_f64())
+            );
             Ok(head)
         })
         .collect()
@@ -615,13 +727,23 @@ fn learn_attributes(specs: &[LearnSpec], items: &[&Product], label_column: Optio
 
 /// Every item's appearance parts, and the default weights: the learned
 /// attributes and colour take theirs, the embedding the rest of 1.
-fn appearance_table(options: &BuildOptions, heads: &[LabelHead], vectors: &[f32], colours: &[f32]) -> Result<PartsTable> {
-    let attributes: Vec<(&LabelHead, f32)> = heads.iter().zip(&options.learn).map(|(h, s)| (h, s.weight)).collect();
+fn appearance_table(
+    options: &BuildOptions,
+    heads: &[LabelHead],
+    vectors: &[f32],
+    colours: &[f32],
+) -> Result<PartsTable> {
+    let attributes: Vec<(&LabelHead, f32)> =
+        heads.iter().zip(&options.learn).map(|(h, s)| (h, s.weight)).collect();
     let layout = Layout::new(1.0 - non_visual_weight(options), options.colour_weight, &attributes);
     let rows: Vec<Vec<f32>> = (0..vectors.len() / FEATURE_DIM)
         .into_par_iter()
         .map(|item| {
-            appearance::describe(&vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM], signature_row(colours, item), heads)
+            appearance::describe(
+                &vectors[item * FEATURE_DIM..(item + 1) * FEATURE_DIM],
+                signature_row(colours, item),
+                heads,
+            )
         })
         .collect();
     Ok(PartsTable::encode(layout, &rows))
@@ -640,13 +762,18 @@ fn precompress(out: &Path) -> Result<()> {
     use std::io::Write;
     let mut stack = vec![out.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let wanted = path.extension().and_then(|e| e.to_str()).is_some_and(|e| COMPRESSIBLE.contains(&e));
+            let wanted = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| COMPRESSIBLE.contains(&e));
             if !wanted {
                 continue;
             }
@@ -655,10 +782,12 @@ fn precompress(out: &Path) -> Result<()> {
             if fresh(&gz).is_some() && fresh(&gz) >= fresh(&path) {
                 continue;
             }
-            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
             encoder.write_all(&bytes)?;
-            write_atomic(&gz, &encoder.finish()?).with_context(|| format!("writing {}", gz.display()))?;
+            write_atomic(&gz, &encoder.finish()?)
+                .with_context(|| format!("writing {}", gz.display()))?;
         }
     }
     Ok(())
@@ -678,18 +807,31 @@ fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
     for model in [&files.objects, &files.pose] {
         let json = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
         let name = model.file_name().context("a model file name")?.to_string_lossy().to_string();
-        let shards = lookalike_vision::model::tfjs::GraphModel::shard_paths(&json, &model.display().to_string())?;
+        let shards = lookalike_vision::model::tfjs::GraphModel::shard_paths(
+            &json,
+            &model.display().to_string(),
+        )?;
         // Shard names are plain file names (checked by `shard_paths`), so
         // each lands in the detector folder and nowhere else.
         for shard in &shards {
             let from = model.parent().unwrap_or(Path::new(".")).join(shard);
-            copy_file(&from, &dir.join(shard)).with_context(|| format!("copying {}", from.display()))?;
+            copy_file(&from, &dir.join(shard))
+                .with_context(|| format!("copying {}", from.display()))?;
         }
         write_atomic(&dir.join(&name), &json)?;
-        shipped.push((format!("{}/{name}", site::DETECTOR_DIR), shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect()));
+        shipped.push((
+            format!("{}/{name}", site::DETECTOR_DIR),
+            shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect(),
+        ));
     }
     let (pose, objects) = (shipped.pop().expect("two models"), shipped.pop().expect("two models"));
-    Ok(DetectorInfo { objects: objects.0, objects_shards: objects.1, pose: pose.0, pose_shards: pose.1, options: files.options.clone() })
+    Ok(DetectorInfo {
+        objects: objects.0,
+        objects_shards: objects.1,
+        pose: pose.0,
+        pose_shards: pose.1,
+        options: files.options.clone(),
+    })
 }
 
 /// Where `--precompute` writes the report's JSON for the whole catalog.
@@ -697,8 +839,13 @@ pub const RECOMMENDATIONS_PATH: &str = "data/recommendations.json";
 
 /// The top `n` look-alikes of every product, in the report's JSON shape,
 /// same-label filtered when the catalog has labels (as the report did).
-pub fn precompute(index: &Index, n: usize, same_label: bool) -> Vec<lookalike_index::rank::Recommendation> {
-    let options = lookalike_index::rank::RecommendOptions { k: n, search_k: None, same_label, weights: None };
+pub fn precompute(
+    index: &Index,
+    n: usize,
+    same_label: bool,
+) -> Vec<lookalike_index::rank::Recommendation> {
+    let options =
+        lookalike_index::rank::RecommendOptions { k: n, search_k: None, same_label, weights: None };
     let per_item: Vec<Vec<lookalike_index::rank::Recommendation>> = (0..index.forest.len() as u32)
         .into_par_iter()
         .map(|item| lookalike_index::rank::recommend_item(index, item, &options))
@@ -706,15 +853,20 @@ pub fn precompute(index: &Index, n: usize, same_label: bool) -> Vec<lookalike_in
     per_item.into_iter().flatten().collect()
 }
 
-pub fn read_catalog_lenient(path: &Path, columns: &Columns) -> Result<(Catalog, Vec<crate::catalog::CatalogError>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading catalog {}", path.display()))?;
+pub fn read_catalog_lenient(
+    path: &Path,
+    columns: &Columns,
+) -> Result<(Catalog, Vec<crate::catalog::CatalogError>)> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading catalog {}", path.display()))?;
     let name = path.display().to_string();
     let text = Catalog::text_of(&bytes, &name)?;
     Ok(Catalog::parse_lenient(text, &name, CatalogFormat::from_file_name(&name), columns)?)
 }
 
 pub fn read_catalog(path: &Path, columns: &Columns) -> Result<Catalog> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading catalog {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading catalog {}", path.display()))?;
     let name = path.display().to_string();
     let text = Catalog::text_of(&bytes, &name)?;
     Ok(Catalog::parse(text, &name, CatalogFormat::from_file_name(&name), columns)?)
@@ -722,7 +874,8 @@ pub fn read_catalog(path: &Path, columns: &Columns) -> Result<Catalog> {
 
 /// Removes thumbnails of products no longer in the catalog.
 fn remove_stale_thumbnails(out: &Path, content_keys: &[String]) -> Result<()> {
-    let wanted: std::collections::HashSet<String> = content_keys.iter().map(|k| thumb_path(k)).collect();
+    let wanted: std::collections::HashSet<String> =
+        content_keys.iter().map(|k| thumb_path(k)).collect();
     let dir = out.join(site::THUMBS_DIR);
     for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
         let name = entry?.file_name().to_string_lossy().to_string();
@@ -735,7 +888,12 @@ fn remove_stale_thumbnails(out: &Path, content_keys: &[String]) -> Result<()> {
 
 /// Ships the embedder as a Burnpack record: copied when it already is one,
 /// converted (without the ImageNet head) when it is a PyTorch checkpoint.
-fn write_model_record(source: &Path, source_bytes: &[u8], model: &lookalike_vision::model::EfficientNetLite, target: &Path) -> Result<()> {
+fn write_model_record(
+    source: &Path,
+    source_bytes: &[u8],
+    model: &lookalike_vision::model::EfficientNetLite,
+    target: &Path,
+) -> Result<()> {
     if weights::is_burnpack(source) {
         write_atomic(target, source_bytes).with_context(|| format!("writing {}", target.display()))
     } else {
@@ -759,11 +917,17 @@ impl WebAssets {
         };
         let (index_html, www) = (root.join("index.html"), root.join("www"));
         if !index_html.is_file() {
-            bail!("{} not found; pass --assets with the folder holding index.html and www/", index_html.display());
+            bail!(
+                "{} not found; pass --assets with the folder holding index.html and www/",
+                index_html.display()
+            );
         }
         for package in crate::assets::WASM_PACKAGES {
             if !root.join(package).is_file() {
-                bail!("the wasm package {} is missing; run ./build.sh to build it", root.join(package).display());
+                bail!(
+                    "the wasm package {} is missing; run ./build.sh to build it",
+                    root.join(package).display()
+                );
             }
         }
         Ok(WebAssets::Folder { index_html, www })
@@ -781,9 +945,11 @@ impl WebAssets {
                 for (path, bytes) in crate::assets::page_files() {
                     let target = out.join(path);
                     if let Some(parent) = target.parent() {
-                        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                        std::fs::create_dir_all(parent)
+                            .with_context(|| format!("creating {}", parent.display()))?;
                     }
-                    write_atomic(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
+                    write_atomic(&target, bytes)
+                        .with_context(|| format!("writing {}", target.display()))?;
                 }
             }
         }

@@ -4,13 +4,13 @@
 
 mod common;
 
+use burn::tensor::Device;
+use lookalike_vision::detect::groups::group_of_class;
 use lookalike_vision::detect::movenet::{MoveNet, joint};
 use lookalike_vision::detect::nanodet::NanoDet;
 use lookalike_vision::detect::readback::block_on;
 use lookalike_vision::detect::{BBox, DetectOptions, Detector, PRODUCT_CLASS, foreground_box};
 use lookalike_vision::model::tfjs::{GraphModel, read_model};
-use lookalike_vision::detect::groups::group_of_class;
-use burn::tensor::Device;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -39,7 +39,11 @@ fn ccp_photos(n: usize) -> Vec<(PathBuf, Vec<(String, BBox)>)> {
         if photos.last().is_none_or(|(f, _)| f != &r[0]) {
             photos.push((r[0].to_string(), Vec::new()));
         }
-        photos.last_mut().unwrap().1.push((r[1].to_string(), BBox::new(num(3), num(4), num(5), num(6))));
+        photos
+            .last_mut()
+            .unwrap()
+            .1
+            .push((r[1].to_string(), BBox::new(num(3), num(4), num(5), num(6))));
     }
     photos.truncate(n);
     photos.into_iter().map(|(f, b)| (ccp().join(f), b)).collect()
@@ -91,7 +95,11 @@ fn movenet_joints_are_where_anatomy_puts_them() {
         upright += ordered as usize;
     }
     // Street-fashion photos are of people standing.
-    assert!(upright >= 11, "joints in anatomical order in only {upright} of {} photos", photos.len());
+    assert!(
+        upright >= 11,
+        "joints in anatomical order in only {upright} of {} photos",
+        photos.len()
+    );
 }
 
 #[test]
@@ -99,7 +107,10 @@ fn garment_regions_overlap_the_ccp_masks() {
     let detector = Detector::new(Some(&models().0), Some(&models().1), &Device::flex()).unwrap();
     let options = DetectOptions { max_boxes: usize::MAX, ..DetectOptions::default() };
     let groups = |label: &str| -> Option<&'static str> {
-        lookalike_vision::detect::groups::GROUPS.iter().find(|(_, l)| l.contains(&label)).map(|(g, _)| *g)
+        lookalike_vision::detect::groups::GROUPS
+            .iter()
+            .find(|(_, l)| l.contains(&label))
+            .map(|(g, _)| *g)
     };
     let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
     for (path, garments) in ccp_photos(30) {
@@ -108,7 +119,10 @@ fn garment_regions_overlap_the_ccp_masks() {
             let Some(group) = groups(label) else { continue };
             let entry = counts.entry(group).or_default();
             entry.1 += 1;
-            entry.0 += items.iter().any(|i| group_of_class(&i.class) == Some(group) && i.bbox.iou(truth) >= 0.5) as usize;
+            entry.0 += items
+                .iter()
+                .any(|i| group_of_class(&i.class) == Some(group) && i.bbox.iou(truth) >= 0.5)
+                as usize;
         }
     }
     let recall = |g: &str| counts[g].0 as f64 / counts[g].1 as f64;
@@ -128,7 +142,8 @@ fn packshots_yield_one_product_crop() {
     let mut reader = csv::Reader::from_path(dir.join("labels.csv")).unwrap();
     let file_col = reader.headers().unwrap().iter().position(|h| h == "file").unwrap();
     let mut tight = 0;
-    let files: Vec<String> = reader.records().step_by(97).take(12).map(|r| r.unwrap()[file_col].to_string()).collect();
+    let files: Vec<String> =
+        reader.records().step_by(97).take(12).map(|r| r.unwrap()[file_col].to_string()).collect();
     for file in &files {
         let image = rgb(&dir.join(file));
         let (w, h) = image.dimensions();
@@ -138,7 +153,11 @@ fn packshots_yield_one_product_crop() {
         let items = block_on(detector.detect(&image, &options)).unwrap();
         assert!(!items.is_empty() && items.len() <= options.max_boxes, "{file}: {items:?}");
     }
-    assert!(tight >= 10, "the product box was tighter than the image in only {tight} of {}", files.len());
+    assert!(
+        tight >= 10,
+        "the product box was tighter than the image in only {tight} of {}",
+        files.len()
+    );
 }
 
 #[test]
@@ -146,7 +165,10 @@ fn an_unsupported_graph_names_the_node() {
     let json = br#"{"modelTopology":{"node":[{"name":"x","op":"Placeholder"},{"name":"odd","op":"Svd","input":["x"]}]},
                     "weightsManifest":[{"paths":[],"weights":[]}]}"#;
     let graph = GraphModel::parse(json, &[], "user.json").unwrap();
-    let err = lookalike_vision::model::tfjs::Program::compile(&graph, &["odd"], &[1, 4], &Device::flex()).unwrap_err().to_string();
+    let err =
+        lookalike_vision::model::tfjs::Program::compile(&graph, &["odd"], &[1, 4], &Device::flex())
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("user.json") && err.contains("`odd`") && err.contains("Svd"), "{err}");
 }
 
@@ -173,10 +195,27 @@ fn the_label_head_names_products_it_never_saw() {
         image: Some("file".into()),
         label: Some("articleType".into()),
     };
-    let embedded = lookalike::catalog_embeddings::embed_with_cache(&catalog, &columns, &dir, &common::burnpack_weights());
+    let embedded = lookalike::catalog_embeddings::embed_with_cache(
+        &catalog,
+        &columns,
+        &dir,
+        &common::burnpack_weights(),
+    );
     let embedded = embedded.unwrap();
-    let trained = lookalike::labels::train_labels(&embedded.products, &embedded.vectors, "articleType", 10, 0.25).unwrap();
+    let trained = lookalike::labels::train_labels(
+        &embedded.products,
+        &embedded.vectors,
+        "articleType",
+        10,
+        0.25,
+    )
+    .unwrap();
     assert_eq!(trained.head.labels.len(), 10);
     assert!(trained.tested_on >= 60, "{}", trained.tested_on);
-    assert!(trained.accuracy >= 0.8, "top-1 accuracy {:.3} on {}", trained.accuracy, trained.tested_on);
+    assert!(
+        trained.accuracy >= 0.8,
+        "top-1 accuracy {:.3} on {}",
+        trained.accuracy,
+        trained.tested_on
+    );
 }

@@ -66,11 +66,17 @@ impl Server {
 
 fn respond(mut stream: std::net::TcpStream, path: &str, hit: usize, jpeg: &[u8]) {
     let send = |stream: &mut std::net::TcpStream, status: &str, extra: &str, body: &[u8]| {
-        let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", body.len());
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+            body.len()
+        );
         let _ = stream.write_all(body);
     };
     match path {
-        "/good.jpg" | "/also-good.jpg" => send(&mut stream, "200 OK", "Content-Type: text/plain\r\n", jpeg),
+        "/good.jpg" | "/also-good.jpg" => {
+            send(&mut stream, "200 OK", "Content-Type: text/plain\r\n", jpeg)
+        }
         "/flaky.jpg" if hit < 3 => send(&mut stream, "503 Service Unavailable", "", b"busy"),
         "/flaky.jpg" => send(&mut stream, "200 OK", "", jpeg),
         "/slow.jpg" => {
@@ -79,13 +85,24 @@ fn respond(mut stream: std::net::TcpStream, path: &str, hit: usize, jpeg: &[u8])
         }
         "/redirect" => send(&mut stream, "302 Found", "Location: /good.jpg\r\n", b""),
         "/loop" => send(&mut stream, "302 Found", "Location: /loop\r\n", b""),
-        away if away.starts_with("/away?") => send(&mut stream, "302 Found", &format!("Location: {}\r\n", &away[6..]), b""),
+        away if away.starts_with("/away?") => {
+            send(&mut stream, "302 Found", &format!("Location: {}\r\n", &away[6..]), b"")
+        }
         "/big.jpg" => send(&mut stream, "200 OK", "", &vec![0u8; 300_000]),
         "/truncated.jpg" => {
-            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", jpeg.len());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                jpeg.len()
+            );
             let _ = stream.write_all(&jpeg[..jpeg.len() / 3]);
         }
-        "/page.html" => send(&mut stream, "200 OK", "Content-Type: image/jpeg\r\n", b"<html>not an image</html>"),
+        "/page.html" => send(
+            &mut stream,
+            "200 OK",
+            "Content-Type: image/jpeg\r\n",
+            b"<html>not an image</html>",
+        ),
         _ => send(&mut stream, "404 Not Found", "", b"no"),
     }
 }
@@ -145,7 +162,8 @@ fn redirects_from_public_to_internal_addresses_are_refused_unless_allowed() {
     let jpeg = sample_jpeg();
     let public = Server::start(jpeg.clone());
     let internal = Server::start_on("127.0.0.2", jpeg.clone());
-    let only_127_0_0_2_is_internal = |ip: std::net::IpAddr| ip == std::net::IpAddr::from([127, 0, 0, 2]);
+    let only_127_0_0_2_is_internal =
+        |ip: std::net::IpAddr| ip == std::net::IpAddr::from([127, 0, 0, 2]);
     let fetcher = |allow: bool, cache: &Path| {
         Fetcher::new(FetchOptions {
             timeout: Duration::from_millis(800),
@@ -156,24 +174,53 @@ fn redirects_from_public_to_internal_addresses_are_refused_unless_allowed() {
         })
     };
     let to_internal = public.url(&format!("/away?{}", internal.url("/good.jpg")));
-    let err = fetcher(false, &scratch("redirect-refused")).bytes(Path::new("/"), &to_internal).unwrap_err();
+    let err = fetcher(false, &scratch("redirect-refused"))
+        .bytes(Path::new("/"), &to_internal)
+        .unwrap_err();
     assert!(err.contains("refused") && err.contains("--allow-private-redirects"), "{err}");
     assert_eq!(internal.hits("/good.jpg"), 0, "the internal server is never reached");
-    assert_eq!(fetcher(true, &scratch("redirect-allowed")).bytes(Path::new("/"), &to_internal).unwrap(), jpeg);
+    assert_eq!(
+        fetcher(true, &scratch("redirect-allowed")).bytes(Path::new("/"), &to_internal).unwrap(),
+        jpeg
+    );
     assert_eq!(internal.hits("/good.jpg"), 1);
     // Public to public, and a catalog that names the internal host itself.
-    assert_eq!(fetcher(false, &scratch("redirect-public")).bytes(Path::new("/"), &public.url("/redirect")).unwrap(), jpeg);
+    assert_eq!(
+        fetcher(false, &scratch("redirect-public"))
+            .bytes(Path::new("/"), &public.url("/redirect"))
+            .unwrap(),
+        jpeg
+    );
     let internal_to_internal = internal.url(&format!("/away?{}", internal.url("/also-good.jpg")));
-    assert_eq!(fetcher(false, &scratch("redirect-internal")).bytes(Path::new("/"), &internal_to_internal).unwrap(), jpeg);
+    assert_eq!(
+        fetcher(false, &scratch("redirect-internal"))
+            .bytes(Path::new("/"), &internal_to_internal)
+            .unwrap(),
+        jpeg
+    );
     // A redirect loop ends with a named error.
-    let err = fetcher(false, &scratch("redirect-loop")).bytes(Path::new("/"), &public.url("/loop")).unwrap_err();
+    let err = fetcher(false, &scratch("redirect-loop"))
+        .bytes(Path::new("/"), &public.url("/loop"))
+        .unwrap_err();
     assert!(err.contains("more than 5 redirects"), "{err}");
 }
 
 #[test]
 fn internal_addresses_are_recognised() {
     use lookalike::fetch::is_internal_address;
-    for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1"] {
+    for internal in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:10.0.0.1",
+    ] {
         assert!(is_internal_address(internal.parse().unwrap()), "{internal}");
     }
     for public in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111"] {
@@ -199,8 +246,8 @@ fn a_rerun_downloads_nothing_it_already_has() {
 #[test]
 fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
     use lookalike::catalog::Columns;
+    use lookalike::site_builder::{BuildOptions, CropSpec, Storage, build_site};
     use lookalike_forest::{ForestParams, Metric};
-    use lookalike::site_builder::{BuildOptions, Storage, build_site, CropSpec};
 
     let server = Server::start(sample_jpeg());
     let dir = scratch("site");
@@ -209,7 +256,12 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
     for id in ["1563", "1580", "10049", "10082"] {
         csv.push_str(&format!("{id},{}\n", local.join(format!("{id}.jpg")).display()));
     }
-    for (id, path) in [("web-1", "/good.jpg"), ("web-2", "/page.html"), ("web-3", "/missing.jpg"), ("web-4", "/flaky.jpg")] {
+    for (id, path) in [
+        ("web-1", "/good.jpg"),
+        ("web-2", "/page.html"),
+        ("web-3", "/missing.jpg"),
+        ("web-4", "/flaky.jpg"),
+    ] {
         csv.push_str(&format!("{id},{}\n", server.url(path)));
     }
     std::fs::write(dir.join("catalog.csv"), csv).unwrap();
@@ -236,9 +288,13 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
     };
     let report = build_site(&options).unwrap();
     assert_eq!(report.products, 6);
-    let skipped: Vec<(&str, &str)> = report.skipped.iter().map(|s| (s.id.as_str(), s.reason.as_str())).collect();
+    let skipped: Vec<(&str, &str)> =
+        report.skipped.iter().map(|s| (s.id.as_str(), s.reason.as_str())).collect();
     assert_eq!(skipped.len(), 2, "{skipped:?}");
-    assert!(skipped[0].0 == "web-2" && skipped[0].1.contains("not a recognised image format"), "{skipped:?}");
+    assert!(
+        skipped[0].0 == "web-2" && skipped[0].1.contains("not a recognised image format"),
+        "{skipped:?}"
+    );
     assert!(skipped[1].0 == "web-3" && skipped[1].1.contains("HTTP 404"), "{skipped:?}");
 
     // An unchanged rerun embeds and downloads nothing.

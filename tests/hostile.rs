@@ -8,6 +8,10 @@
 //! legitimately change data), panics, crashes (an abort, as from an
 //! allocation over the limit), hangs, and the child's peak memory.
 
+// Children are reaped by wait4 (`wait_with_rusage`), which reads their peak
+// memory too; clippy does not see that wait.
+#![allow(clippy::zombie_processes)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -42,7 +46,9 @@ impl Tally {
     fn add(&mut self, outcome: Outcome, case: usize, detail: &str) {
         self.tried += 1;
         *self.counts.entry(format!("{outcome:?}").to_lowercase()).or_default() += 1;
-        if matches!(outcome, Outcome::Panic | Outcome::Crash | Outcome::Hang) && self.failures.len() < 5 {
+        if matches!(outcome, Outcome::Panic | Outcome::Crash | Outcome::Hang)
+            && self.failures.len() < 5
+        {
             self.failures.push(format!("case {case} {outcome:?}: {detail}"));
         }
     }
@@ -193,7 +199,10 @@ fn child_process_entry() {
             Ok(Ok(same)) => format!("case {case} {}", if same { "same" } else { "different" }),
             Ok(Err(e)) => format!("case {case} error {}", e.replace('\n', " ")),
             Err(panic) => {
-                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
                 format!("case {case} panic {}", message.unwrap_or_default().replace('\n', " "))
             }
         };
@@ -251,9 +260,9 @@ fn hostile_images() {
 
 /// The inputs, generated from the case number (deterministic).
 mod cases {
-    use lookalike_index::appearance::{Layout, Part, PartsTable};
     use lookalike::catalog::{Catalog, CatalogFormat, Columns};
     use lookalike_forest::{Forest, ForestParams, Metric, Query};
+    use lookalike_index::appearance::{Layout, Part, PartsTable};
     use lookalike_index::{Index, resign};
     use rand::{RngExt, SeedableRng, rngs::StdRng};
     use serde_json::{Value, json};
@@ -267,10 +276,18 @@ mod cases {
         let mut rng = StdRng::seed_from_u64(7);
         let vectors: Vec<f32> = (0..n * 16).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let labels: Vec<u32> = (0..n as u32).map(|i| i % 5).collect();
-        let params = ForestParams { pca_dims: Some(8), encoding: lookalike_forest::Encoding::I8PerDim, ..ForestParams::new(Metric::Angular) };
+        let params = ForestParams {
+            pca_dims: Some(8),
+            encoding: lookalike_forest::Encoding::I8PerDim,
+            ..ForestParams::new(Metric::Angular)
+        };
         let forest = Forest::build(vectors, 16, Some(labels), &params).unwrap();
-        let layout = Layout { visual_weight: 0.5, parts: vec![Part { name: "colour".into(), dims: 4, weight: 0.5 }] };
-        let rows: Vec<Vec<f32>> = (0..n).map(|i| (0..4).map(|d| ((i + d) % 7) as f32 / 6.0).collect()).collect();
+        let layout = Layout {
+            visual_weight: 0.5,
+            parts: vec![Part { name: "colour".into(), dims: 4, weight: 0.5 }],
+        };
+        let rows: Vec<Vec<f32>> =
+            (0..n).map(|i| (0..4).map(|d| ((i + d) % 7) as f32 / 6.0).collect()).collect();
         Index {
             forest,
             ids: (0..n).map(|i| format!("p{i}")).collect(),
@@ -283,7 +300,12 @@ mod cases {
     /// products and of an outside vector.
     fn answers(index: &Index) -> std::result::Result<Vec<(u32, u32)>, String> {
         let mut out = Vec::new();
-        let options = lookalike_index::rank::RecommendOptions { k: 5, search_k: Some(400), same_label: true, weights: None };
+        let options = lookalike_index::rank::RecommendOptions {
+            k: 5,
+            search_k: Some(400),
+            same_label: true,
+            weights: None,
+        };
         for item in [0u32, 17, 399].into_iter().filter(|&i| (i as usize) < index.forest.len()) {
             for r in lookalike_index::rank::recommend_item(index, item, &options) {
                 out.push((item, index.item_of(&r.similar_product_id).unwrap_or(u32::MAX)));
@@ -291,7 +313,14 @@ mod cases {
         }
         let vector = vec![0.25f32; 16];
         let parts = index.appearance.as_ref().map(|t| vec![0.5f32; t.layout.dims()]);
-        let hits = lookalike_index::rank::search_vector_distinct(index, &vector, parts.as_deref(), &Query::top(5), None).map_err(|e| e.to_string())?;
+        let hits = lookalike_index::rank::search_vector_distinct(
+            index,
+            &vector,
+            parts.as_deref(),
+            &Query::top(5),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
         out.extend(hits.iter().map(|h| (u32::MAX, h.item)));
         Ok(out)
     }
@@ -305,14 +334,14 @@ mod cases {
         match case % 10 {
             // Crafted structures, re-signed: DAGs, cycles (a child pointing
             // back), out-of-range references, overflowing layouts.
-            0 | 1 => craft(&mut bytes, &mut rng, case % 2 == 0),
+            0 | 1 => craft(&mut bytes, &mut rng, case.is_multiple_of(2)),
             // A few random bytes anywhere, re-signed half the time.
             2..=5 => {
                 for _ in 0..rng.random_range(1..8) {
                     let at = rng.random_range(0..bytes.len());
                     bytes[at] = rng.random();
                 }
-                if case % 2 == 0 {
+                if case.is_multiple_of(2) {
                     resign(&mut bytes);
                 }
             }
@@ -322,7 +351,7 @@ mod cases {
                     let at = rng.random_range(8..header_and_table.min(bytes.len()));
                     bytes[at] = rng.random();
                 }
-                if case % 2 == 0 {
+                if case.is_multiple_of(2) {
                     resign(&mut bytes);
                 }
             }
@@ -338,11 +367,16 @@ mod cases {
     fn craft(bytes: &mut [u8], rng: &mut StdRng, nodes: bool) {
         let table = |kind: u32| {
             let n = u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize;
-            (0..n).map(|i| 64 + 24 * i).find(|&e| u32::from_le_bytes(bytes[e..e + 4].try_into().unwrap()) == kind).map(|e| {
-                let offset = u64::from_le_bytes(bytes[e + 8..e + 16].try_into().unwrap()) as usize;
-                let len = u64::from_le_bytes(bytes[e + 16..e + 24].try_into().unwrap()) as usize;
-                (offset, len)
-            })
+            (0..n)
+                .map(|i| 64 + 24 * i)
+                .find(|&e| u32::from_le_bytes(bytes[e..e + 4].try_into().unwrap()) == kind)
+                .map(|e| {
+                    let offset =
+                        u64::from_le_bytes(bytes[e + 8..e + 16].try_into().unwrap()) as usize;
+                    let len =
+                        u64::from_le_bytes(bytes[e + 16..e + 24].try_into().unwrap()) as usize;
+                    (offset, len)
+                })
         };
         if nodes {
             let (offset, len) = table(4).unwrap();
@@ -350,16 +384,17 @@ mod cases {
             let node = rng.random_range(0..n_nodes);
             let field = rng.random_range(0..3);
             let value: u32 = match rng.random_range(0..4) {
-                0 => rng.random_range(0..n_nodes as u32),          // shared child or back edge
-                1 => node as u32,                                   // a self loop
-                2 => rng.random::<u32>() & 0x7FFF_FFFF,             // out of range
+                0 => rng.random_range(0..n_nodes as u32), // shared child or back edge
+                1 => node as u32,                         // a self loop
+                2 => rng.random::<u32>() & 0x7FFF_FFFF,   // out of range
                 _ => 0x8000_0000 | rng.random_range(0..10_000u32), // a huge leaf
             };
             let at = offset + node * 12 + field * 4;
             bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
         } else {
             let (offset, len) = table(16).unwrap();
-            let layout_len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            let layout_len =
+                u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
             let hostile = [
                 r#"{"visual_weight":0.5,"parts":[{"name":"colour","dims":18446744073709551615,"weight":0.5},{"name":"x","dims":5,"weight":0.1}]}"#,
                 r#"{"visual_weight":-1,"parts":[{"name":"colour","dims":4,"weight":0.5}]}"#,
@@ -402,14 +437,34 @@ mod cases {
             node("x", "Placeholder", &[], json!({})),
             node("w", "Const", &[], json!({})),
             node("b", "Const", &[], json!({})),
-            node("conv", "Conv2D", &["x", "w"], json!({ "strides": ints(&[1, 1, 1, 1]), "padding": b64("SAME"), "data_format": b64("NHWC") })),
+            node(
+                "conv",
+                "Conv2D",
+                &["x", "w"],
+                json!({ "strides": ints(&[1, 1, 1, 1]), "padding": b64("SAME"), "data_format": b64("NHWC") }),
+            ),
             node("add", "BiasAdd", &["conv", "b"], json!({})),
             node("relu", "Relu6", &["add"], json!({})),
             node("dw", "Const", &[], json!({})),
-            node("dconv", "DepthwiseConv2dNative", &["relu", "dw"], json!({ "strides": ints(&[1, 2, 2, 1]), "padding": b64("VALID") })),
-            node("pool", "MaxPool", &["dconv"], json!({ "ksize": ints(&[1, 2, 2, 1]), "strides": ints(&[1, 1, 1, 1]), "padding": b64("SAME") })),
+            node(
+                "dconv",
+                "DepthwiseConv2dNative",
+                &["relu", "dw"],
+                json!({ "strides": ints(&[1, 2, 2, 1]), "padding": b64("VALID") }),
+            ),
+            node(
+                "pool",
+                "MaxPool",
+                &["dconv"],
+                json!({ "ksize": ints(&[1, 2, 2, 1]), "strides": ints(&[1, 1, 1, 1]), "padding": b64("SAME") }),
+            ),
             node("size", "Const", &[], json!({})),
-            node("resize", "ResizeBilinear", &["pool", "size"], json!({ "half_pixel_centers": { "b": true } })),
+            node(
+                "resize",
+                "ResizeBilinear",
+                &["pool", "size"],
+                json!({ "half_pixel_centers": { "b": true } }),
+            ),
             node("shape", "Const", &[], json!({})),
             node("flat", "Reshape", &["resize", "shape"], json!({})),
             node("perm", "Const", &[], json!({})),
@@ -419,7 +474,12 @@ mod cases {
             node("pads", "Const", &[], json!({})),
             node("pad", "Pad", &["cat", "pads"], json!({})),
             node("sizes", "Const", &[], json!({})),
-            node("split", "SplitV", &["pad", "sizes", "axis"], json!({ "num_split": { "i": "2" } })),
+            node(
+                "split",
+                "SplitV",
+                &["pad", "sizes", "axis"],
+                json!({ "num_split": { "i": "2" } }),
+            ),
             node("sum", "AddV2", &["split", "split:1"], json!({})),
             node("sig", "Sigmoid", &["sum"], json!({})),
             node("out", "Identity", &["sig"], json!({})),
@@ -454,8 +514,12 @@ mod cases {
     /// Every JSON pointer in `value` (objects' fields and arrays' items).
     fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
         match value {
-            Value::Object(map) => map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
-            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
+            Value::Object(map) => map.iter().for_each(|(k, v)| {
+                pointers(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out)
+            }),
+            Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out))
+            }
             _ => {}
         }
         out.push(at);
@@ -463,20 +527,57 @@ mod cases {
 
     fn hostile_value(rng: &mut StdRng) -> Value {
         let choices = [
-            json!(0), json!(-1), json!(1), json!(3), json!(2147483647), json!(-9223372036854775807i64), json!(1e30),
-            json!("0"), json!("-1"), json!("99999999999"), json!("-9223372036854775808"), json!(""), json!("x"),
-            json!(null), json!(true), json!([]), json!([0, 0]), json!(["1", "99999", "99999", "1"]), json!(["0", "0", "0", "0"]),
-            json!(["-5", "1", "1", "1"]), json!({}), json!({ "list": { "i": ["1", "0", "0", "1"] } }), json!({ "s": "RVhQTElDSVQ=" }),
-            json!({ "s": "TkNIVw==" }), json!({ "i": "-3" }), json!([99999, 99999]), json!([1, 2, 3, 4, 5, 6]),
-            json!("Const"), json!("Placeholder"), json!("Conv2D"), json!("Unpack"), json!("Split"), json!("ExpandDims"),
-            json!("Squeeze"), json!("out"), json!("sum"), json!("x:7"), json!("^x"),
+            json!(0),
+            json!(-1),
+            json!(1),
+            json!(3),
+            json!(2147483647),
+            json!(-9223372036854775807i64),
+            json!(1e30),
+            json!("0"),
+            json!("-1"),
+            json!("99999999999"),
+            json!("-9223372036854775808"),
+            json!(""),
+            json!("x"),
+            json!(null),
+            json!(true),
+            json!([]),
+            json!([0, 0]),
+            json!(["1", "99999", "99999", "1"]),
+            json!(["0", "0", "0", "0"]),
+            json!(["-5", "1", "1", "1"]),
+            json!({}),
+            json!({ "list": { "i": ["1", "0", "0", "1"] } }),
+            json!({ "s": "RVhQTElDSVQ=" }),
+            json!({ "s": "TkNIVw==" }),
+            json!({ "i": "-3" }),
+            json!([99999, 99999]),
+            json!([1, 2, 3, 4, 5, 6]),
+            json!("Const"),
+            json!("Placeholder"),
+            json!("Conv2D"),
+            json!("Unpack"),
+            json!("Split"),
+            json!("ExpandDims"),
+            json!("Squeeze"),
+            json!("out"),
+            json!("sum"),
+            json!("x:7"),
+            json!("^x"),
         ];
         choices[rng.random_range(0..choices.len())].clone()
     }
 
     /// Mutates `model` at 1 to 3 random places and `bin` at times, then
     /// compiles and runs it.
-    fn mutate_and_run(mut model: Value, mut bin: Vec<u8>, case: Option<usize>, input_shape: &[usize], outputs: &[&str]) -> Result {
+    fn mutate_and_run(
+        mut model: Value,
+        mut bin: Vec<u8>,
+        case: Option<usize>,
+        input_shape: &[usize],
+        outputs: &[&str],
+    ) -> Result {
         let mutations = if case.is_some() { 1..4 } else { 0..1 };
         let case = case.unwrap_or(1);
         let mut rng = StdRng::seed_from_u64(case as u64 ^ 0x7f);
@@ -488,20 +589,24 @@ mod cases {
                 *slot = hostile_value(&mut rng);
             }
         }
-        if mutations.start > 0 && case % 5 == 0 && !bin.is_empty() {
+        if mutations.start > 0 && case.is_multiple_of(5) && !bin.is_empty() {
             for _ in 0..rng.random_range(1..6) {
                 let at = rng.random_range(0..bin.len());
                 bin[at] = rng.random();
             }
         }
-        if mutations.start > 0 && case % 11 == 0 {
+        if mutations.start > 0 && case.is_multiple_of(11) {
             bin.truncate(rng.random_range(0..bin.len().max(1)));
         }
         let json = serde_json::to_vec(&model).unwrap();
-        let graph = lookalike_vision::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
+        let graph = lookalike_vision::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json")
+            .map_err(|e| e.to_string())?;
         let device = burn::tensor::Device::flex();
-        let program = lookalike_vision::model::tfjs::Program::compile(&graph, outputs, input_shape, &device).map_err(|e| e.to_string())?;
-        let shape: [usize; 4] = program.input_shape().try_into().map_err(|_| "input rank".to_string())?;
+        let program =
+            lookalike_vision::model::tfjs::Program::compile(&graph, outputs, input_shape, &device)
+                .map_err(|e| e.to_string())?;
+        let shape: [usize; 4] =
+            program.input_shape().try_into().map_err(|_| "input rank".to_string())?;
         let input = burn::tensor::Tensor::<4>::zeros(shape, &device);
         let values = program.run(input).map_err(|e| e.to_string())?;
         Ok(!values.is_empty())
@@ -520,7 +625,11 @@ mod cases {
 
     /// The shipped detector models, mutated the same way and run whole.
     pub fn detector(case: usize) -> Result {
-        let path = super::common::project_file(if case % 2 == 0 { "models/nanodet.json" } else { "models/movenet-lightning.json" });
+        let path = super::common::project_file(if case.is_multiple_of(2) {
+            "models/nanodet.json"
+        } else {
+            "models/movenet-lightning.json"
+        });
         let json = std::fs::read(&path).unwrap();
         let mut model: Value = serde_json::from_slice(&json).unwrap();
         let mut bin = Vec::new();
@@ -539,12 +648,20 @@ mod cases {
             }
         }
         let json = serde_json::to_vec(&model).unwrap();
-        let graph = lookalike_vision::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json").map_err(|e| e.to_string())?;
+        let graph = lookalike_vision::model::tfjs::GraphModel::parse(&json, &bin, "hostile.json")
+            .map_err(|e| e.to_string())?;
         let device = burn::tensor::Device::flex();
-        let (objects, pose) = if case % 2 == 0 { (Some(&graph), None) } else { (None, Some(&graph)) };
-        let detector = lookalike_vision::detect::Detector::new(objects, pose, &device).map_err(|e| e.to_string())?;
-        let photo = image::RgbImage::from_fn(96, 128, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, 128]));
-        let items = lookalike_vision::detect::readback::block_on(detector.detect(&photo, &lookalike_vision::detect::DetectOptions::default())).map_err(|e| e.to_string())?;
+        let (objects, pose) =
+            if case.is_multiple_of(2) { (Some(&graph), None) } else { (None, Some(&graph)) };
+        let detector = lookalike_vision::detect::Detector::new(objects, pose, &device)
+            .map_err(|e| e.to_string())?;
+        let photo = image::RgbImage::from_fn(96, 128, |x, y| {
+            image::Rgb([(x * 2) as u8, (y * 2) as u8, 128])
+        });
+        let items = lookalike_vision::detect::readback::block_on(
+            detector.detect(&photo, &lookalike_vision::detect::DetectOptions::default()),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(items.len() < 100)
     }
 
@@ -612,7 +729,8 @@ mod cases {
         };
         let text = Catalog::text_of(&bytes, "hostile").map_err(|e| e.to_string())?;
         let strict = Catalog::parse(text, "hostile", format, &Columns::default());
-        let (lenient, _) = Catalog::parse_lenient(text, "hostile", format, &Columns::default()).map_err(|e| e.to_string())?;
+        let (lenient, _) = Catalog::parse_lenient(text, "hostile", format, &Columns::default())
+            .map_err(|e| e.to_string())?;
         let catalog = strict.map_err(|e| e.to_string())?;
         Ok(catalog.products.len() == lenient.products.len() && !catalog.products.is_empty())
     }
@@ -632,14 +750,21 @@ mod cases {
             CatalogFormat::Json | CatalogFormat::JsonLines => {
                 let rows: Vec<String> = (0..rows)
                     .map(|i| {
-                        let mut object = json!({ "id": i.to_string(), "image": format!("{i}.jpg") });
+                        let mut object =
+                            json!({ "id": i.to_string(), "image": format!("{i}.jpg") });
                         for (c, v) in extra(i).into_iter().enumerate() {
                             object[format!("c{c}")] = json!(v);
                         }
-                        serde_json::to_string_pretty(&object).unwrap().replace('\n', if format == CatalogFormat::Json { "\n" } else { "" })
+                        serde_json::to_string_pretty(&object)
+                            .unwrap()
+                            .replace('\n', if format == CatalogFormat::Json { "\n" } else { "" })
                     })
                     .collect();
-                if format == CatalogFormat::Json { format!("[\n{}\n]", rows.join(",\n")).into_bytes() } else { rows.join("\n").into_bytes() }
+                if format == CatalogFormat::Json {
+                    format!("[\n{}\n]", rows.join(",\n")).into_bytes()
+                } else {
+                    rows.join("\n").into_bytes()
+                }
             }
         }
     }
@@ -657,7 +782,9 @@ mod cases {
 
     /// Case 0..: bombs (huge claims), truncated files, mutated bytes.
     pub fn hostile_image(case: usize) -> Vec<u8> {
-        let real = std::fs::read(super::common::data_dir().join("fashion-product-images/images/1563.jpg")).unwrap();
+        let real =
+            std::fs::read(super::common::data_dir().join("fashion-product-images/images/1563.jpg"))
+                .unwrap();
         let mut rng = StdRng::seed_from_u64(case as u64);
         match case % 8 {
             0 => png_bomb([11_999, 6_000, 13_000, 4_000][case / 8 % 4], 16),
@@ -715,7 +842,8 @@ mod cases {
     /// A real JPEG whose frame header claims `side` x `side`.
     fn jpeg_claiming(real: &[u8], side: u16) -> Vec<u8> {
         let mut b = real.to_vec();
-        if let Some(sof) = b.windows(2).position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2)) {
+        if let Some(sof) = b.windows(2).position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2))
+        {
             b[sof + 5..sof + 7].copy_from_slice(&side.to_be_bytes());
             b[sof + 7..sof + 9].copy_from_slice(&side.to_be_bytes());
         }
@@ -757,7 +885,8 @@ mod builds {
     }
 
     fn catalog(dir: &Path, rows: &[(String, PathBuf)]) -> PathBuf {
-        let text: String = rows.iter().map(|(id, image)| format!("{id},{}\n", image.display())).collect();
+        let text: String =
+            rows.iter().map(|(id, image)| format!("{id},{}\n", image.display())).collect();
         let path = dir.join("shop.csv");
         std::fs::write(&path, format!("id,image\n{text}")).unwrap();
         path
@@ -777,7 +906,10 @@ mod builds {
                 if path.is_dir() {
                     stack.push(path);
                 } else {
-                    out.push((path.clone(), std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)));
+                    out.push((
+                        path.clone(),
+                        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                    ));
                 }
             }
         }
@@ -788,21 +920,49 @@ mod builds {
     #[test]
     fn a_site_rebuilt_from_inside_its_own_folder_keeps_its_page() {
         let dir = tempfile::tempdir().unwrap();
-        let shop = catalog(dir.path(), &[("1563".into(), fashion("1563")), ("1580".into(), fashion("1580")), ("10049".into(), fashion("10049"))]);
-        let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"]);
+        let shop = catalog(
+            dir.path(),
+            &[
+                ("1563".into(), fashion("1563")),
+                ("1580".into(), fashion("1580")),
+                ("10049".into(), fashion("10049")),
+            ],
+        );
+        let (ok, log, _) = lookalike(
+            dir.path(),
+            &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"],
+        );
         assert!(ok, "{log}");
         let site = dir.path().join("site");
-        let page = ["index.html", "www/app.js", "www/pkg/lookalike_bg.wasm"];
-        let before: Vec<u64> = page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
+        let page = ["index.html", "www/app.js", "www/pkg/lookalike_web_bg.wasm"];
+        let before: Vec<u64> =
+            page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
         assert!(before.iter().all(|&n| n > 0));
-        let (ok, log, _) = lookalike(&site, &["build", "--catalog", shop.to_str().unwrap(), "--out", ".", "--no-detector"]);
+        let (ok, log, _) = lookalike(
+            &site,
+            &["build", "--catalog", shop.to_str().unwrap(), "--out", ".", "--no-detector"],
+        );
         assert!(ok, "{log}");
-        let after: Vec<u64> = page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
+        let after: Vec<u64> =
+            page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
         assert_eq!(before, after, "the page's files survive a rebuild from inside the site");
         // And with the site named as its own assets folder.
-        let (ok, log, _) = lookalike(&site, &["build", "--catalog", shop.to_str().unwrap(), "--out", ".", "--assets", ".", "--no-detector"]);
+        let (ok, log, _) = lookalike(
+            &site,
+            &[
+                "build",
+                "--catalog",
+                shop.to_str().unwrap(),
+                "--out",
+                ".",
+                "--assets",
+                ".",
+                "--no-detector",
+            ],
+        );
         assert!(ok, "{log}");
-        let again: Vec<u64> = page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
+        let again: Vec<u64> =
+            page.iter().map(|f| std::fs::metadata(site.join(f)).unwrap().len()).collect();
         assert_eq!(before, again);
     }
 
@@ -814,8 +974,10 @@ mod builds {
         std::fs::write(evil.join("index.html"), "<script>hostile page</script>").unwrap();
         let real = std::fs::read_to_string(common::detector_model("nanodet.json")).unwrap();
         let mut model: serde_json::Value = serde_json::from_str(&real).unwrap();
-        model["weightsManifest"][0]["paths"] = serde_json::json!(["../../../escaped.bin", victim.display().to_string()]);
-        std::fs::write(evil.join("models/nanodet.json"), serde_json::to_vec(&model).unwrap()).unwrap();
+        model["weightsManifest"][0]["paths"] =
+            serde_json::json!(["../../../escaped.bin", victim.display().to_string()]);
+        std::fs::write(evil.join("models/nanodet.json"), serde_json::to_vec(&model).unwrap())
+            .unwrap();
         evil
     }
 
@@ -836,24 +998,50 @@ mod builds {
         let shipped = std::fs::read(evil.join("site/data/detector/nanodet.json")).unwrap();
         assert_eq!(shipped, std::fs::read(common::detector_model("nanodet.json")).unwrap());
         // Naming the hostile model is a named error, before anything is written.
-        let (ok, log, _) = lookalike(&evil, &["build", "--catalog", "shop.csv", "--out", "site2", "--detector", "models/nanodet.json"]);
+        let (ok, log, _) = lookalike(
+            &evil,
+            &[
+                "build",
+                "--catalog",
+                "shop.csv",
+                "--out",
+                "site2",
+                "--detector",
+                "models/nanodet.json",
+            ],
+        );
         assert!(!ok && log.contains("not a plain file name"), "{log}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
         assert!(!dir.path().join("escaped.bin").exists() && !Path::new("/escaped.bin").exists());
-        let outside_after: Vec<_> = listing(dir.path()).into_iter().filter(|(p, _)| !p.starts_with(evil.join("site")) && !p.starts_with(evil.join(".cache"))).collect();
-        assert_eq!(outside_after, outside_before, "nothing outside the output folder (and the cache) was written");
+        let outside_after: Vec<_> = listing(dir.path())
+            .into_iter()
+            .filter(|(p, _)| {
+                !p.starts_with(evil.join("site")) && !p.starts_with(evil.join(".cache"))
+            })
+            .collect();
+        assert_eq!(
+            outside_after, outside_before,
+            "nothing outside the output folder (and the cache) was written"
+        );
     }
 
     #[test]
     fn products_that_share_one_image_are_all_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let rows: Vec<(String, PathBuf)> = (0..64).map(|i| (format!("same-{i}"), fashion("1563"))).collect();
+        let rows: Vec<(String, PathBuf)> =
+            (0..64).map(|i| (format!("same-{i}"), fashion("1563"))).collect();
         catalog(dir.path(), &rows);
         for round in 0..3 {
             let out = format!("site{round}");
-            let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", &out, "--no-detector"]);
+            let (ok, log, _) = lookalike(
+                dir.path(),
+                &["build", "--catalog", "shop.csv", "--out", &out, "--no-detector"],
+            );
             assert!(ok, "{log}");
-            let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join(&out).join("data/catalog.json")).unwrap()).unwrap();
+            let manifest: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(dir.path().join(&out).join("data/catalog.json")).unwrap(),
+            )
+            .unwrap();
             assert_eq!(manifest["products"].as_array().unwrap().len(), 64, "round {round}: {log}");
             assert!(!dir.path().join(&out).join("data/skipped.json").exists(), "{log}");
         }
@@ -863,11 +1051,26 @@ mod builds {
     fn a_label_head_for_another_model_fails_before_any_embedding_and_keeps_the_site() {
         let dir = tempfile::tempdir().unwrap();
         catalog(dir.path(), &[("1563".into(), fashion("1563")), ("1580".into(), fashion("1580"))]);
-        let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"]);
+        let (ok, log, _) = lookalike(
+            dir.path(),
+            &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"],
+        );
         assert!(ok, "{log}");
         let index = std::fs::read(dir.path().join("site/data/index.lkf")).unwrap();
         std::fs::write(dir.path().join("head.json"), r#"{"column":"kind","labels":["a","b"],"feature_dim":4,"weights":[0,0,0,0,0,0,0,0],"bias":[0,0]}"#).unwrap();
-        let (ok, log, _) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector", "--labels", "head.json"]);
+        let (ok, log, _) = lookalike(
+            dir.path(),
+            &[
+                "build",
+                "--catalog",
+                "shop.csv",
+                "--out",
+                "site",
+                "--no-detector",
+                "--labels",
+                "head.json",
+            ],
+        );
         assert!(!ok && log.contains("head.json") && log.contains("takes 4 values"), "{log}");
         assert!(!log.contains("embedding:"), "refused before embedding: {log}");
         assert_eq!(std::fs::read(dir.path().join("site/data/index.lkf")).unwrap(), index);
@@ -878,7 +1081,8 @@ mod builds {
     #[test]
     fn bombs_in_a_catalog_are_skipped_and_memory_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let mut rows = vec![("1563".to_string(), fashion("1563")), ("1580".to_string(), fashion("1580"))];
+        let mut rows =
+            vec![("1563".to_string(), fashion("1563")), ("1580".to_string(), fashion("1580"))];
         let real = std::fs::read(fashion("1563")).unwrap();
         for (name, bytes) in [
             ("png-bomb", cases::hostile_image(0)),
@@ -896,17 +1100,46 @@ mod builds {
             rows.push((name.to_string(), path));
         }
         catalog(dir.path(), &rows);
-        let (ok, log, peak) = lookalike(dir.path(), &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"]);
+        let (ok, log, peak) = lookalike(
+            dir.path(),
+            &["build", "--catalog", "shop.csv", "--out", "site", "--no-detector"],
+        );
         assert!(ok, "{log}");
-        super::figure(&format!("build with decompression bombs and two images at the size limit: peak memory {peak:.0} MB"));
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("site/data/catalog.json")).unwrap()).unwrap();
-        assert_eq!(manifest["products"].as_array().unwrap().len(), 4, "the real images and those at the limit are indexed");
-        let skipped: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(dir.path().join("site/data/skipped.json")).unwrap()).unwrap();
-        let reasons: Vec<(String, String)> = skipped.iter().map(|s| (s["id"].as_str().unwrap().to_string(), s["reason"].as_str().unwrap().to_string())).collect();
+        super::figure(&format!(
+            "build with decompression bombs and two images at the size limit: peak memory {peak:.0} MB"
+        ));
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("site/data/catalog.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            manifest["products"].as_array().unwrap().len(),
+            4,
+            "the real images and those at the limit are indexed"
+        );
+        let skipped: Vec<serde_json::Value> = serde_json::from_slice(
+            &std::fs::read(dir.path().join("site/data/skipped.json")).unwrap(),
+        )
+        .unwrap();
+        let reasons: Vec<(String, String)> = skipped
+            .iter()
+            .map(|s| {
+                (s["id"].as_str().unwrap().to_string(), s["reason"].as_str().unwrap().to_string())
+            })
+            .collect();
         assert_eq!(reasons.len(), 3, "{reasons:?}");
-        assert!(reasons.iter().any(|(id, r)| id == "png-bomb" && r.contains("limit")), "{reasons:?}");
-        assert!(reasons.iter().any(|(id, r)| id == "jpeg-claims-11000" && r.contains("limit")), "{reasons:?}");
-        assert!(reasons.iter().any(|(id, r)| id == "truncated" && r.contains("truncated")), "{reasons:?}");
+        assert!(
+            reasons.iter().any(|(id, r)| id == "png-bomb" && r.contains("limit")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|(id, r)| id == "jpeg-claims-11000" && r.contains("limit")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|(id, r)| id == "truncated" && r.contains("truncated")),
+            "{reasons:?}"
+        );
         assert!(peak < 1536.0, "peak memory {peak:.0} MB");
     }
 }
@@ -964,14 +1197,25 @@ fn serve_keeps_answering_under_slow_and_stalled_clients() {
     let mut times = Vec::new();
     for _ in 0..20 {
         let (took, response) = get("/index.html");
-        assert!(response.starts_with(b"HTTP/1.1 200") && response.ends_with(b"<title>ok</title>"), "{}", String::from_utf8_lossy(&response));
+        assert!(
+            response.starts_with(b"HTTP/1.1 200") && response.ends_with(b"<title>ok</title>"),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
         times.push(took);
     }
     let (took_big, big) = get("/big.bin");
     assert!(big.len() > 16 << 20, "the whole file arrives while 150 clients stall on it");
     times.sort();
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
     let (rss, peak) = (field("VmRSS:"), field("VmHWM:"));
     figure(&format!(
         "serve with 300 slow and 150 non-reading clients: page median {:.1} ms, max {:.1} ms; 16 MB file in {:.0} ms; server memory {rss:.0} MB (peak {peak:.0} MB)",
@@ -1058,14 +1302,25 @@ fn serve_survives_malformed_requests() {
     let mut answered = 0;
     for request in crafted.iter().chain(&random) {
         let response = exchange(request);
-        assert!(!response.windows(13).any(|w| w == b"PRIVATE-BYTES"), "leaked a file outside the site for {:?}", String::from_utf8_lossy(&request[..request.len().min(80)]));
+        assert!(
+            !response.windows(13).any(|w| w == b"PRIVATE-BYTES"),
+            "leaked a file outside the site for {:?}",
+            String::from_utf8_lossy(&request[..request.len().min(80)])
+        );
         answered += usize::from(!response.is_empty());
     }
     assert!(!site.join("evil.html").exists() && site.join("index.html").is_file());
     let ok = exchange(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(ok.starts_with(b"HTTP/1.1 200") && ok.ends_with(b"<title>ok</title>"), "{}", String::from_utf8_lossy(&ok));
+    assert!(
+        ok.starts_with(b"HTTP/1.1 200") && ok.ends_with(b"<title>ok</title>"),
+        "{}",
+        String::from_utf8_lossy(&ok)
+    );
     assert!(server.try_wait().unwrap().is_none(), "the server is still running");
-    figure(&format!("hostile HTTP requests to serve: {} sent, {answered} answered, none leaked or took the server down", crafted.len() + random.len()));
+    figure(&format!(
+        "hostile HTTP requests to serve: {} sent, {answered} answered, none leaked or took the server down",
+        crafted.len() + random.len()
+    ));
     server.kill().unwrap();
     server.wait().unwrap();
 }

@@ -25,7 +25,8 @@ fn imagenet_head_recognises_a_cat_and_a_cup() {
     let device = Device::flex();
     let model = weights::from_pytorch_file(&common::pytorch_weights(), &device).unwrap();
     let embedder = Embedder::new(model, device);
-    let logits = embedder.classify_batch(&[input("chelsea.png"), input("coffee.png")]).unwrap().unwrap();
+    let logits =
+        embedder.classify_batch(&[input("chelsea.png"), input("coffee.png")]).unwrap().unwrap();
 
     // 281 tabby, 282 tiger cat, 283 Persian, 284 Siamese, 285 Egyptian cat.
     let cat = top5(&logits[0]);
@@ -38,8 +39,12 @@ fn imagenet_head_recognises_a_cat_and_a_cup() {
 #[test]
 fn shipped_record_matches_the_checkpoint() {
     let device = Device::flex();
-    let full = Embedder::new(weights::from_pytorch_file(&common::pytorch_weights(), &device).unwrap(), device.clone());
-    let shipped = Embedder::new(weights::from_file(&common::burnpack_weights(), &device).unwrap(), device);
+    let full = Embedder::new(
+        weights::from_pytorch_file(&common::pytorch_weights(), &device).unwrap(),
+        device.clone(),
+    );
+    let shipped =
+        Embedder::new(weights::from_file(&common::burnpack_weights(), &device).unwrap(), device);
     assert!(!shipped.model().has_classifier());
     let x = input("chelsea.png");
     let a = full.embed_batch(std::slice::from_ref(&x)).unwrap().remove(0);
@@ -64,11 +69,17 @@ fn weights_for_another_network_are_refused() {
 #[test]
 fn lanes_give_the_same_vectors_as_a_batch() {
     let device = Device::flex();
-    let embedder = Embedder::new(weights::from_file(&common::burnpack_weights(), &device).unwrap(), device);
+    let embedder =
+        Embedder::new(weights::from_file(&common::burnpack_weights(), &device).unwrap(), device);
     let images = common::data_dir().join("fashion-product-images/images");
     let inputs: Vec<Vec<f32>> = ["1563", "1580", "10049", "10082", "10106"]
         .iter()
-        .map(|id| preprocess::model_input(&preprocess::decode(&std::fs::read(images.join(format!("{id}.jpg"))).unwrap()).unwrap()))
+        .map(|id| {
+            preprocess::model_input(
+                &preprocess::decode(&std::fs::read(images.join(format!("{id}.jpg"))).unwrap())
+                    .unwrap(),
+            )
+        })
         .collect();
     let batched = embedder.embed_batch(&inputs).unwrap();
     let laned = embedder.embed_lanes(&inputs, 2).unwrap();

@@ -4,15 +4,17 @@
 
 mod common;
 
+use lookalike::attributes::LearnSpec;
 use lookalike::catalog::Columns;
-use lookalike_forest::{ForestParams, Metric};
+use lookalike::cli::load_attribute_heads;
 use lookalike::cli::load_site;
 use lookalike::eval::{column_values, evaluate};
-use lookalike::site_builder::{BuildOptions, BuildReport, CropSpec, DetectorFiles, Storage, build_site};
+use lookalike::site_builder::{
+    BuildOptions, BuildReport, CropSpec, DetectorFiles, Storage, build_site,
+};
+use lookalike_forest::{ForestParams, Metric};
 use lookalike_index::appearance::Weights;
-use lookalike::attributes::LearnSpec;
-use lookalike::cli::load_attribute_heads;
-use lookalike_index::rank::{Recommendation, RecommendOptions, recommend_item};
+use lookalike_index::rank::{RecommendOptions, Recommendation, recommend_item};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -23,7 +25,8 @@ struct Built {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lookalike-site-test-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("lookalike-site-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -96,7 +99,8 @@ fn built() -> &'static Built {
     BUILT.get_or_init(|| {
         let dir = scratch("shared");
         let catalog = sample_catalog(&dir);
-        let report = build_site(&options(&dir, catalog)).expect("build succeeds despite broken rows");
+        let report =
+            build_site(&options(&dir, catalog)).expect("build succeeds despite broken rows");
         Built { dir: dir.join("site"), report }
     })
 }
@@ -113,7 +117,8 @@ fn broken_images_are_skipped_and_reported() {
     assert_eq!(skipped, ["missing-1", "not-an-image-1"]);
     assert!(built.report.skipped[0].reason.contains("/nonexistent/nothing.jpg"));
     let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(built.dir.join("data/skipped.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(built.dir.join("data/skipped.json")).unwrap())
+            .unwrap();
     assert_eq!(report.as_array().unwrap().len(), 2);
 }
 
@@ -148,7 +153,9 @@ fn query_prints_the_reports_json() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let results: Vec<Recommendation> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(results.len(), 5);
-    assert!(results.iter().all(|r| r.original_product_id == "1563" && r.similar_product_id != "1563"));
+    assert!(
+        results.iter().all(|r| r.original_product_id == "1563" && r.similar_product_id != "1563")
+    );
     assert!(results.windows(2).all(|w| w[0].score >= w[1].score));
     assert!(results[0].score > 0.5 && results[0].score <= 1.0001);
 }
@@ -166,9 +173,12 @@ fn same_label_query_keeps_the_query_class() {
 
 #[test]
 fn unknown_id_is_a_clear_error() {
-    let output = lookalike(&["query", "--site", built().dir.to_str().unwrap(), "--id", "no-such-product"]);
+    let output =
+        lookalike(&["query", "--site", built().dir.to_str().unwrap(), "--id", "no-such-product"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no product with id 'no-such-product'"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no product with id 'no-such-product'")
+    );
 }
 
 #[test]
@@ -178,9 +188,13 @@ fn a_bad_catalog_fails_with_file_and_line_and_keeps_the_built_site() {
     std::fs::create_dir_all(site.join("data")).unwrap();
     std::fs::write(site.join("data/index.lkf"), b"previous index").unwrap();
     let catalog = dir.join("bad.csv");
-    std::fs::write(&catalog, "product_id,file,articleType\n1,a.jpg,Watches\n1,b.jpg,Watches\n").unwrap();
+    std::fs::write(&catalog, "product_id,file,articleType\n1,a.jpg,Watches\n1,b.jpg,Watches\n")
+        .unwrap();
     let error = build_site(&options(&dir, catalog.clone())).unwrap_err().to_string();
-    assert!(error.contains(&format!("{}:3: duplicate product id '1'", catalog.display())), "{error}");
+    assert!(
+        error.contains(&format!("{}:3: duplicate product id '1'", catalog.display())),
+        "{error}"
+    );
     assert_eq!(std::fs::read(site.join("data/index.lkf")).unwrap(), b"previous index");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -216,7 +230,13 @@ fn skip_bad_reports_bad_rows_and_precompute_writes_the_reports_json() {
     let dir = scratch("lenient");
     let images = common::data_dir().join("fashion-product-images/images");
     let mut csv = String::from("product_id,file,articleType\n");
-    for (id, kind) in [("1563", "Tshirts"), ("1580", "Swimwear"), ("10049", "Tshirts"), ("10082", "Tshirts"), ("10106", "Swimwear")] {
+    for (id, kind) in [
+        ("1563", "Tshirts"),
+        ("1580", "Swimwear"),
+        ("10049", "Tshirts"),
+        ("10082", "Tshirts"),
+        ("10106", "Swimwear"),
+    ] {
         csv.push_str(&format!("{id},{},{kind}\n", images.join(format!("{id}.jpg")).display()));
     }
     csv.push_str("1563,dup.jpg,Tshirts\n,empty-id.jpg,Tshirts\nno-image,,Tshirts\n");
@@ -224,25 +244,46 @@ fn skip_bad_reports_bad_rows_and_precompute_writes_the_reports_json() {
     std::fs::write(&catalog, csv).unwrap();
     let site = dir.join("site");
     let args = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["build", "--catalog", catalog.to_str().unwrap(), "--out", site.to_str().unwrap()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(["--label-col", "articleType", "--assets", common::fake_assets(&dir).to_str().unwrap()].map(String::from));
-        args.extend(["--model", common::burnpack_weights().to_str().unwrap(), "--cache", dir.join("cache").to_str().unwrap()].map(String::from));
+        let mut args: Vec<String> =
+            ["build", "--catalog", catalog.to_str().unwrap(), "--out", site.to_str().unwrap()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        args.extend(
+            ["--label-col", "articleType", "--assets", common::fake_assets(&dir).to_str().unwrap()]
+                .map(String::from),
+        );
+        args.extend(
+            [
+                "--model",
+                common::burnpack_weights().to_str().unwrap(),
+                "--cache",
+                dir.join("cache").to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
     let strict = Command::new(env!("CARGO_BIN_EXE_lookalike")).args(args(&[])).output().unwrap();
     assert!(!strict.status.success());
-    assert!(String::from_utf8_lossy(&strict.stderr).contains(":7: duplicate product id '1563' (first seen on line 2)"));
+    assert!(
+        String::from_utf8_lossy(&strict.stderr)
+            .contains(":7: duplicate product id '1563' (first seen on line 2)")
+    );
 
-    let lenient = Command::new(env!("CARGO_BIN_EXE_lookalike")).args(args(&["--skip-bad", "--precompute", "3"])).output().unwrap();
+    let lenient = Command::new(env!("CARGO_BIN_EXE_lookalike"))
+        .args(args(&["--skip-bad", "--precompute", "3"]))
+        .output()
+        .unwrap();
     assert!(lenient.status.success(), "{}", String::from_utf8_lossy(&lenient.stderr));
-    let skipped: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(site.join("data/skipped.json")).unwrap()).unwrap();
+    let skipped: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(site.join("data/skipped.json")).unwrap()).unwrap();
     let lines: Vec<u64> = skipped.iter().map(|s| s["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [7, 8, 9]);
-    let recs: Vec<Recommendation> = serde_json::from_slice(&std::fs::read(site.join("data/recommendations.json")).unwrap()).unwrap();
+    let recs: Vec<Recommendation> =
+        serde_json::from_slice(&std::fs::read(site.join("data/recommendations.json")).unwrap())
+            .unwrap();
     // Three t-shirts see each other (2 each); two swimsuits see one another (1 each).
     assert_eq!(recs.len(), 3 * 2 + 2);
     let kind = |id: &str| if ["1580", "10106"].contains(&id) { "Swimwear" } else { "Tshirts" };
@@ -252,7 +293,14 @@ fn skip_bad_reports_bad_rows_and_precompute_writes_the_reports_json() {
 
 #[test]
 fn eval_prints_the_keys_other_tools_read() {
-    let output = lookalike(&["eval", "--site", built().dir.to_str().unwrap(), "--label", "articleType", "--json"]);
+    let output = lookalike(&[
+        "eval",
+        "--site",
+        built().dir.to_str().unwrap(),
+        "--label",
+        "articleType",
+        "--json",
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["n"], 293);
@@ -267,7 +315,10 @@ fn a_changed_catalog_embeds_only_what_is_new_and_drops_what_is_gone() {
     let dir = scratch("incremental");
     let images = common::data_dir().join("fashion-product-images/images");
     let write = |ids: &[&str]| {
-        let rows: String = ids.iter().map(|id| format!("{id},{}\n", images.join(format!("{id}.jpg")).display())).collect();
+        let rows: String = ids
+            .iter()
+            .map(|id| format!("{id},{}\n", images.join(format!("{id}.jpg")).display()))
+            .collect();
         std::fs::write(dir.join("catalog.csv"), format!("product_id,file\n{rows}")).unwrap();
     };
     let options = BuildOptions {
@@ -302,7 +353,10 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
     let dir = scratch("crops");
     let ccp = common::data_dir().join("ccp-street-fashion/images");
     let mut catalog = String::from("id,image\n");
-    let mut names: Vec<String> = std::fs::read_dir(&ccp).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&ccp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
     names.sort();
     for name in names.iter().take(16) {
         catalog.push_str(&format!("{name},{}\n", ccp.join(name).display()));
@@ -325,19 +379,31 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
     // Every crop is labelled with its detector class; a photo where nothing
     // was found is indexed whole, unlabelled.
     assert!(manifest.products.iter().all(|p| p.crop.is_some() == p.label.is_some()));
-    assert!(manifest.products.iter().filter(|p| p.crop.is_some()).count() >= index.forest.len() - 2);
+    assert!(
+        manifest.products.iter().filter(|p| p.crop.is_some()).count() >= index.forest.len() - 2
+    );
     assert!(manifest.detector.is_some() && site.join("data/detector/nanodet.bin").is_file());
 
     let out = lookalike(&["query", "--site", site.to_str().unwrap(), "--id", &names[0], "-k", "5"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let recs: Vec<Recommendation> = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: std::collections::HashSet<&str> = recs.iter().map(|r| r.similar_product_id.as_str()).collect();
+    let ids: std::collections::HashSet<&str> =
+        recs.iter().map(|r| r.similar_product_id.as_str()).collect();
     assert_eq!(recs.len(), 5);
     assert_eq!(ids.len(), 5, "a product listed twice: {recs:?}");
     assert!(!ids.contains(names[0].as_str()), "the query's own product came back");
 
     let photo = ccp.join(&names[20]);
-    let out = lookalike(&["query", "--site", site.to_str().unwrap(), "--image", photo.to_str().unwrap(), "-k", "3", "--same-label"]);
+    let out = lookalike(&[
+        "query",
+        "--site",
+        site.to_str().unwrap(),
+        "--image",
+        photo.to_str().unwrap(),
+        "-k",
+        "3",
+        "--same-label",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!items.is_empty() && items.len() <= 3, "{items:?}");
@@ -351,14 +417,23 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
 }
 
 /// Share of each product's look-alikes that have its value of `column`.
-fn share_alike(index: &lookalike_index::Index, manifest: &lookalike::site::SiteManifest, column: &str, weights: Option<Weights>) -> f64 {
+fn share_alike(
+    index: &lookalike_index::Index,
+    manifest: &lookalike::site::SiteManifest,
+    column: &str,
+    weights: Option<Weights>,
+) -> f64 {
     let values = column_values(manifest, column);
     let options = RecommendOptions { k: 10, search_k: None, same_label: false, weights };
     let mut total = 0.0;
     for item in 0..index.forest.len() as u32 {
         let hits = recommend_item(index, item, &options);
         let item_of = |id: &str| index.item_of(id).unwrap() as usize;
-        total += hits.iter().filter(|h| values[item_of(&h.similar_product_id)] == values[item as usize]).count() as f64 / hits.len() as f64;
+        total += hits
+            .iter()
+            .filter(|h| values[item_of(&h.similar_product_id)] == values[item as usize])
+            .count() as f64
+            / hits.len() as f64;
     }
     total / index.forest.len() as f64
 }
@@ -371,7 +446,10 @@ fn learned_kind_and_colour_are_blended_at_query_time() {
     let options = BuildOptions {
         // The shared build's cache: nothing is embedded again.
         cache_dir: shared_dir.join("cache"),
-        learn: vec![LearnSpec { column: "articleType".into(), weight: 0.4 }, LearnSpec { column: "baseColour".into(), weight: 0.2 }],
+        learn: vec![
+            LearnSpec { column: "articleType".into(), weight: 0.4 },
+            LearnSpec { column: "baseColour".into(), weight: 0.2 },
+        ],
         ..options(&dir, shared_dir.join("catalog.csv"))
     };
     let report = build_site(&options).unwrap();
@@ -382,37 +460,58 @@ fn learned_kind_and_colour_are_blended_at_query_time() {
     assert_eq!(names, ["colour", "articleType", "baseColour"]);
     assert!((layout.visual_weight - 0.4).abs() < 1e-6);
     let heads = load_attribute_heads(&options.out, &manifest).unwrap();
-    assert_eq!(heads.iter().map(|h| h.column.as_str()).collect::<Vec<_>>(), ["articleType", "baseColour"]);
+    assert_eq!(
+        heads.iter().map(|h| h.column.as_str()).collect::<Vec<_>>(),
+        ["articleType", "baseColour"]
+    );
 
     // The embedding alone, then colour weighed in, then the site's defaults.
     let visual = Weights::visual_only(layout);
-    let colour = Weights::visual_only(layout).with_overrides(&[("visual".into(), 0.6), ("colour".into(), 0.4)], layout).unwrap();
+    let colour = Weights::visual_only(layout)
+        .with_overrides(&[("visual".into(), 0.6), ("colour".into(), 0.4)], layout)
+        .unwrap();
     let colour_by_visual = share_alike(&index, &manifest, "baseColour", Some(visual.clone()));
     let colour_by_signature = share_alike(&index, &manifest, "baseColour", Some(colour));
-    assert!(colour_by_signature >= colour_by_visual + 0.08, "same colour: {colour_by_visual:.3} by the embedding, {colour_by_signature:.3} with colour");
+    assert!(
+        colour_by_signature >= colour_by_visual + 0.08,
+        "same colour: {colour_by_visual:.3} by the embedding, {colour_by_signature:.3} with colour"
+    );
     let kind_by_visual = share_alike(&index, &manifest, "articleType", Some(visual));
     let kind_by_default = share_alike(&index, &manifest, "articleType", None);
-    assert!(kind_by_default > kind_by_visual, "same articleType: {kind_by_visual:.3} by the embedding, {kind_by_default:.3} with the learned parts");
+    assert!(
+        kind_by_default > kind_by_visual,
+        "same articleType: {kind_by_visual:.3} by the embedding, {kind_by_default:.3} with the learned parts"
+    );
 
     // The command line weighs parts by name and names the ones it knows.
     let site = options.out.to_str().unwrap();
-    let out = lookalike(&["query", "--site", site, "--id", "1563", "-k", "5", "--weight", "colour=0.5"]);
+    let out =
+        lookalike(&["query", "--site", site, "--id", "1563", "-k", "5", "--weight", "colour=0.5"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let recs: Vec<Recommendation> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(recs.len(), 5);
     // `eval` measures what the site's queries return: the blend.
     let out = lookalike(&["eval", "--site", site, "--label", "articleType", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (forest, blended) = (report["precision_at_k"].as_f64().unwrap(), report["blended_precision_at_k"].as_f64().unwrap());
+    let (forest, blended) = (
+        report["precision_at_k"].as_f64().unwrap(),
+        report["blended_precision_at_k"].as_f64().unwrap(),
+    );
     assert!(blended > forest && (blended - kind_by_default).abs() < 0.02, "{report}");
     let out = lookalike(&["query", "--site", site, "--id", "1563", "--weight", "size=1"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("`size`") && err.contains("colour, articleType, baseColour"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains("`size`")
+            && err.contains("colour, articleType, baseColour"),
+        "{err}"
+    );
 
     // An attributes file that disagrees with the index (a head one value
     // short, consistent in itself) is a named error, not a panic.
     let attributes = options.out.join("data/attributes.json");
-    let mut heads: serde_json::Value = serde_json::from_slice(&std::fs::read(&attributes).unwrap()).unwrap();
+    let mut heads: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&attributes).unwrap()).unwrap();
     let head = &mut heads[1];
     let width = head["feature_dim"].as_u64().unwrap() as usize;
     head["labels"].as_array_mut().unwrap().pop();
@@ -423,7 +522,13 @@ fn learned_kind_and_colour_are_blended_at_query_time() {
     let photo = common::data_dir().join("fashion-product-images/images/1563.jpg");
     let out = lookalike(&["query", "--site", site, "--image", photo.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("attributes.json") && err.contains("rebuild the site") && !err.contains("panicked"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains("attributes.json")
+            && err.contains("rebuild the site")
+            && !err.contains("panicked"),
+        "{err}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -432,14 +537,29 @@ fn a_column_that_cannot_be_learned_fails_before_any_embedding() {
     let shared_dir = built().dir.parent().unwrap().to_path_buf();
     let catalog = shared_dir.join("catalog.csv");
     let out = shared_dir.join("never-built");
-    let args = ["build", "--catalog", catalog.to_str().unwrap(), "--out", out.to_str().unwrap(), "--id-col", "product_id", "--image-col", "file"];
+    let args = [
+        "build",
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--id-col",
+        "product_id",
+        "--image-col",
+        "file",
+    ];
     let missing = lookalike(&[&args[..], &["--learn", "no_such_column"]].concat());
     let err = String::from_utf8_lossy(&missing.stderr);
-    assert!(!missing.status.success() && err.contains("no_such_column") && err.contains("catalog.csv"), "{err}");
+    assert!(
+        !missing.status.success() && err.contains("no_such_column") && err.contains("catalog.csv"),
+        "{err}"
+    );
     assert!(!err.contains("embedding"), "it failed only after embedding: {err}");
     let reserved = lookalike(&[&args[..], &["--learn", "colour=0.2"]].concat());
     assert!(String::from_utf8_lossy(&reserved.stderr).contains("built-in part"));
-    let heavy = lookalike(&[&args[..], &["--learn", "articleType=0.8", "--learn", "baseColour=0.4"]].concat());
+    let heavy = lookalike(
+        &[&args[..], &["--learn", "articleType=0.8", "--learn", "baseColour=0.4"]].concat(),
+    );
     assert!(String::from_utf8_lossy(&heavy.stderr).contains("add up to 1.2"));
     assert!(!out.exists(), "nothing was written");
 }

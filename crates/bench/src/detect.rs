@@ -7,14 +7,14 @@
 //! (score >= 0.6, at most 3 boxes) and with every candidate kept, so the cost
 //! of the 3-box limit is visible.
 
-use lookalike::catalog_embeddings::embed_with_cache;
-use lookalike::catalog::Columns;
-use lookalike_vision::detect::groups::{GROUPS, group_of_class, group_of_label};
-use lookalike_vision::detect::{BBox, DetectOptions, Detector, Item, readback::block_on, select};
-use lookalike::labels::train_labels;
-use lookalike_vision::model::tfjs::read_model;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
+use lookalike::catalog::Columns;
+use lookalike::catalog_embeddings::embed_with_cache;
+use lookalike::labels::train_labels;
+use lookalike_vision::detect::groups::{GROUPS, group_of_class, group_of_label};
+use lookalike_vision::detect::{BBox, DetectOptions, Detector, Item, readback::block_on, select};
+use lookalike_vision::model::tfjs::read_model;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -32,7 +32,6 @@ pub struct DetectBenchOptions {
     pub project: PathBuf,
 }
 
-
 /// Ground truth of one photo.
 struct Photo {
     file: String,
@@ -40,13 +39,16 @@ struct Photo {
 }
 
 fn read_ground_truth(path: &Path) -> Result<Vec<Photo>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let mut photos: BTreeMap<String, Vec<(&'static str, BBox)>> = BTreeMap::new();
     for (line, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
         let field = |i: usize| record.get(i).unwrap_or_default();
         let number = |i: usize| -> Result<f32> {
-            field(i).parse().with_context(|| format!("{}: line {}: field {} is not a number", path.display(), line + 2, i + 1))
+            field(i).parse().with_context(|| {
+                format!("{}: line {}: field {} is not a number", path.display(), line + 2, i + 1)
+            })
         };
         let entry = photos.entry(field(0).to_string()).or_default();
         if let Some(group) = group_of_label(field(1)) {
@@ -89,12 +91,15 @@ pub struct DetectReport {
 }
 
 fn recall(photos: &[Photo], found: &[Vec<(String, BBox)>]) -> BTreeMap<String, GroupRecall> {
-    let mut out: BTreeMap<String, GroupRecall> = GROUPS.iter().map(|(g, _)| (g.to_string(), GroupRecall::default())).collect();
+    let mut out: BTreeMap<String, GroupRecall> =
+        GROUPS.iter().map(|(g, _)| (g.to_string(), GroupRecall::default())).collect();
     for (photo, boxes) in photos.iter().zip(found) {
         for (group, truth) in &photo.truth {
             let entry = out.get_mut(*group).expect("every group is listed");
             entry.total += 1;
-            let hit = boxes.iter().any(|(class, b)| group_of_class(class) == Some(group) && b.iou(truth) >= 0.5);
+            let hit = boxes
+                .iter()
+                .any(|(class, b)| group_of_class(class) == Some(group) && b.iou(truth) >= 0.5);
             entry.found += hit as usize;
         }
     }
@@ -126,11 +131,15 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         .par_iter()
         .map(|photo| -> Result<Vec<Item>> {
             let path = dir.join(&photo.file);
-            let image = image::open(&path).with_context(|| format!("reading {}", path.display()))?.to_rgb8();
+            let image = image::open(&path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .to_rgb8();
             Ok(block_on(detector.detect(&image, &everything))?)
         })
         .collect::<Result<_>>()?;
-    let boxes = |items: &[Item]| -> Vec<(String, BBox)> { items.iter().map(|i| (i.class.clone(), i.bbox)).collect() };
+    let boxes = |items: &[Item]| -> Vec<(String, BBox)> {
+        items.iter().map(|i| (i.class.clone(), i.bbox)).collect()
+    };
     let detections: Vec<Vec<(String, BBox)>> = found.iter().map(|f| boxes(f)).collect();
     let threads = rayon::current_num_threads() as f64;
     let ms_per_photo = started.elapsed().as_secs_f64() * 1000.0 * threads / photos.len() as f64;
@@ -143,20 +152,34 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         .map(|photo| -> Result<Vec<(String, BBox)>> {
             let image = image::open(dir.join(&photo.file))?.to_rgb8();
             let items = block_on(objects_only.detect(&image, &low))?;
-            Ok(items.into_iter().filter(|i| group_of_class(&i.class) == Some("bags")).map(|i| (i.class, i.bbox)).collect())
+            Ok(items
+                .into_iter()
+                .filter(|i| group_of_class(&i.class) == Some("bags"))
+                .map(|i| (i.class, i.bbox))
+                .collect())
         })
         .collect::<Result<_>>()?;
     let bags_recall_low = recall(&photos, &bags_low)["bags"].recall;
 
-    let columns = Columns { id: Some("product_id".into()), image: Some("file".into()), label: Some("articleType".into()) };
-    let fashion = embed_with_cache(&options.data_dir.join("fashion-product-images/labels.csv"), &columns, &options.cache_dir, &options.model)?;
+    let columns = Columns {
+        id: Some("product_id".into()),
+        image: Some("file".into()),
+        label: Some("articleType".into()),
+    };
+    let fashion = embed_with_cache(
+        &options.data_dir.join("fashion-product-images/labels.csv"),
+        &columns,
+        &options.cache_dir,
+        &options.model,
+    )?;
     let trained = train_labels(&fashion.products, &fashion.vectors, "articleType", 20, 0.2)?;
     let wasm_cpu = wasm_timing(options, &dir.join(&photos[0].file));
 
     // The defaults choose `max_boxes` of the same candidates, as the detector does.
     let limited: Vec<Vec<(String, BBox)>> =
         found.iter().map(|f| boxes(&select(f.clone(), defaults.max_boxes))).collect();
-    let per_photo = |d: &[Vec<(String, BBox)>]| d.iter().map(Vec::len).sum::<usize>() as f64 / d.len() as f64;
+    let per_photo =
+        |d: &[Vec<(String, BBox)>]| d.iter().map(Vec::len).sum::<usize>() as f64 / d.len() as f64;
     let report = DetectReport {
         photos: photos.len(),
         recall_default: recall(&photos, &limited),
@@ -178,13 +201,19 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
     println!("{:<12} {:>16} {:>16}", "group", "defaults (3 box)", "all boxes");
     for (group, default) in &report.recall_default {
         let all = &report.recall_all_boxes[group];
-        println!("{group:<12} {:>9.3} ({:>3}) {:>9.3} ({:>3})   of {}", default.recall, default.found, all.recall, all.found, default.total);
+        println!(
+            "{group:<12} {:>9.3} ({:>3}) {:>9.3} ({:>3})   of {}",
+            default.recall, default.found, all.recall, all.found, default.total
+        );
     }
     println!(
         "boxes per photo: {:.2} at the defaults, {:.2} in all; {:.0} ms per photo natively (one core)",
         report.boxes_per_photo_default, report.boxes_per_photo_all, report.ms_per_photo_native
     );
-    println!("bags with the object threshold at 0.2: recall {:.3}", report.bags_recall_at_score_0_2);
+    println!(
+        "bags with the object threshold at 0.2: recall {:.3}",
+        report.bags_recall_at_score_0_2
+    );
     match &report.wasm_cpu {
         Some(t) => println!(
             "wasm, CPU backend, one photo: detection {:.0} ms ({:.1}x the native time per photo above); with the best item embedded {:.0} ms; with all {} items {:.0} ms",
@@ -194,11 +223,15 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
             t["items"],
             t["ms_total"].as_f64().unwrap_or(0.0)
         ),
-        None => println!("wasm: not measured (build the wasm package with ./build.sh, and have node)"),
+        None => {
+            println!("wasm: not measured (build the wasm package with ./build.sh, and have node)")
+        }
     }
     println!(
         "label head: top-1 accuracy {:.3} over the 20 most frequent articleTypes ({} held-out products); always the most frequent: {:.3}",
-        report.label_head_accuracy, report.label_head_tested_on, report.label_head_majority_accuracy
+        report.label_head_accuracy,
+        report.label_head_tested_on,
+        report.label_head_majority_accuracy
     );
     Ok(())
 }
@@ -206,7 +239,7 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
 /// Runs bench/wasm_detect.mjs under node; `None` when it cannot run.
 fn wasm_timing(options: &DetectBenchOptions, photo: &Path) -> Option<serde_json::Value> {
     let script = options.project.join("bench/wasm_detect.mjs");
-    if !options.project.join("www/pkg/lookalike_bg.wasm").is_file() {
+    if !options.project.join("www/pkg/lookalike_web_models_bg.wasm").is_file() {
         return None;
     }
     let output = std::process::Command::new("node")

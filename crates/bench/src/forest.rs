@@ -8,11 +8,11 @@
 //! which is how CNN embeddings behave; uniform noise would be a benchmark of
 //! nothing.
 
+use anyhow::{Context, Result};
 use lookalike::npy;
 use lookalike_forest::{Encoding, Forest, ForestParams, LabelFilter, Metric, Query, metric};
 use lookalike_index::Index;
 use lookalike_vision::model::FEATURE_DIM;
-use anyhow::{Context, Result};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use serde_json::Value;
@@ -84,7 +84,13 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         }
     }
     if wanted("synthetic-44000x1280") {
-        datasets.push(synthetic("synthetic-44000x1280", 44_000, 1280, if options.quick { 100 } else { 300 }, 1));
+        datasets.push(synthetic(
+            "synthetic-44000x1280",
+            44_000,
+            1280,
+            if options.quick { 100 } else { 300 },
+            1,
+        ));
     }
     if !options.quick && wanted("synthetic-1000000x256") {
         datasets.push(synthetic("synthetic-1000000x256", 1_000_000, 256, 200, 2));
@@ -92,7 +98,13 @@ pub fn run(options: &BenchOptions) -> Result<()> {
 
     let mut reports = Vec::new();
     for dataset in &datasets {
-        eprintln!("== {} ({} x {}, {} queries)", dataset.name, dataset.base.len() / dataset.dims, dataset.dims, dataset.queries.len() / dataset.dims);
+        eprintln!(
+            "== {} ({} x {}, {} queries)",
+            dataset.name,
+            dataset.base.len() / dataset.dims,
+            dataset.dims,
+            dataset.queries.len() / dataset.dims
+        );
         reports.push(bench_dataset(dataset, options)?);
     }
 
@@ -100,7 +112,8 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         print_tables(&reports);
         return Ok(());
     };
-    let compact = headline.ours.iter().find(|r| r.config.starts_with("compact i8")).expect("always run");
+    let compact =
+        headline.ours.iter().find(|r| r.config.starts_with("compact i8")).expect("always run");
     // Speed is compared at the recall target, by the fastest of our
     // configurations that reaches it; size and wasm time are the compact one's.
     let ours_at = headline
@@ -189,7 +202,12 @@ fn bench_dataset(dataset: &Dataset, options: &BenchOptions) -> Result<DatasetRep
         let started = Instant::now();
         let forest = Forest::build(dataset.base.clone(), dims, None, &params)?;
         let build_s = started.elapsed().as_secs_f64();
-        let index = Index { forest, ids: (0..n).map(|i| i.to_string()).collect(), label_names: Vec::new(), appearance: None };
+        let index = Index {
+            forest,
+            ids: (0..n).map(|i| i.to_string()).collect(),
+            label_names: Vec::new(),
+            appearance: None,
+        };
         let bytes_per_item = index.to_bytes().len() as f64 / n as f64;
         let sweep = search_ks()
             .into_iter()
@@ -199,7 +217,15 @@ fn bench_dataset(dataset: &Dataset, options: &BenchOptions) -> Result<DatasetRep
                 let found: Vec<Vec<u32>> = dataset
                     .queries
                     .chunks_exact(dims)
-                    .map(|q| index.forest.search_vector(q, &query).expect("dims match").iter().map(|h| h.item).collect())
+                    .map(|q| {
+                        index
+                            .forest
+                            .search_vector(q, &query)
+                            .expect("dims match")
+                            .iter()
+                            .map(|h| h.item)
+                            .collect()
+                    })
                     .collect();
                 let qps = n_queries as f64 / started.elapsed().as_secs_f64();
                 SweepPoint { search_k, qps, recall_at_10: recall(&truth, &found) }
@@ -229,25 +255,35 @@ fn bench_dataset(dataset: &Dataset, options: &BenchOptions) -> Result<DatasetRep
     {
         let index_path = scratch.join("index.lkf");
         std::fs::write(&index_path, index.to_bytes())?;
-        let compact_sweep = &report.ours.iter().find(|r| r.config.starts_with("compact i8")).expect("compact ran").sweep;
+        let compact_sweep = &report
+            .ours
+            .iter()
+            .find(|r| r.config.starts_with("compact i8"))
+            .expect("compact ran")
+            .sweep;
         // The compact index's recall plateaus below the target (PCA changes
         // rankings), so time it where its recall stops improving.
         let plateau = compact_sweep.iter().map(|p| p.recall_at_10).fold(0.0, f64::max);
-        let search_k = compact_sweep.iter().find(|p| p.recall_at_10 >= plateau - 0.005).map_or(400, |p| p.search_k);
+        let search_k = compact_sweep
+            .iter()
+            .find(|p| p.recall_at_10 >= plateau - 0.005)
+            .map_or(400, |p| p.search_k);
         report.wasm_ms_per_query = run_wasm(options, &index_path, &query_path, search_k, &truth)?;
     }
     Ok(report)
 }
 
 fn recall(truth: &[Vec<u32>], found: &[Vec<u32>]) -> f64 {
-    let hits: usize = truth.iter().zip(found).map(|(t, f)| t.iter().filter(|i| f.contains(i)).count()).sum();
+    let hits: usize =
+        truth.iter().zip(found).map(|(t, f)| t.iter().filter(|i| f.contains(i)).count()).sum();
     hits as f64 / (truth.len() * K) as f64
 }
 
 /// Exact cosine top-10 of each query (in parallel).
 fn exact_neighbors(base: &[f32], queries: &[f32], dims: usize) -> Vec<Vec<u32>> {
     use rayon::prelude::*;
-    let norms: Vec<f32> = base.par_chunks_exact(dims).map(|v| metric::dot(v, v).sqrt().max(1e-12)).collect();
+    let norms: Vec<f32> =
+        base.par_chunks_exact(dims).map(|v| metric::dot(v, v).sqrt().max(1e-12)).collect();
     queries
         .par_chunks_exact(dims)
         .map(|q| {
@@ -265,7 +301,13 @@ fn exact_neighbors(base: &[f32], queries: &[f32], dims: usize) -> Vec<Vec<u32>> 
         .collect()
 }
 
-fn run_annoy(options: &BenchOptions, base: &Path, queries: &Path, n: usize, truth: &[Vec<u32>]) -> Result<Option<ForestRun>> {
+fn run_annoy(
+    options: &BenchOptions,
+    base: &Path,
+    queries: &Path,
+    n: usize,
+    truth: &[Vec<u32>],
+) -> Result<Option<ForestRun>> {
     let pylib = options.cache_dir.join("pylib");
     let script = options.project.join("bench/annoy_runner.py");
     let ks: Vec<String> = search_ks().iter().map(|k| k.to_string()).collect();
@@ -275,13 +317,16 @@ fn run_annoy(options: &BenchOptions, base: &Path, queries: &Path, n: usize, trut
         .arg(&script)
         .args([base.as_os_str(), queries.as_os_str()])
         .args(["angular", "10", &K.to_string(), &ks.join(",")]);
-    let Some(result) = run_helper(command, "annoy (./build.sh bench installs it)")? else { return Ok(None) };
+    let Some(result) = run_helper(command, "annoy (./build.sh bench installs it)")? else {
+        return Ok(None);
+    };
     let sweep = result["runs"]
         .as_array()
         .context("annoy runs")?
         .iter()
         .map(|run| {
-            let found: Vec<Vec<u32>> = serde_json::from_value(run["neighbors"].clone()).unwrap_or_default();
+            let found: Vec<Vec<u32>> =
+                serde_json::from_value(run["neighbors"].clone()).unwrap_or_default();
             SweepPoint {
                 search_k: run["search_k"].as_u64().unwrap_or(0) as usize,
                 qps: run["qps"].as_f64().unwrap_or(0.0),
@@ -290,7 +335,10 @@ fn run_annoy(options: &BenchOptions, base: &Path, queries: &Path, n: usize, trut
         })
         .collect();
     let bytes_per_item = result["bytes"].as_f64().unwrap_or(0.0) / n as f64;
-    eprintln!("  annoy 1.17 (10 trees): built in {:.2}s, {bytes_per_item:.0} B/item", result["build_s"].as_f64().unwrap_or(0.0));
+    eprintln!(
+        "  annoy 1.17 (10 trees): built in {:.2}s, {bytes_per_item:.0} B/item",
+        result["build_s"].as_f64().unwrap_or(0.0)
+    );
     Ok(Some(ForestRun {
         config: "annoy 1.17 (10 trees)".into(),
         build_s: result["build_s"].as_f64().unwrap_or(0.0),
@@ -300,14 +348,28 @@ fn run_annoy(options: &BenchOptions, base: &Path, queries: &Path, n: usize, trut
     }))
 }
 
-fn run_wasm(options: &BenchOptions, index: &Path, queries: &Path, search_k: usize, truth: &[Vec<u32>]) -> Result<Option<f64>> {
+fn run_wasm(
+    options: &BenchOptions,
+    index: &Path,
+    queries: &Path,
+    search_k: usize,
+    truth: &[Vec<u32>],
+) -> Result<Option<f64>> {
     let script = options.project.join("bench/wasm_query.mjs");
     let mut command = Command::new("node");
-    command.arg(&script).args([index.as_os_str(), queries.as_os_str()]).args([&K.to_string(), &search_k.to_string()]);
+    command
+        .arg(&script)
+        .args([index.as_os_str(), queries.as_os_str()])
+        .args([&K.to_string(), &search_k.to_string()]);
     let Some(result) = run_helper(command, "wasm (./build.sh builds it)")? else { return Ok(None) };
-    let found: Vec<Vec<u32>> = serde_json::from_value(result["neighbors"].clone()).unwrap_or_default();
+    let found: Vec<Vec<u32>> =
+        serde_json::from_value(result["neighbors"].clone()).unwrap_or_default();
     let ms = result["ms_per_query"].as_f64();
-    eprintln!("  wasm (node): {:.3} ms/query at search_k {search_k}, recall@10 {:.3}", ms.unwrap_or(f64::NAN), recall(truth, &found));
+    eprintln!(
+        "  wasm (node): {:.3} ms/query at search_k {search_k}, recall@10 {:.3}",
+        ms.unwrap_or(f64::NAN),
+        recall(truth, &found)
+    );
     Ok(ms)
 }
 
@@ -320,7 +382,10 @@ fn run_helper(mut command: Command, what: &str) -> Result<Option<Value>> {
         eprintln!("  {what}: not run ({})", stderr.lines().last().unwrap_or("no output"));
         return Ok(None);
     }
-    Ok(Some(serde_json::from_slice(&output.stdout).with_context(|| format!("reading the {what} helper's output"))?))
+    Ok(Some(
+        serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("reading the {what} helper's output"))?,
+    ))
 }
 
 /// Embeddings of a shared catalog, with every 10th product also a query.
@@ -330,11 +395,18 @@ fn catalog_dataset(options: &BenchOptions, name: &str) -> Result<Dataset> {
         "hm-product-groups" => "product_type_name",
         _ => "group_id",
     };
-    let embedded = lookalike::catalog_embeddings::catalog_embeddings(&options.data_dir, &options.cache_dir, &options.model, name, Some(label_col))?;
+    let embedded = lookalike::catalog_embeddings::catalog_embeddings(
+        &options.data_dir,
+        &options.cache_dir,
+        &options.model,
+        name,
+        Some(label_col),
+    )?;
     let dims = FEATURE_DIM;
     // All products stay in the base (a query's own vector is then its first
     // hit, for both systems alike).
-    let queries: Vec<f32> = embedded.vectors.chunks_exact(dims).step_by(10).flatten().copied().collect();
+    let queries: Vec<f32> =
+        embedded.vectors.chunks_exact(dims).step_by(10).flatten().copied().collect();
     let labels = embedded.products.iter().map(|p| p.label.clone()).collect();
     Ok(Dataset { name: name.into(), dims, base: embedded.vectors, queries, labels: Some(labels) })
 }
@@ -351,7 +423,8 @@ fn synthetic(name: &str, n: usize, dims: usize, n_queries: usize, seed: u64) -> 
     let axes: Vec<f32> = (0..INTRINSIC * dims).map(|_| normal() / (dims as f32).sqrt()).collect();
     let centres: Vec<f32> = (0..CLUSTERS * INTRINSIC).map(|_| normal()).collect();
     let mut point = |cluster: usize| -> Vec<f32> {
-        let latent: Vec<f32> = (0..INTRINSIC).map(|i| centres[cluster * INTRINSIC + i] + 0.5 * normal()).collect();
+        let latent: Vec<f32> =
+            (0..INTRINSIC).map(|i| centres[cluster * INTRINSIC + i] + 0.5 * normal()).collect();
         let mut v = vec![0.0f32; dims];
         for (i, &l) in latent.iter().enumerate() {
             for (x, a) in v.iter_mut().zip(&axes[i * dims..(i + 1) * dims]) {
@@ -374,16 +447,27 @@ fn print_tables(reports: &[DatasetReport]) {
         }
         let annoy_at = r.annoy.as_ref().and_then(|a| operating_point(&a.sweep));
         for run in r.ours.iter().chain(r.annoy.iter()) {
-            print!("  {:<46} build {:>6.2}s  {:>6.0} B/item", run.config, run.build_s, run.bytes_per_item);
+            print!(
+                "  {:<46} build {:>6.2}s  {:>6.0} B/item",
+                run.config, run.build_s, run.bytes_per_item
+            );
             if let Some(p) = run.precision_at_10 {
                 print!("  precision@10 {p:.3}");
             }
             println!();
             for point in &run.sweep {
-                println!("      search_k {:>5}: recall@10 {:.3}  {:>9.0} q/s", point.search_k, point.recall_at_10, point.qps);
+                println!(
+                    "      search_k {:>5}: recall@10 {:.3}  {:>9.0} q/s",
+                    point.search_k, point.recall_at_10, point.qps
+                );
             }
             if let (Some(o), Some(a)) = (operating_point(&run.sweep), &annoy_at) {
-                println!("      at recall >= {TARGET_RECALL}: {:.0} q/s = {:.2}x Annoy's {:.0} q/s", o.qps, o.qps / a.qps, a.qps);
+                println!(
+                    "      at recall >= {TARGET_RECALL}: {:.0} q/s = {:.2}x Annoy's {:.0} q/s",
+                    o.qps,
+                    o.qps / a.qps,
+                    a.qps
+                );
             }
         }
     }

@@ -74,7 +74,9 @@ fn main() {
 }
 
 fn run(Bench { what, quick, json, dataset }: Bench) -> Result<()> {
-    let data_dir = std::env::var_os("LOOKALIKE_DATA").map(PathBuf::from).unwrap_or_else(|| project_path("../shared/data"));
+    let data_dir = std::env::var_os("LOOKALIKE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_path("../shared/data"));
     match what {
         BenchKind::Forest => forest::run(&forest::BenchOptions {
             quick,

@@ -20,16 +20,16 @@
 //! shop's situation for a new product or a shopper's photo: the catalog's
 //! labels trained the heads, the query's label is never seen.
 
-use lookalike::catalog_embeddings::{CachedEmbeddings, catalog_embeddings_of};
-use lookalike_index::appearance::{self, Layout, PartsTable, Weights};
-use lookalike::catalog::Product;
-use lookalike_index::signature_row;
-use lookalike_vision::model::FEATURE_DIM;
-use lookalike_index::{LabelHead, normalized};
+use anyhow::Result;
 use lookalike::attributes;
+use lookalike::catalog::Product;
+use lookalike::catalog_embeddings::{CachedEmbeddings, catalog_embeddings_of};
 use lookalike::crops::CropMode;
 use lookalike::labels::stable_hash;
-use anyhow::Result;
+use lookalike_index::appearance::{self, Layout, PartsTable, Weights};
+use lookalike_index::signature_row;
+use lookalike_index::{LabelHead, normalized};
+use lookalike_vision::model::FEATURE_DIM;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -60,14 +60,26 @@ const FASHION_BLENDS: [Blend; 5] = [
     Blend { name: "embedding only", colour: 0.0, learned: &[] },
     Blend { name: "+ colour signature 0.1", colour: 0.1, learned: &[] },
     Blend { name: "+ colour signature 0.2", colour: 0.2, learned: &[] },
-    Blend { name: "learned kind + colour (default)", colour: 0.0, learned: &[("articleType", 0.5), ("baseColour", 0.22)] },
-    Blend { name: "learned kind + colour, + signature 0.1", colour: 0.1, learned: &[("articleType", 0.5), ("baseColour", 0.22)] },
+    Blend {
+        name: "learned kind + colour (default)",
+        colour: 0.0,
+        learned: &[("articleType", 0.5), ("baseColour", 0.22)],
+    },
+    Blend {
+        name: "learned kind + colour, + signature 0.1",
+        colour: 0.1,
+        learned: &[("articleType", 0.5), ("baseColour", 0.22)],
+    },
 ];
 const HM_BLENDS: [Blend; 4] = [
     Blend { name: "embedding only", colour: 0.0, learned: &[] },
     Blend { name: "+ colour signature 0.1", colour: 0.1, learned: &[] },
     Blend { name: "learned kind", colour: 0.0, learned: &[("product_type_name", 0.5)] },
-    Blend { name: "learned kind + colour", colour: 0.0, learned: &[("product_type_name", 0.5), ("colour_group_name", 0.22)] },
+    Blend {
+        name: "learned kind + colour",
+        colour: 0.0,
+        learned: &[("product_type_name", 0.5), ("colour_group_name", 0.22)],
+    },
 ];
 
 fn field<'a>(product: &'a Product, column: &str) -> Option<&'a str> {
@@ -99,7 +111,12 @@ impl Described {
     fn cosines(&self, queries: &[usize], candidates: &[usize]) -> Vec<Vec<f32>> {
         queries
             .par_iter()
-            .map(|&q| candidates.iter().map(|&c| self.unit(q).iter().zip(self.unit(c)).map(|(a, b)| a * b).sum()).collect())
+            .map(|&q| {
+                candidates
+                    .iter()
+                    .map(|&c| self.unit(q).iter().zip(self.unit(c)).map(|(a, b)| a * b).sum())
+                    .collect()
+            })
             .collect()
     }
 
@@ -114,15 +131,22 @@ impl Described {
             .learned
             .iter()
             .map(|(column, _)| {
-                let values: Vec<Option<String>> =
-                    (0..self.len()).map(|i| attributes::value_of(&self.products[i], column, None).filter(|_| train(i))).collect();
+                let values: Vec<Option<String>> = (0..self.len())
+                    .map(|i| {
+                        attributes::value_of(&self.products[i], column, None).filter(|_| train(i))
+                    })
+                    .collect();
                 attributes::learn(column, &values, &self.units, &self.colours)
             })
             .collect::<Result<_>>()?;
-        let weighted: Vec<(&LabelHead, f32)> = heads.iter().zip(blend.learned).map(|(h, (_, w))| (h, *w)).collect();
+        let weighted: Vec<(&LabelHead, f32)> =
+            heads.iter().zip(blend.learned).map(|(h, (_, w))| (h, *w)).collect();
         let others = blend.colour + blend.learned.iter().map(|(_, w)| w).sum::<f32>();
         let layout = Layout::new(1.0 - others, blend.colour, &weighted);
-        let rows: Vec<Vec<f32>> = (0..self.len()).into_par_iter().map(|i| appearance::describe(self.unit(i), signature_row(&self.colours, i), &heads)).collect();
+        let rows: Vec<Vec<f32>> = (0..self.len())
+            .into_par_iter()
+            .map(|i| appearance::describe(self.unit(i), signature_row(&self.colours, i), &heads))
+            .collect();
         let weights = Weights::defaults(&layout);
         Ok((PartsTable::encode(layout, &rows), weights))
     }
@@ -130,7 +154,14 @@ impl Described {
     /// For each query, its best `k` candidates by `blend`, the query itself
     /// left out. `cosines[q]` holds the query's cosine to each candidate.
     /// With learned parts, each query's fold gets its own heads.
-    fn rank(&self, blend: &Blend, queries: &[usize], candidates: &[usize], cosines: &[Vec<f32>], k: usize) -> Result<Vec<Vec<usize>>> {
+    fn rank(
+        &self,
+        blend: &Blend,
+        queries: &[usize],
+        candidates: &[usize],
+        cosines: &[Vec<f32>],
+        k: usize,
+    ) -> Result<Vec<Vec<usize>>> {
         let tables: Vec<(PartsTable, Weights)> = if blend.learned.is_empty() {
             vec![self.parts(blend, |_| true)?]
         } else {
@@ -140,7 +171,8 @@ impl Described {
             .par_iter()
             .zip(cosines)
             .map(|(&q, row)| {
-                let (table, weights) = &tables[if blend.learned.is_empty() { 0 } else { self.fold(q) as usize }];
+                let (table, weights) =
+                    &tables[if blend.learned.is_empty() { 0 } else { self.fold(q) as usize }];
                 let query_parts = table.item(q as u32);
                 let mut scored: Vec<(f32, usize)> = candidates
                     .iter()
@@ -161,14 +193,21 @@ impl Described {
 /// Fashion: precision@10 of the same articleType, subCategory, baseColour,
 /// and articleType and baseColour together.
 fn fashion_precision(catalog: &Described, ranked: &[Vec<usize>]) -> Value {
-    let criteria: [&[&str]; 4] = [&["articleType"], &["subCategory"], &["baseColour"], &["articleType", "baseColour"]];
-    let key = |p: &Product, columns: &[&str]| -> Option<Vec<String>> { columns.iter().map(|c| field(p, c).map(str::to_string)).collect() };
+    let criteria: [&[&str]; 4] =
+        [&["articleType"], &["subCategory"], &["baseColour"], &["articleType", "baseColour"]];
+    let key = |p: &Product, columns: &[&str]| -> Option<Vec<String>> {
+        columns.iter().map(|c| field(p, c).map(str::to_string)).collect()
+    };
     let mut figures = Vec::new();
     for columns in criteria {
         let (mut sum, mut count) = (0.0f64, 0usize);
         for (q, hits) in ranked.iter().enumerate() {
             let Some(wanted) = key(&catalog.products[q], columns) else { continue };
-            sum += hits.iter().filter(|&&h| key(&catalog.products[h], columns).as_ref() == Some(&wanted)).count() as f64 / hits.len().max(1) as f64;
+            sum += hits
+                .iter()
+                .filter(|&&h| key(&catalog.products[h], columns).as_ref() == Some(&wanted))
+                .count() as f64
+                / hits.len().max(1) as f64;
             count += 1;
         }
         figures.push(sum / count.max(1) as f64);
@@ -179,12 +218,23 @@ fn fashion_precision(catalog: &Described, ranked: &[Vec<usize>]) -> Value {
 /// H&M: another product of the same design among the first 10.
 fn hm_recall(catalog: &Described, queries: &[usize], ranked: &[Vec<usize>]) -> f64 {
     let group = |i: usize| field(&catalog.products[i], "group_id");
-    let found = queries.iter().zip(ranked).filter(|(q, hits)| hits.iter().any(|&h| group(h) == group(**q))).count();
+    let found = queries
+        .iter()
+        .zip(ranked)
+        .filter(|(q, hits)| hits.iter().any(|&h| group(h) == group(**q)))
+        .count();
     found as f64 / queries.len().max(1) as f64
 }
 
 fn load(options: &QualityOptions, name: &str, crops: &CropMode) -> Result<Described> {
-    Ok(Described::new(catalog_embeddings_of(&options.data_dir, &options.cache_dir, &options.model, name, None, crops)?))
+    Ok(Described::new(catalog_embeddings_of(
+        &options.data_dir,
+        &options.cache_dir,
+        &options.model,
+        name,
+        None,
+        crops,
+    )?))
 }
 
 pub fn run(options: &QualityOptions) -> Result<()> {
@@ -194,7 +244,13 @@ pub fn run(options: &QualityOptions) -> Result<()> {
     // Fashion.
     let reference = load(options, "fashion-product-images", &CropMode::Whole)?;
     let everything: Vec<usize> = (0..reference.len()).collect();
-    let reference_ranked = reference.rank(visual_only, &everything, &everything, &reference.cosines(&everything, &everything), K)?;
+    let reference_ranked = reference.rank(
+        visual_only,
+        &everything,
+        &everything,
+        &reference.cosines(&everything, &everything),
+        K,
+    )?;
     let fashion_reference = fashion_precision(&reference, &reference_ranked);
     let fashion = load(options, "fashion-product-images", &product_crops)?;
     let cosines = fashion.cosines(&everything, &everything);
@@ -208,11 +264,21 @@ pub fn run(options: &QualityOptions) -> Result<()> {
     let hm = load(options, "hm-product-groups", &product_crops)?;
     let hm_all: Vec<usize> = (0..hm.len()).collect();
     let group = |i: usize| field(&hm.products[i], "group_id");
-    let hm_queries: Vec<usize> = hm_all.iter().copied().filter(|&q| hm_all.iter().filter(|&&o| group(o) == group(q)).count() >= 2).collect();
+    let hm_queries: Vec<usize> = hm_all
+        .iter()
+        .copied()
+        .filter(|&q| hm_all.iter().filter(|&&o| group(o) == group(q)).count() >= 2)
+        .collect();
     let hm_cosines = hm.cosines(&hm_queries, &hm_all);
     let hm_reference = {
         let whole = load(options, "hm-product-groups", &CropMode::Whole)?;
-        let ranked = whole.rank(visual_only, &hm_queries, &hm_all, &whole.cosines(&hm_queries, &hm_all), K)?;
+        let ranked = whole.rank(
+            visual_only,
+            &hm_queries,
+            &hm_all,
+            &whole.cosines(&hm_queries, &hm_all),
+            K,
+        )?;
         hm_recall(&whole, &hm_queries, &ranked)
     };
     let mut hm_rows = Vec::new();
@@ -222,7 +288,9 @@ pub fn run(options: &QualityOptions) -> Result<()> {
     }
 
     // Grocery: shop photos against the iconic images.
-    let grocery_rows = |catalog: &Described, blends: &[&Blend]| -> Result<Vec<(&'static str, f64, f64)>> {
+    let grocery_rows = |catalog: &Described,
+                        blends: &[&Blend]|
+     -> Result<Vec<(&'static str, f64, f64)>> {
         let is_iconic = |i: usize| field(&catalog.products[i], "image_type") == Some("iconic");
         let iconic: Vec<usize> = (0..catalog.len()).filter(|&i| is_iconic(i)).collect();
         let photos: Vec<usize> = (0..catalog.len()).filter(|&i| !is_iconic(i)).collect();
@@ -232,14 +300,22 @@ pub fn run(options: &QualityOptions) -> Result<()> {
             .iter()
             .map(|blend| {
                 let ranked = catalog.rank(blend, &photos, &iconic, &cosines, 5)?;
-                let rank_of = |(q, hits): (&usize, &Vec<usize>)| hits.iter().position(|&h| group(h) == group(*q));
+                let rank_of = |(q, hits): (&usize, &Vec<usize>)| {
+                    hits.iter().position(|&h| group(h) == group(*q))
+                };
                 let ranks: Vec<Option<usize>> = photos.iter().zip(&ranked).map(rank_of).collect();
                 let n = photos.len().max(1) as f64;
-                Ok((blend.name, ranks.iter().filter(|r| **r == Some(0)).count() as f64 / n, ranks.iter().filter(|r| r.is_some()).count() as f64 / n))
+                Ok((
+                    blend.name,
+                    ranks.iter().filter(|r| **r == Some(0)).count() as f64 / n,
+                    ranks.iter().filter(|r| r.is_some()).count() as f64 / n,
+                ))
             })
             .collect()
     };
-    let grocery_reference = grocery_rows(&load(options, "grocery-store-packages", &CropMode::Whole)?, &[visual_only])?.remove(0);
+    let grocery_reference =
+        grocery_rows(&load(options, "grocery-store-packages", &CropMode::Whole)?, &[visual_only])?
+            .remove(0);
     let grocery = load(options, "grocery-store-packages", &product_crops)?;
     let grocery_measured = grocery_rows(&grocery, &[&FASHION_BLENDS[0], &FASHION_BLENDS[1]])?;
 
@@ -264,10 +340,21 @@ pub fn run(options: &QualityOptions) -> Result<()> {
         return Ok(());
     }
     let f = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
-    println!("exact search; products cropped to their foreground as `build` does; learned parts cross-fitted over {FOLDS} folds");
-    println!("fashion ({} products), precision@10 of the same:   articleType  subCategory  baseColour  type+colour", fashion.len());
+    println!(
+        "exact search; products cropped to their foreground as `build` does; learned parts cross-fitted over {FOLDS} folds"
+    );
+    println!(
+        "fashion ({} products), precision@10 of the same:   articleType  subCategory  baseColour  type+colour",
+        fashion.len()
+    );
     let line = |name: &str, v: &Value| {
-        println!("  {name:<42} {:>10.3} {:>12.3} {:>11.3} {:>12.3}", f(v, "articleType"), f(v, "subCategory"), f(v, "baseColour"), f(v, "articleType_and_baseColour"))
+        println!(
+            "  {name:<42} {:>10.3} {:>12.3} {:>11.3} {:>12.3}",
+            f(v, "articleType"),
+            f(v, "subCategory"),
+            f(v, "baseColour"),
+            f(v, "articleType_and_baseColour")
+        )
     };
     line("reference: whole image, embedding only", &fashion_reference);
     for (name, figures) in &fashion_rows {
@@ -292,7 +379,10 @@ pub fn run(options: &QualityOptions) -> Result<()> {
         println!("  {name:<42} {recall:>10.3}  ({:.3}x)", recall / hm_reference);
     }
     println!("grocery (shop photos against catalogue images):       recall@1  recall@5");
-    println!("  {:<42} {:>10.3} {:>9.3}", "reference: whole image, embedding only", grocery_reference.1, grocery_reference.2);
+    println!(
+        "  {:<42} {:>10.3} {:>9.3}",
+        "reference: whole image, embedding only", grocery_reference.1, grocery_reference.2
+    );
     for (name, r1, r5) in &grocery_measured {
         println!("  {name:<42} {r1:>10.3} {r5:>9.3}");
     }

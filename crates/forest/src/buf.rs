@@ -13,13 +13,19 @@ use std::sync::Arc;
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 #[cfg(target_endian = "big")]
-compile_error!("index files are little-endian and viewed in place; big-endian targets are not supported");
+compile_error!(
+    "index files are little-endian and viewed in place; big-endian targets are not supported"
+);
 
 #[derive(Clone)]
 pub enum Buf<T: Pod> {
     Owned(Vec<T>),
     /// `len` values of `T` starting at byte `start` of `bytes`.
-    Shared { bytes: SharedBytes, start: usize, len: usize },
+    Shared {
+        bytes: SharedBytes,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl<T: Pod> Buf<T> {
@@ -94,7 +100,8 @@ mod tests {
 
     #[test]
     fn views_share_and_writes_copy() {
-        let bytes: SharedBytes = Arc::new([1u32, 2, 3, 4].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+        let bytes: SharedBytes =
+            Arc::new([1u32, 2, 3, 4].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
         let mut buf: Buf<u32> = Buf::view(&bytes, 4, 12);
         assert!(buf.is_shared());
         assert_eq!(&*buf, &[2, 3]);

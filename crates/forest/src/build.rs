@@ -35,7 +35,8 @@ pub(super) fn grow_trees(forest: &mut Forest, vectors: &[f32], params: &ForestPa
     let grow_one = |tree: usize| {
         // Mix the tree number into the seed so trees differ but builds repeat.
         let seed = params.seed ^ (tree as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut grower = TreeGrower::new(vectors, forest.dims, forest.metric, forest.leaf_size, seed);
+        let mut grower =
+            TreeGrower::new(vectors, forest.dims, forest.metric, forest.leaf_size, seed);
         let mut items: Vec<u32> = (0..forest.labels.len() as u32).collect();
         grower.grow(&mut items);
         grower.parts
@@ -81,15 +82,31 @@ pub(super) fn append_parts(forest: &mut Forest, tree: TreeParts, items: Option<&
     forest.planes.make_mut().extend(tree.planes);
     forest.offsets.make_mut().extend(tree.offsets);
     match items {
-        Some(items) => forest.leaf_items.make_mut().extend(tree.leaf_items.iter().map(|&local| items[local as usize])),
+        Some(items) => forest
+            .leaf_items
+            .make_mut()
+            .extend(tree.leaf_items.iter().map(|&local| items[local as usize])),
         None => forest.leaf_items.make_mut().extend(tree.leaf_items),
     }
     node_base
 }
 
 impl<'a> TreeGrower<'a> {
-    pub(super) fn new(vectors: &'a [f32], dims: usize, metric: Metric, leaf_size: usize, seed: u64) -> Self {
-        TreeGrower { vectors, dims, metric, leaf_size, rng: StdRng::seed_from_u64(seed), parts: TreeParts::default() }
+    pub(super) fn new(
+        vectors: &'a [f32],
+        dims: usize,
+        metric: Metric,
+        leaf_size: usize,
+        seed: u64,
+    ) -> Self {
+        TreeGrower {
+            vectors,
+            dims,
+            metric,
+            leaf_size,
+            rng: StdRng::seed_from_u64(seed),
+            parts: TreeParts::default(),
+        }
     }
 
     fn vector(&self, item: u32) -> &[f32] {
@@ -124,9 +141,8 @@ impl<'a> TreeGrower<'a> {
     fn split(&mut self, items: &mut [u32]) -> (Vec<f32>, f32, usize) {
         for _ in 0..SPLIT_ATTEMPTS {
             let (normal, offset) = self.two_means_plane(items);
-            let right_start = partition(items, |item| {
-                metric::dot(&normal, self.vector(item)) + offset > 0.0
-            });
+            let right_start =
+                partition(items, |item| metric::dot(&normal, self.vector(item)) + offset > 0.0);
             let larger = right_start.max(items.len() - right_start) as f64;
             if larger <= MAX_IMBALANCE * items.len() as f64 {
                 return (normal, offset, right_start);

@@ -74,7 +74,9 @@ impl Forest {
     }
 
     fn append_to_leaf(&mut self, leaf: u32, item: u32) {
-        let Node::Leaf { start, len } = self.node(leaf) else { unreachable!("descend ends at a leaf") };
+        let Node::Leaf { start, len } = self.node(leaf) else {
+            unreachable!("descend ends at a leaf")
+        };
         let mut items: Vec<u32> = self.leaf_items[start as usize..(start + len) as usize].to_vec();
         items.push(item);
         if items.len() <= 2 * self.leaf_size {
@@ -92,7 +94,8 @@ impl Forest {
     fn split_leaf(&mut self, leaf: u32, items: &[u32]) {
         let local: Vec<f32> = items.iter().flat_map(|&i| self.stored_vector(i)).collect();
         let mut local_items: Vec<u32> = (0..items.len() as u32).collect();
-        let mut grower = TreeGrower::new(&local, self.dims, self.metric, self.leaf_size, u64::from(items[0]));
+        let mut grower =
+            TreeGrower::new(&local, self.dims, self.metric, self.leaf_size, u64::from(items[0]));
         grower.grow(&mut local_items);
         let root = append_parts(self, grower.parts, Some(items));
         // The subtree's root takes the leaf's place; its children come later
@@ -120,14 +123,19 @@ impl Forest {
                 let node = match self.node(old) {
                     Node::Leaf { start, len } => {
                         let new_start = out.leaf_items.len() as u32;
-                        out.leaf_items.extend_from_slice(&self.leaf_items[start as usize..(start + len) as usize]);
+                        out.leaf_items.extend_from_slice(
+                            &self.leaf_items[start as usize..(start + len) as usize],
+                        );
                         Node::Leaf { start: new_start, len }
                     }
                     Node::Split { split, left, right } => {
                         let new_split = out.offsets.len() as u32;
                         out.offsets.push(self.offsets[split as usize]);
-                        out.planes.extend_from_slice(&self.planes[split as usize * dims..(split as usize + 1) * dims]);
-                        let (new_left, new_right) = (out.nodes.len() as u32, out.nodes.len() as u32 + 1);
+                        out.planes.extend_from_slice(
+                            &self.planes[split as usize * dims..(split as usize + 1) * dims],
+                        );
+                        let (new_left, new_right) =
+                            (out.nodes.len() as u32, out.nodes.len() as u32 + 1);
                         out.nodes.push(Node::Leaf { start: 0, len: 0 });
                         out.nodes.push(Node::Leaf { start: 0, len: 0 });
                         stack.push((right, new_right));
@@ -164,7 +172,9 @@ mod tests {
         (0..n)
             .flat_map(|_| {
                 let c = rng.random_range(0..20);
-                (0..dims).map(|d| centres[c * dims + d] + rng.random_range(-0.3f32..0.3)).collect::<Vec<_>>()
+                (0..dims)
+                    .map(|d| centres[c * dims + d] + rng.random_range(-0.3f32..0.3))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -187,7 +197,8 @@ mod tests {
         let vectors = clustered(n, dims, 5);
         let params = ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) };
         let base = n * 3 / 4;
-        let mut grown = Forest::build(vectors[..base * dims].to_vec(), dims, None, &params).unwrap();
+        let mut grown =
+            Forest::build(vectors[..base * dims].to_vec(), dims, None, &params).unwrap();
         for v in vectors[base * dims..].chunks_exact(dims) {
             grown.add(v, NO_LABEL).unwrap();
         }
@@ -204,13 +215,17 @@ mod tests {
         let parts = grown.to_parts();
         assert!(parts.leaf_items.len() < grown.leaf_items.len(), "garbage is left out");
         let compacted = Forest::from_parts(parts).unwrap();
-        assert_eq!(compacted.search_item(7, &Query::top(10)), grown.search_item(7, &Query::top(10)));
+        assert_eq!(
+            compacted.search_item(7, &Query::top(10)),
+            grown.search_item(7, &Query::top(10))
+        );
     }
 
     #[test]
     fn removed_items_never_come_back() {
         let vectors = clustered(1000, 8, 9);
-        let mut forest = Forest::build(vectors, 8, None, &ForestParams::new(Metric::Euclidean)).unwrap();
+        let mut forest =
+            Forest::build(vectors, 8, None, &ForestParams::new(Metric::Euclidean)).unwrap();
         let before = forest.search_item(0, &Query::top(10));
         for hit in &before[..5] {
             assert!(forest.remove(hit.item));
@@ -225,7 +240,8 @@ mod tests {
     #[test]
     fn dot_metric_items_can_be_added() {
         let vectors = clustered(500, 6, 2);
-        let mut forest = Forest::build(vectors.clone(), 6, None, &ForestParams::new(Metric::Dot)).unwrap();
+        let mut forest =
+            Forest::build(vectors.clone(), 6, None, &ForestParams::new(Metric::Dot)).unwrap();
         let item = forest.add(&vectors[..6], 3).unwrap();
         let hits = forest.search_vector(&vectors[..6], &Query::top(500)).unwrap();
         assert!(hits.iter().any(|h| h.item == item));

@@ -33,8 +33,8 @@
 mod buf;
 mod build;
 mod incremental;
-mod parts;
 pub mod metric;
+mod parts;
 pub mod pca;
 mod search;
 pub mod storage;
@@ -186,7 +186,7 @@ impl Forest {
         if dims == 0 {
             return Err(ForestError::ZeroDimensions);
         }
-        if vectors.len() % dims != 0 {
+        if !vectors.len().is_multiple_of(dims) {
             return Err(ForestError::RaggedVectors { len: vectors.len(), dims });
         }
         if params.leaf_size == 0 || params.n_trees == 0 {
@@ -196,7 +196,9 @@ impl Forest {
         if n_items >= LEAF_FLAG as usize {
             return Err(ForestError::TooManyItems(n_items));
         }
-        if let Some(item) = vectors.chunks_exact(dims).position(|v| v.iter().any(|x| !x.is_finite())) {
+        if let Some(item) =
+            vectors.chunks_exact(dims).position(|v| v.iter().any(|x| !x.is_finite()))
+        {
             return Err(ForestError::NonFinite { item });
         }
         let labels = labels.unwrap_or_else(|| vec![NO_LABEL; n_items]);
@@ -216,7 +218,8 @@ impl Forest {
             }
             VectorStore::encode(full, dims, encoding)
         });
-        let (tree_vectors, projection, max_norm, tree_dims) = to_tree_space_for_build(vectors, dims, params);
+        let (tree_vectors, projection, max_norm, tree_dims) =
+            to_tree_space_for_build(vectors, dims, params);
         let mut forest = Forest {
             metric: params.metric,
             input_dims: dims,
@@ -243,7 +246,10 @@ impl Forest {
     /// Maps an input vector to tree space: what a query is compared in.
     pub fn to_tree_space(&self, vector: &[f32]) -> Result<Vec<f32>, ForestError> {
         if vector.len() != self.input_dims {
-            return Err(ForestError::WrongDimension { found: vector.len(), expected: self.input_dims });
+            return Err(ForestError::WrongDimension {
+                found: vector.len(),
+                expected: self.input_dims,
+            });
         }
         let mut v = vector.to_vec();
         if self.metric == Metric::Angular {
@@ -285,6 +291,8 @@ impl Forest {
     }
 
     /// Dimension of the vectors the forest takes.
+    // The stored dimension is `stored_dims`; what a caller passes is this.
+    #[allow(clippy::misnamed_getters)]
     pub fn dims(&self) -> usize {
         self.input_dims
     }
@@ -368,7 +376,10 @@ fn to_tree_space_for_build(
     }
     let mut max_norm = 0.0;
     if params.metric == Metric::Dot {
-        max_norm = vectors.chunks_exact(tree_dims).map(|v| metric::dot(v, v).sqrt()).fold(0.0f32, f32::max);
+        max_norm = vectors
+            .chunks_exact(tree_dims)
+            .map(|v| metric::dot(v, v).sqrt())
+            .fold(0.0f32, f32::max);
         vectors = vectors.chunks_exact(tree_dims).flat_map(|v| augment(v, max_norm)).collect();
         tree_dims += 1;
     }
@@ -378,7 +389,13 @@ fn to_tree_space_for_build(
 /// Test data shaped like embeddings: points in a random `rank`-dimensional
 /// subspace of `dims`, plus uniform noise of amplitude `noise`.
 #[cfg(test)]
-pub(crate) fn low_rank_vectors(n: usize, dims: usize, rank: usize, noise: f32, seed: u64) -> Vec<f32> {
+pub(crate) fn low_rank_vectors(
+    n: usize,
+    dims: usize,
+    rank: usize,
+    noise: f32,
+    seed: u64,
+) -> Vec<f32> {
     use rand::{RngExt, SeedableRng, rngs::StdRng};
     let mut rng = StdRng::seed_from_u64(seed);
     let axes: Vec<f32> = (0..rank * dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();

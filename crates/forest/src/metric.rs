@@ -129,7 +129,8 @@ fn portable_dot<T: Copy + Into<f32>>(a: &[f32], b: &[T]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks_a = a.chunks_exact(8);
     let chunks_b = b.chunks_exact(8);
-    let tail: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, &y)| x * y.into()).sum();
+    let tail: f32 =
+        chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, &y)| x * y.into()).sum();
     for (ca, cb) in chunks_a.zip(chunks_b) {
         for i in 0..8 {
             lanes[i] += ca[i] * cb[i].into();
@@ -144,12 +145,8 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks_a = a.chunks_exact(8);
     let chunks_b = b.chunks_exact(8);
-    let tail: f32 = chunks_a
-        .remainder()
-        .iter()
-        .zip(chunks_b.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
+    let tail: f32 =
+        chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
     for (ca, cb) in chunks_a.zip(chunks_b) {
         for i in 0..8 {
             let d = ca[i] - cb[i];
@@ -186,8 +183,16 @@ mod x86 {
         while i < whole {
             // SAFETY: i + 16 <= len for both slices; unaligned loads.
             unsafe {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), _mm256_loadu_ps(b.as_ptr().add(i + 8)), acc1);
+                acc0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    acc0,
+                );
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                    _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+                    acc1,
+                );
             }
             i += 16;
         }
@@ -238,7 +243,10 @@ mod wasm_simd {
             i += 8;
         }
         let acc = f32x4_add(acc0, acc1);
-        let lanes = f32x4_extract_lane::<0>(acc) + f32x4_extract_lane::<1>(acc) + f32x4_extract_lane::<2>(acc) + f32x4_extract_lane::<3>(acc);
+        let lanes = f32x4_extract_lane::<0>(acc)
+            + f32x4_extract_lane::<1>(acc)
+            + f32x4_extract_lane::<2>(acc)
+            + f32x4_extract_lane::<3>(acc);
         lanes + a[whole..].iter().zip(&b[whole..]).map(|(x, y)| x * y).sum::<f32>()
     }
 
@@ -266,7 +274,10 @@ mod wasm_simd {
             i += 16;
         }
         let acc = f32x4_add(acc0, acc1);
-        let lanes = f32x4_extract_lane::<0>(acc) + f32x4_extract_lane::<1>(acc) + f32x4_extract_lane::<2>(acc) + f32x4_extract_lane::<3>(acc);
+        let lanes = f32x4_extract_lane::<0>(acc)
+            + f32x4_extract_lane::<1>(acc)
+            + f32x4_extract_lane::<2>(acc)
+            + f32x4_extract_lane::<3>(acc);
         lanes + a[whole..].iter().zip(&b[whole..]).map(|(x, &y)| x * y as f32).sum::<f32>()
     }
 }
@@ -288,11 +299,14 @@ mod tests {
         for n in [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 1280] {
             let a: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.5).collect();
             let b: Vec<f32> = (0..n).map(|i| 1.0 - (i % 7) as f32).collect();
-            let codes: Vec<i8> = (0..n).map(|i| ((i * 37) % 255) as i32 as i8).collect();
+            let codes: Vec<i8> = (0..n).map(|i| ((i * 37) % 255) as i8).collect();
             let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             let naive_i8: f32 = a.iter().zip(&codes).map(|(x, &y)| x * y as f32).sum();
             assert!((dot(&a, &b) - naive).abs() <= 1e-3 * naive.abs().max(1.0), "n={n}");
-            assert!((dot_i8(&a, &codes) - naive_i8).abs() <= 1e-3 * naive_i8.abs().max(1.0), "n={n}");
+            assert!(
+                (dot_i8(&a, &codes) - naive_i8).abs() <= 1e-3 * naive_i8.abs().max(1.0),
+                "n={n}"
+            );
             assert!((portable_dot(&a, &codes) - naive_i8).abs() <= 1e-3 * naive_i8.abs().max(1.0));
         }
     }

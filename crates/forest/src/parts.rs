@@ -141,32 +141,54 @@ fn check(p: &ForestParts) -> Result<(), ForestError> {
     let augmented = usize::from(p.metric == Metric::Dot);
     let expected_dims = p.projection.as_ref().map_or(p.input_dims, |pr| pr.out_dims) + augmented;
     if p.dims != expected_dims {
-        return malformed(ForestPart::Vectors, format!("{} stored dimensions, expected {expected_dims}", p.dims));
+        return malformed(
+            ForestPart::Vectors,
+            format!("{} stored dimensions, expected {expected_dims}", p.dims),
+        );
     }
     if let Some(pr) = &p.projection {
         if pr.out_dims > pr.in_dims || pr.in_dims != p.input_dims {
-            return malformed(ForestPart::Projection, "projects to more dimensions than it takes".into());
+            return malformed(
+                ForestPart::Projection,
+                "projects to more dimensions than it takes".into(),
+            );
         }
-        if pr.mean.len() != pr.in_dims || Some(pr.basis.len()) != pr.in_dims.checked_mul(pr.out_dims) {
+        if pr.mean.len() != pr.in_dims
+            || Some(pr.basis.len()) != pr.in_dims.checked_mul(pr.out_dims)
+        {
             return malformed(ForestPart::Projection, "mean or basis has the wrong length".into());
         }
     }
     if !p.store.holds(n, p.dims) {
-        return malformed(ForestPart::Vectors, format!("the stored vectors are not {n} of {} values", p.dims));
+        return malformed(
+            ForestPart::Vectors,
+            format!("the stored vectors are not {n} of {} values", p.dims),
+        );
     }
     if let Some(rescore) = &p.rescore
         && !rescore.holds(n, p.input_dims)
     {
-        return malformed(ForestPart::Vectors, format!("the re-scoring vectors are not {n} of {} values", p.input_dims));
+        return malformed(
+            ForestPart::Vectors,
+            format!("the re-scoring vectors are not {n} of {} values", p.input_dims),
+        );
     }
     if p.deleted.len() != n {
         return malformed(ForestPart::Deleted, format!("{} flags for {n} items", p.deleted.len()));
     }
-    if p.nodes.len() % 3 != 0 {
+    if !p.nodes.len().is_multiple_of(3) {
         return malformed(ForestPart::Nodes, "not a whole number of nodes".into());
     }
     if Some(p.planes.len()) != p.offsets.len().checked_mul(p.dims) {
-        return malformed(ForestPart::Planes, format!("{} values for {} splits of {} dimensions", p.planes.len(), p.offsets.len(), p.dims));
+        return malformed(
+            ForestPart::Planes,
+            format!(
+                "{} values for {} splits of {} dimensions",
+                p.planes.len(),
+                p.offsets.len(),
+                p.dims
+            ),
+        );
     }
     let n_nodes = p.n_nodes();
     if let Some(root) = p.roots.iter().find(|&&r| r as usize >= n_nodes) {
@@ -181,7 +203,11 @@ fn check(p: &ForestParts) -> Result<(), ForestError> {
     let mut has_parent = vec![false; n_nodes];
     let mut adopt = |node: u32, part: ForestPart| {
         let seen = std::mem::replace(&mut has_parent[node as usize], true);
-        if seen { malformed(part, format!("node {node} is reached twice (trees must not share nodes)")) } else { Ok(()) }
+        if seen {
+            malformed(part, format!("node {node} is reached twice (trees must not share nodes)"))
+        } else {
+            Ok(())
+        }
     };
     for &root in p.roots.iter() {
         adopt(root, ForestPart::Roots)?;
@@ -190,9 +216,9 @@ fn check(p: &ForestParts) -> Result<(), ForestError> {
         let at = index * 3;
         let node = Node::decode([p.nodes[at], p.nodes[at + 1], p.nodes[at + 2]]);
         let ok = match node {
-            Node::Leaf { start, len } => {
-                (start as usize).checked_add(len as usize).is_some_and(|end| end <= p.leaf_items.len())
-            }
+            Node::Leaf { start, len } => (start as usize)
+                .checked_add(len as usize)
+                .is_some_and(|end| end <= p.leaf_items.len()),
             // Children strictly after their parent: no cycles possible.
             Node::Split { split, left, right } => {
                 (split as usize) < p.offsets.len()

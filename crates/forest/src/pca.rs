@@ -30,7 +30,13 @@ pub struct Projection {
 
 impl Projection {
     /// Fits a projection of row-major `vectors` onto `out_dims` dimensions.
-    pub fn fit(vectors: &[f32], in_dims: usize, out_dims: usize, centre: bool, seed: u64) -> Projection {
+    pub fn fit(
+        vectors: &[f32],
+        in_dims: usize,
+        out_dims: usize,
+        centre: bool,
+        seed: u64,
+    ) -> Projection {
         let n = vectors.len() / in_dims;
         let mut rng = StdRng::seed_from_u64(seed ^ 0x9ca);
         let sample: Vec<usize> = if n <= FIT_SAMPLE {
@@ -49,10 +55,13 @@ impl Projection {
         }
         let centred: Vec<f32> = sample
             .iter()
-            .flat_map(|&i| vectors[i * in_dims..(i + 1) * in_dims].iter().zip(&mean).map(|(v, m)| v - m))
+            .flat_map(|&i| {
+                vectors[i * in_dims..(i + 1) * in_dims].iter().zip(&mean).map(|(v, m)| v - m)
+            })
             .collect();
 
-        let mut basis: Vec<f32> = (0..out_dims * in_dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let mut basis: Vec<f32> =
+            (0..out_dims * in_dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         orthonormalise(&mut basis, in_dims);
         for _ in 0..ITERATIONS {
             let scores = multiply_rows(&centred, &basis, in_dims); // sample x out
@@ -82,7 +91,8 @@ impl Projection {
 
 /// `rows (m x d)` times `basis (k x d)` transposed: `m x k`.
 fn multiply_rows(rows: &[f32], basis: &[f32], dims: usize) -> Vec<f32> {
-    let project = |row: &[f32]| basis.chunks_exact(dims).map(|b| metric::dot(row, b)).collect::<Vec<f32>>();
+    let project =
+        |row: &[f32]| basis.chunks_exact(dims).map(|b| metric::dot(row, b)).collect::<Vec<f32>>();
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
@@ -115,7 +125,8 @@ fn accumulate(rows: &[f32], scores: &[f32], dims: usize, k: usize) -> Vec<f32> {
         rows.par_chunks(CHUNK * dims).zip(scores.par_chunks(CHUNK * k)).map(partial).collect()
     };
     #[cfg(target_arch = "wasm32")]
-    let partials: Vec<Vec<f32>> = rows.chunks(CHUNK * dims).zip(scores.chunks(CHUNK * k)).map(partial).collect();
+    let partials: Vec<Vec<f32>> =
+        rows.chunks(CHUNK * dims).zip(scores.chunks(CHUNK * k)).map(partial).collect();
     partials.into_iter().fold(vec![0.0; k * dims], |mut sum, part| {
         sum.iter_mut().zip(part).for_each(|(x, y)| *x += y);
         sum
@@ -144,13 +155,20 @@ mod tests {
     #[test]
     fn recovers_a_low_rank_subspace() {
         // 500 points in a random 3-d subspace of 20-d, plus an offset.
-        let vectors: Vec<f32> = super::super::low_rank_vectors(500, 20, 3, 0.0, 4).iter().map(|v| v + 5.0).collect();
+        let vectors: Vec<f32> =
+            super::super::low_rank_vectors(500, 20, 3, 0.0, 4).iter().map(|v| v + 5.0).collect();
         let p = Projection::fit(&vectors, 20, 3, true, 1);
         // Distances survive the projection.
         let projected = p.apply_all(&vectors);
         for (a, b) in [(0usize, 1usize), (2, 3), (10, 400)] {
-            let full = metric::squared_distance(&vectors[a * 20..(a + 1) * 20], &vectors[b * 20..(b + 1) * 20]);
-            let low = metric::squared_distance(&projected[a * 3..(a + 1) * 3], &projected[b * 3..(b + 1) * 3]);
+            let full = metric::squared_distance(
+                &vectors[a * 20..(a + 1) * 20],
+                &vectors[b * 20..(b + 1) * 20],
+            );
+            let low = metric::squared_distance(
+                &projected[a * 3..(a + 1) * 3],
+                &projected[b * 3..(b + 1) * 3],
+            );
             assert!((full - low).abs() < 0.01 * full.max(1.0), "{full} vs {low}");
         }
         assert_eq!(p.apply(&vectors[..20]), projected[..3].to_vec());

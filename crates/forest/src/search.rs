@@ -99,7 +99,11 @@ impl Forest {
     }
 
     /// The `k` items most like `vector` (in the input dimension).
-    pub fn search_vector(&self, vector: &[f32], query: &Query) -> Result<Vec<Neighbor>, ForestError> {
+    pub fn search_vector(
+        &self,
+        vector: &[f32],
+        query: &Query,
+    ) -> Result<Vec<Neighbor>, ForestError> {
         Ok(self.search(&self.vector_query(vector)?, query, None))
     }
 
@@ -109,7 +113,11 @@ impl Forest {
     }
 
     /// Brute force for an outside vector.
-    pub fn exact_search_vector(&self, vector: &[f32], query: &Query) -> Result<Vec<Neighbor>, ForestError> {
+    pub fn exact_search_vector(
+        &self,
+        vector: &[f32],
+        query: &Query,
+    ) -> Result<Vec<Neighbor>, ForestError> {
         Ok(self.exact(&self.vector_query(vector)?, query, None))
     }
 
@@ -147,12 +155,14 @@ impl Forest {
         // Each lookup is a likely cache miss on a big index: skip those that cannot fail.
         Some(item) != exclude
             && !(any_deleted && self.deleted[item as usize])
-            && (query.filter == LabelFilter::Any || query.filter.accepts(self.labels[item as usize]))
+            && (query.filter == LabelFilter::Any
+                || query.filter.accepts(self.labels[item as usize]))
     }
 
     fn exact(&self, tree_query: &TreeQuery, query: &Query, exclude: Option<u32>) -> Vec<Neighbor> {
         let any_deleted = self.has_removed();
-        let candidates = (0..self.len() as u32).filter(|&i| self.passes(i, query, exclude, any_deleted));
+        let candidates =
+            (0..self.len() as u32).filter(|&i| self.passes(i, query, exclude, any_deleted));
         self.rank(tree_query, candidates, query.k)
     }
 
@@ -160,15 +170,13 @@ impl Forest {
         if query.k == 0 || self.is_empty() {
             return Vec::new();
         }
-        let search_k = query.search_k.unwrap_or(self.n_trees().saturating_mul(query.k)).max(query.k);
+        let search_k =
+            query.search_k.unwrap_or(self.n_trees().saturating_mul(query.k)).max(query.k);
         let any_deleted = self.has_removed();
         let mut seen = vec![0u64; self.len().div_ceil(64)];
         let mut candidates: Vec<u32> = Vec::with_capacity(search_k.min(self.len()));
-        let mut heap: BinaryHeap<Pending> = self
-            .roots
-            .iter()
-            .map(|&node| Pending { priority: f32::INFINITY, node })
-            .collect();
+        let mut heap: BinaryHeap<Pending> =
+            self.roots.iter().map(|&node| Pending { priority: f32::INFINITY, node }).collect();
         while candidates.len() < search_k {
             let Some(Pending { priority, node }) = heap.pop() else { break };
             match self.node(node) {
@@ -202,13 +210,22 @@ impl Forest {
     /// Scores candidates against the stored vectors and keeps the best `k`,
     /// best first. With re-scoring, the best `RESCORE_POOL * k` by the codes
     /// are scored again with the full vectors.
-    fn rank(&self, tree_query: &TreeQuery, candidates: impl Iterator<Item = u32>, k: usize) -> Vec<Neighbor> {
-        let score_with = |store: &VectorStore, prepared: &[f32], raw: &[f32], item: u32| match self.metric {
-            Metric::Angular | Metric::Dot => store.dot(prepared, item as usize),
-            Metric::Euclidean => -store.squared_distance(raw, item as usize).sqrt(),
-        };
+    fn rank(
+        &self,
+        tree_query: &TreeQuery,
+        candidates: impl Iterator<Item = u32>,
+        k: usize,
+    ) -> Vec<Neighbor> {
+        let score_with =
+            |store: &VectorStore, prepared: &[f32], raw: &[f32], item: u32| match self.metric {
+                Metric::Angular | Metric::Dot => store.dot(prepared, item as usize),
+                Metric::Euclidean => -store.squared_distance(raw, item as usize).sqrt(),
+            };
         let scored = candidates
-            .map(|item| Neighbor { item, score: score_with(&self.store, &tree_query.prepared, &tree_query.vector, item) })
+            .map(|item| Neighbor {
+                item,
+                score: score_with(&self.store, &tree_query.prepared, &tree_query.vector, item),
+            })
             .collect();
         match (&self.rescore, &tree_query.full) {
             (Some(full_store), Some(full)) => {
@@ -225,7 +242,8 @@ impl Forest {
 
 /// The best `k` of `scored`, best first.
 fn best(mut scored: Vec<Neighbor>, k: usize) -> Vec<Neighbor> {
-    let by_score = |a: &Neighbor, b: &Neighbor| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item));
+    let by_score =
+        |a: &Neighbor, b: &Neighbor| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item));
     if scored.len() > k {
         scored.select_nth_unstable_by(k, by_score);
         scored.truncate(k);
@@ -260,7 +278,9 @@ mod tests {
     #[test]
     fn recall_against_brute_force_is_high_at_generous_search_k() {
         for metric in [Metric::Angular, Metric::Euclidean, Metric::Dot] {
-            for encoding in [Encoding::F32, Encoding::F16, Encoding::I8PerVector, Encoding::I8PerDim] {
+            for encoding in
+                [Encoding::F32, Encoding::F16, Encoding::I8PerVector, Encoding::I8PerDim]
+            {
                 let vectors = random_vectors(2000, 24, 7);
                 let params = ForestParams { encoding, ..ForestParams::new(metric) };
                 let forest = Forest::build(vectors, 24, None, &params).unwrap();
@@ -274,10 +294,26 @@ mod tests {
     fn rescoring_recovers_what_compact_codes_lose() {
         // Embedding-like data: a 12-d subspace of 48-d, plus noise that PCA drops.
         let vectors = super::super::low_rank_vectors(3000, 48, 12, 0.15, 21);
-        let exact = Forest::build(vectors.clone(), 48, None, &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) }).unwrap();
-        let compact = ForestParams { encoding: Encoding::I8PerDim, pca_dims: Some(12), ..ForestParams::new(Metric::Angular) };
+        let exact = Forest::build(
+            vectors.clone(),
+            48,
+            None,
+            &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) },
+        )
+        .unwrap();
+        let compact = ForestParams {
+            encoding: Encoding::I8PerDim,
+            pca_dims: Some(12),
+            ..ForestParams::new(Metric::Angular)
+        };
         let plain = Forest::build(vectors.clone(), 48, None, &compact).unwrap();
-        let rescored = Forest::build(vectors.clone(), 48, None, &ForestParams { rescore: Some(Encoding::F16), ..compact }).unwrap();
+        let rescored = Forest::build(
+            vectors.clone(),
+            48,
+            None,
+            &ForestParams { rescore: Some(Encoding::F16), ..compact },
+        )
+        .unwrap();
         let query = Query::top(10).with_search_k(3000);
         let recall_of = |forest: &Forest| {
             let mut found = 0;
@@ -289,7 +325,10 @@ mod tests {
             found as f64 / 400.0
         };
         let (r_plain, r_rescored) = (recall_of(&plain), recall_of(&rescored));
-        assert!(r_rescored >= 0.95 && r_rescored > r_plain, "plain {r_plain}, rescored {r_rescored}");
+        assert!(
+            r_rescored >= 0.95 && r_rescored > r_plain,
+            "plain {r_plain}, rescored {r_rescored}"
+        );
     }
 
     #[test]
@@ -308,8 +347,18 @@ mod tests {
     fn pca_keeps_neighbours_of_low_rank_data() {
         // 1500 points near a 6-d subspace of 64-d: PCA to 8 loses nothing that matters.
         let vectors = super::super::low_rank_vectors(1500, 64, 6, 0.01, 11);
-        let full = Forest::build(vectors.clone(), 64, None, &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Euclidean) }).unwrap();
-        let params = ForestParams { pca_dims: Some(8), encoding: Encoding::I8PerDim, ..ForestParams::new(Metric::Euclidean) };
+        let full = Forest::build(
+            vectors.clone(),
+            64,
+            None,
+            &ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Euclidean) },
+        )
+        .unwrap();
+        let params = ForestParams {
+            pca_dims: Some(8),
+            encoding: Encoding::I8PerDim,
+            ..ForestParams::new(Metric::Euclidean)
+        };
         let small = Forest::build(vectors, 64, None, &params).unwrap();
         assert_eq!(small.stored_dims(), 8);
         let query = Query::top(10).with_search_k(1000);
@@ -328,7 +377,8 @@ mod tests {
         let vectors = random_vectors(n, 16, 3);
         // Label 1 is rare: every 100th item.
         let labels: Vec<u32> = (0..n).map(|i| if i % 100 == 0 { 1 } else { 0 }).collect();
-        let forest = Forest::build(vectors, 16, Some(labels), &ForestParams::new(Metric::Angular)).unwrap();
+        let forest =
+            Forest::build(vectors, 16, Some(labels), &ForestParams::new(Metric::Angular)).unwrap();
         let query = Query::top(10).with_filter(LabelFilter::Equals(1));
         let hits = forest.search_item(5, &query);
         assert_eq!(hits.len(), 10);
@@ -351,7 +401,8 @@ mod tests {
         let hits = forest.search_item(0, &Query::top(5));
         assert_eq!(hits.len(), 5);
         assert!(hits.iter().all(|h| h.item != 0 && (h.score - 1.0).abs() < 1e-5));
-        let one = Forest::build(vec![1.0, 2.0], 2, None, &ForestParams::new(Metric::Angular)).unwrap();
+        let one =
+            Forest::build(vec![1.0, 2.0], 2, None, &ForestParams::new(Metric::Angular)).unwrap();
         assert!(one.search_item(0, &Query::top(3)).is_empty());
     }
 

@@ -84,8 +84,15 @@ impl Encoding {
 pub enum VectorStore {
     /// Exact values; F16 files are widened to this on load, trading memory
     /// for the fastest scoring.
-    F32 { values: Buf<f32>, from_f16: bool },
-    I8 { codes: Buf<i8>, scales: Buf<f32>, per_dim: bool },
+    F32 {
+        values: Buf<f32>,
+        from_f16: bool,
+    },
+    I8 {
+        codes: Buf<i8>,
+        scales: Buf<f32>,
+        per_dim: bool,
+    },
 }
 
 impl VectorStore {
@@ -94,7 +101,11 @@ impl VectorStore {
         match encoding {
             Encoding::F32 => VectorStore::F32 { values: values.into(), from_f16: false },
             Encoding::F16 => VectorStore::F32 {
-                values: values.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect::<Vec<_>>().into(),
+                values: values
+                    .iter()
+                    .map(|&v| half::f16::from_f32(v).to_f32())
+                    .collect::<Vec<_>>()
+                    .into(),
                 from_f16: true,
             },
             Encoding::I8PerVector => {
@@ -108,9 +119,14 @@ impl VectorStore {
                 VectorStore::I8 { codes: codes.into(), scales: scales.into(), per_dim: false }
             }
             Encoding::I8PerDim => {
-                let scales: Vec<f32> =
-                    (0..dims).map(|d| scale_for(values.iter().skip(d).step_by(dims).copied())).collect();
-                let codes: Vec<i8> = values.iter().enumerate().map(|(i, &v)| quantize(v, scales[i % dims])).collect();
+                let scales: Vec<f32> = (0..dims)
+                    .map(|d| scale_for(values.iter().skip(d).step_by(dims).copied()))
+                    .collect();
+                let codes: Vec<i8> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| quantize(v, scales[i % dims]))
+                    .collect();
                 VectorStore::I8 { codes: codes.into(), scales: scales.into(), per_dim: true }
             }
         }
@@ -122,7 +138,9 @@ impl VectorStore {
         let Some(values) = n.checked_mul(dims) else { return false };
         match self {
             VectorStore::F32 { values: v, .. } => v.len() == values,
-            VectorStore::I8 { codes, scales, .. } => codes.len() == values && scales.len() == self.encoding().scale_count(n, dims),
+            VectorStore::I8 { codes, scales, .. } => {
+                codes.len() == values && scales.len() == self.encoding().scale_count(n, dims)
+            }
         }
     }
 
@@ -169,7 +187,9 @@ impl VectorStore {
     /// scales are folded into the query once, instead of into every product.
     pub fn prepare_query(&self, query: &[f32]) -> Vec<f32> {
         match self {
-            VectorStore::I8 { scales, per_dim: true, .. } => query.iter().zip(scales.iter()).map(|(q, s)| q * s).collect(),
+            VectorStore::I8 { scales, per_dim: true, .. } => {
+                query.iter().zip(scales.iter()).map(|(q, s)| q * s).collect()
+            }
             _ => query.to_vec(),
         }
     }
@@ -195,7 +215,9 @@ impl VectorStore {
                 let dims = query.len();
                 metric::squared_distance(query, &values[item * dims..(item + 1) * dims])
             }
-            VectorStore::I8 { .. } => metric::squared_distance(query, &self.decode(item, query.len())),
+            VectorStore::I8 { .. } => {
+                metric::squared_distance(query, &self.decode(item, query.len()))
+            }
         }
     }
 
@@ -205,7 +227,9 @@ impl VectorStore {
         match self {
             VectorStore::F32 { values, from_f16 } => {
                 if *from_f16 {
-                    values.make_mut().extend(vector.iter().map(|&v| half::f16::from_f32(v).to_f32()));
+                    values
+                        .make_mut()
+                        .extend(vector.iter().map(|&v| half::f16::from_f32(v).to_f32()));
                 } else {
                     values.make_mut().extend_from_slice(vector);
                 }
@@ -216,7 +240,8 @@ impl VectorStore {
                 codes.make_mut().extend(vector.iter().map(|&v| quantize(v, scale)));
             }
             VectorStore::I8 { codes, scales, per_dim: true } => {
-                let quantized: Vec<i8> = vector.iter().zip(scales.iter()).map(|(&v, &s)| quantize(v, s)).collect();
+                let quantized: Vec<i8> =
+                    vector.iter().zip(scales.iter()).map(|(&v, &s)| quantize(v, s)).collect();
                 codes.make_mut().extend(quantized);
             }
         }
@@ -245,7 +270,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<f32> {
-        (0..64 * 16).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0 * if i % 16 < 4 { 10.0 } else { 1.0 }).collect()
+        (0..64 * 16)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0 * if i % 16 < 4 { 10.0 } else { 1.0 })
+            .collect()
     }
 
     #[test]
@@ -260,7 +287,10 @@ mod tests {
             for item in 0..64 {
                 let want = exact.dot(&query, item);
                 let got = store.dot(&prepared, item);
-                assert!((want - got).abs() < 0.02 * (1.0 + want.abs()) + 0.1, "{encoding:?} item {item}: {want} vs {got}");
+                assert!(
+                    (want - got).abs() < 0.02 * (1.0 + want.abs()) + 0.1,
+                    "{encoding:?} item {item}: {want} vs {got}"
+                );
             }
         }
     }

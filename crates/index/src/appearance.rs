@@ -59,12 +59,18 @@ impl Layout {
     /// names are refused, so blending a loaded layout cannot panic.
     pub fn checked_dims(&self) -> Result<usize, AppearanceError> {
         if !self.visual_weight.is_finite() || self.visual_weight < 0.0 {
-            return Err(AppearanceError::BadWeight { name: VISUAL.into(), weight: self.visual_weight });
+            return Err(AppearanceError::BadWeight {
+                name: VISUAL.into(),
+                weight: self.visual_weight,
+            });
         }
         let mut total = 0usize;
         for (i, part) in self.parts.iter().enumerate() {
             if !part.weight.is_finite() || part.weight < 0.0 {
-                return Err(AppearanceError::BadWeight { name: part.name.clone(), weight: part.weight });
+                return Err(AppearanceError::BadWeight {
+                    name: part.name.clone(),
+                    weight: part.weight,
+                });
             }
             if part.name == VISUAL || self.parts[..i].iter().any(|p| p.name == part.name) {
                 return Err(AppearanceError::RepeatedPart(part.name.clone()));
@@ -76,8 +82,13 @@ impl Layout {
 
     /// The layout of a site: colour, then one part per learned attribute.
     pub fn new(visual_weight: f32, colour_weight: f32, attributes: &[(&LabelHead, f32)]) -> Self {
-        let mut parts = vec![Part { name: COLOUR.into(), dims: COLOUR_BINS, weight: colour_weight }];
-        parts.extend(attributes.iter().map(|(head, weight)| Part { name: head.column.clone(), dims: head.labels.len(), weight: *weight }));
+        let mut parts =
+            vec![Part { name: COLOUR.into(), dims: COLOUR_BINS, weight: colour_weight }];
+        parts.extend(attributes.iter().map(|(head, weight)| Part {
+            name: head.column.clone(),
+            dims: head.labels.len(),
+            weight: *weight,
+        }));
         Layout { visual_weight, parts }
     }
 }
@@ -98,7 +109,9 @@ pub enum AppearanceError {
     SizesOverflow,
     #[error("{heads} attribute heads for the index's {parts} learned parts")]
     HeadCount { heads: usize, parts: usize },
-    #[error("head `{head}` ({head_values} values) is not the index's part `{part}` ({part_values} values)")]
+    #[error(
+        "head `{head}` ({head_values} values) is not the index's part `{part}` ({part_values} values)"
+    )]
     HeadMismatch { head: String, head_values: usize, part: String, part_values: usize },
     #[error("head `{head}` takes {takes} values, the model gives {gives}")]
     HeadWidth { head: String, takes: usize, gives: usize },
@@ -114,7 +127,10 @@ pub struct Weights {
 
 impl Weights {
     pub fn defaults(layout: &Layout) -> Self {
-        Weights { visual: layout.visual_weight, parts: layout.parts.iter().map(|p| (p.weight, p.dims)).collect() }
+        Weights {
+            visual: layout.visual_weight,
+            parts: layout.parts.iter().map(|p| (p.weight, p.dims)).collect(),
+        }
     }
 
     /// Only the embedding: what the forest ranks by.
@@ -123,7 +139,11 @@ impl Weights {
     }
 
     /// These weights with some replaced, by part name (`visual` included).
-    pub fn with_overrides(mut self, overrides: &[(String, f32)], layout: &Layout) -> Result<Self, AppearanceError> {
+    pub fn with_overrides(
+        mut self,
+        overrides: &[(String, f32)],
+        layout: &Layout,
+    ) -> Result<Self, AppearanceError> {
         for (name, weight) in overrides {
             if !weight.is_finite() || *weight < 0.0 {
                 return Err(AppearanceError::BadWeight { name: name.clone(), weight: *weight });
@@ -133,7 +153,10 @@ impl Weights {
                 continue;
             }
             let Some(i) = layout.parts.iter().position(|p| &p.name == name) else {
-                let known = std::iter::once(VISUAL).chain(layout.parts.iter().map(|p| p.name.as_str())).collect::<Vec<_>>().join(", ");
+                let known = std::iter::once(VISUAL)
+                    .chain(layout.parts.iter().map(|p| p.name.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 return Err(AppearanceError::UnknownPart { name: name.clone(), known });
             };
             self.parts[i].0 = *weight;
@@ -175,7 +198,8 @@ impl Weights {
 
 /// Parses `NAME=WEIGHT` (the command line's `--weight`).
 pub fn parse_weight(text: &str) -> Result<(String, f32), AppearanceError> {
-    let (name, weight) = text.split_once('=').ok_or_else(|| AppearanceError::Syntax(text.into()))?;
+    let (name, weight) =
+        text.split_once('=').ok_or_else(|| AppearanceError::Syntax(text.into()))?;
     let weight: f32 = weight.trim().parse().map_err(|_| AppearanceError::Syntax(text.into()))?;
     Ok((name.trim().to_string(), weight))
 }
@@ -205,7 +229,11 @@ pub fn describe(embedding: &[f32], colour: &ColourSignature, heads: &[LabelHead]
 /// `layout` (the index's), in order and size, and take `embedding_dims`
 /// values plus a colour signature: a file from another build is refused
 /// before it is used.
-pub fn check_heads(layout: &Layout, heads: &[LabelHead], embedding_dims: usize) -> Result<(), AppearanceError> {
+pub fn check_heads(
+    layout: &Layout,
+    heads: &[LabelHead],
+    embedding_dims: usize,
+) -> Result<(), AppearanceError> {
     let learned = layout.parts.iter().skip(1);
     if heads.len() != learned.len() {
         return Err(AppearanceError::HeadCount { heads: heads.len(), parts: learned.len() });
@@ -220,7 +248,11 @@ pub fn check_heads(layout: &Layout, heads: &[LabelHead], embedding_dims: usize) 
             });
         }
         if head.feature_dim != embedding_dims + COLOUR_BINS {
-            return Err(AppearanceError::HeadWidth { head: head.column.clone(), takes: head.feature_dim, gives: embedding_dims + COLOUR_BINS });
+            return Err(AppearanceError::HeadWidth {
+                head: head.column.clone(),
+                takes: head.feature_dim,
+                gives: embedding_dims + COLOUR_BINS,
+            });
         }
     }
     Ok(())
@@ -237,7 +269,10 @@ pub struct PartsTable {
 
 impl PartsTable {
     pub fn encode(layout: Layout, rows: &[Vec<f32>]) -> Self {
-        let codes = rows.iter().flat_map(|r| r.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)).collect();
+        let codes = rows
+            .iter()
+            .flat_map(|r| r.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
+            .collect();
         PartsTable { layout, codes }
     }
 
@@ -278,7 +313,10 @@ mod tests {
     fn layout() -> Layout {
         Layout {
             visual_weight: 0.5,
-            parts: vec![Part { name: COLOUR.into(), dims: 2, weight: 0.25 }, Part { name: "kind".into(), dims: 3, weight: 0.25 }],
+            parts: vec![
+                Part { name: COLOUR.into(), dims: 2, weight: 0.25 },
+                Part { name: "kind".into(), dims: 3, weight: 0.25 },
+            ],
         }
     }
 
@@ -293,17 +331,31 @@ mod tests {
 
     #[test]
     fn zero_weights_drop_a_part_and_visual_only_does_not_blend() {
-        let w = Weights::defaults(&layout()).with_overrides(&[("kind".into(), 0.0)], &layout()).unwrap();
-        assert!((w.blend(0.8, &[1.0, 0.0, 0.0, 0.0, 0.0], &[1.0, 0.0, 1.0, 1.0, 1.0]) - (0.4 + 0.25) / 0.75).abs() < 1e-6);
+        let w = Weights::defaults(&layout())
+            .with_overrides(&[("kind".into(), 0.0)], &layout())
+            .unwrap();
+        assert!(
+            (w.blend(0.8, &[1.0, 0.0, 0.0, 0.0, 0.0], &[1.0, 0.0, 1.0, 1.0, 1.0])
+                - (0.4 + 0.25) / 0.75)
+                .abs()
+                < 1e-6
+        );
         assert!(!Weights::visual_only(&layout()).blends());
     }
 
     #[test]
     fn bad_weights_are_named() {
         let l = layout();
-        assert!(matches!(Weights::defaults(&l).with_overrides(&[("size".into(), 1.0)], &l), Err(AppearanceError::UnknownPart { .. })));
-        assert!(matches!(Weights::defaults(&l).with_overrides(&[("colour".into(), -1.0)], &l), Err(AppearanceError::BadWeight { .. })));
-        let zero: Vec<(String, f32)> = ["visual", "colour", "kind"].iter().map(|n| (n.to_string(), 0.0)).collect();
+        assert!(matches!(
+            Weights::defaults(&l).with_overrides(&[("size".into(), 1.0)], &l),
+            Err(AppearanceError::UnknownPart { .. })
+        ));
+        assert!(matches!(
+            Weights::defaults(&l).with_overrides(&[("colour".into(), -1.0)], &l),
+            Err(AppearanceError::BadWeight { .. })
+        ));
+        let zero: Vec<(String, f32)> =
+            ["visual", "colour", "kind"].iter().map(|n| (n.to_string(), 0.0)).collect();
         assert_eq!(Weights::defaults(&l).with_overrides(&zero, &l), Err(AppearanceError::AllZero));
         assert_eq!(parse_weight("colour=0.3"), Ok(("colour".into(), 0.3)));
         assert!(parse_weight("colour").is_err());

@@ -14,7 +14,9 @@ pub type ColourSignature = [f32; COLOUR_BINS];
 
 /// Row `item` of signatures stored row-major (`COLOUR_BINS` values each).
 pub fn signature_row(rows: &[f32], item: usize) -> &ColourSignature {
-    rows[item * COLOUR_BINS..(item + 1) * COLOUR_BINS].try_into().expect("rows hold whole signatures")
+    rows[item * COLOUR_BINS..(item + 1) * COLOUR_BINS]
+        .try_into()
+        .expect("rows hold whole signatures")
 }
 
 /// The Bhattacharyya coefficient of two signatures' histograms, in [0, 1].

@@ -7,7 +7,10 @@
 //! file is an error with a reason, never a panic or an endless loop.
 
 use crate::appearance::{Layout, PartsTable};
-use lookalike_forest::{Buf, Encoding, Forest, ForestError, ForestPart, ForestParts, Metric, NO_LABEL, Projection, SharedBytes, VectorStore};
+use lookalike_forest::{
+    Buf, Encoding, Forest, ForestError, ForestPart, ForestParts, Metric, NO_LABEL, Projection,
+    SharedBytes, VectorStore,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -74,7 +77,9 @@ pub enum IndexFileError {
     TooShort(usize),
     #[error("not a lookalike index (bad magic bytes)")]
     NotAnIndex,
-    #[error("index format version {found} is newer than this build reads (up to {FORMAT_VERSION}); rebuild the index or update lookalike")]
+    #[error(
+        "index format version {found} is newer than this build reads (up to {FORMAT_VERSION}); rebuild the index or update lookalike"
+    )]
     NewerVersion { found: u16 },
     #[error("index header checksum mismatch: the file is corrupted")]
     HeaderChecksum,
@@ -82,7 +87,9 @@ pub enum IndexFileError {
     UnknownCode { what: &'static str, code: u8 },
     #[error("section table runs past the end of the file")]
     TableOutOfBounds,
-    #[error("unknown section kind {0} in an unsigned (version 1 or 2) section table: the file is corrupted")]
+    #[error(
+        "unknown section kind {0} in an unsigned (version 1 or 2) section table: the file is corrupted"
+    )]
     UnknownSection(u32),
     #[error("section {0:?} is missing")]
     MissingSection(Section),
@@ -91,11 +98,7 @@ pub enum IndexFileError {
     #[error("section {0:?} checksum mismatch: the file is corrupted")]
     SectionChecksum(Section),
     #[error("section {section:?} is {found} bytes, expected {expected}")]
-    SectionLength {
-        section: Section,
-        expected: usize,
-        found: usize,
-    },
+    SectionLength { section: Section, expected: usize, found: usize },
     #[error("malformed {section:?}: {reason}")]
     Malformed { section: Section, reason: String },
 }
@@ -272,8 +275,11 @@ impl Index {
         let data: &[u8] = (*bytes).as_ref();
         let h = read_header(data)?;
         let sections = read_section_table(data, h.n_sections, h.version)?;
-        let get = |section: Section, expected_len: Option<usize>| -> Result<(usize, usize), IndexFileError> {
-            let (start, end) = *sections.get(&(section as u32)).ok_or(IndexFileError::MissingSection(section))?;
+        let get = |section: Section,
+                   expected_len: Option<usize>|
+         -> Result<(usize, usize), IndexFileError> {
+            let (start, end) =
+                *sections.get(&(section as u32)).ok_or(IndexFileError::MissingSection(section))?;
             match expected_len {
                 Some(expected) if expected != end - start => {
                     Err(IndexFileError::SectionLength { section, expected, found: end - start })
@@ -294,42 +300,69 @@ impl Index {
             }
         };
         let numbers = |(start, end): (usize, usize), width: usize, none: u32| -> Buf<u32> {
-            if width == 4 { Buf::view(&bytes, start, end) } else { widen(&data[start..end], width, none).into() }
+            if width == 4 {
+                Buf::view(&bytes, start, end)
+            } else {
+                widen(&data[start..end], width, none).into()
+            }
         };
 
-        let read_store = |encoding: Encoding, dims: usize, values_section: Section, scales_section: Section| {
-            let values = get(values_section, Some(size(values_section, &[h.n_items, dims, encoding.width()])?))?;
-            Ok::<_, IndexFileError>(match encoding {
-                Encoding::F32 | Encoding::F16 => {
-                    VectorStore::F32 { values: floats(values, encoding), from_f16: encoding == Encoding::F16 }
-                }
-                Encoding::I8PerVector | Encoding::I8PerDim => {
-                    let n_scales = encoding.scale_count(h.n_items, dims);
-                    let scales = get(scales_section, Some(size(scales_section, &[n_scales, 4])?))?;
-                    VectorStore::I8 {
-                        codes: Buf::view(&bytes, values.0, values.1),
-                        scales: floats(scales, Encoding::F32),
-                        per_dim: encoding == Encoding::I8PerDim,
+        let read_store =
+            |encoding: Encoding, dims: usize, values_section: Section, scales_section: Section| {
+                let values = get(
+                    values_section,
+                    Some(size(values_section, &[h.n_items, dims, encoding.width()])?),
+                )?;
+                Ok::<_, IndexFileError>(match encoding {
+                    Encoding::F32 | Encoding::F16 => VectorStore::F32 {
+                        values: floats(values, encoding),
+                        from_f16: encoding == Encoding::F16,
+                    },
+                    Encoding::I8PerVector | Encoding::I8PerDim => {
+                        let n_scales = encoding.scale_count(h.n_items, dims);
+                        let scales =
+                            get(scales_section, Some(size(scales_section, &[n_scales, 4])?))?;
+                        VectorStore::I8 {
+                            codes: Buf::view(&bytes, values.0, values.1),
+                            scales: floats(scales, Encoding::F32),
+                            per_dim: encoding == Encoding::I8PerDim,
+                        }
                     }
-                }
-            })
-        };
+                })
+            };
         let store = read_store(h.encoding, h.dims, Section::Vectors, Section::Scales)?;
         let rescore = match h.rescore {
-            Some(encoding) => Some(read_store(encoding, h.input_dims, Section::RescoreVectors, Section::RescoreScales)?),
+            Some(encoding) => Some(read_store(
+                encoding,
+                h.input_dims,
+                Section::RescoreVectors,
+                Section::RescoreScales,
+            )?),
             None => None,
         };
-        let labels = numbers(get(Section::Labels, Some(size(Section::Labels, &[h.n_items, h.label_width])?))?, h.label_width, NO_LABEL);
-        let (roots_start, roots_end) = get(Section::Roots, Some(size(Section::Roots, &[h.n_trees, 4])?))?;
+        let labels = numbers(
+            get(Section::Labels, Some(size(Section::Labels, &[h.n_items, h.label_width])?))?,
+            h.label_width,
+            NO_LABEL,
+        );
+        let (roots_start, roots_end) =
+            get(Section::Roots, Some(size(Section::Roots, &[h.n_trees, 4])?))?;
         let roots = u32s(&data[roots_start..roots_end]);
-        let (nodes_start, nodes_end) = get(Section::Nodes, Some(size(Section::Nodes, &[h.n_nodes, 12])?))?;
+        let (nodes_start, nodes_end) =
+            get(Section::Nodes, Some(size(Section::Nodes, &[h.n_nodes, 12])?))?;
         let nodes = Buf::view(&bytes, nodes_start, nodes_end);
         let plane_encoding = plane_encoding_for_version(h.encoding, h.version);
         let planes = floats(
-            get(Section::Planes, Some(size(Section::Planes, &[h.n_splits, h.dims, plane_encoding.width()])?))?,
+            get(
+                Section::Planes,
+                Some(size(Section::Planes, &[h.n_splits, h.dims, plane_encoding.width()])?),
+            )?,
             plane_encoding,
         );
-        let offsets = floats(get(Section::Offsets, Some(size(Section::Offsets, &[h.n_splits, 4])?))?, Encoding::F32);
+        let offsets = floats(
+            get(Section::Offsets, Some(size(Section::Offsets, &[h.n_splits, 4])?))?,
+            Encoding::F32,
+        );
         let leaf_range = get(Section::LeafItems, None)?;
         if (leaf_range.1 - leaf_range.0) % h.item_width != 0 {
             return Err(IndexFileError::Malformed {
@@ -343,8 +376,10 @@ impl Index {
         let (names_start, names_end) = get(Section::LabelNames, None)?;
         let label_names = read_string_table(&data[names_start..names_end], Section::LabelNames)?;
         let projection = if h.projection_dims > 0 {
-            let (mean_start, mean_end) =
-                get(Section::ProjectionMean, Some(size(Section::ProjectionMean, &[h.input_dims, 2])?))?;
+            let (mean_start, mean_end) = get(
+                Section::ProjectionMean,
+                Some(size(Section::ProjectionMean, &[h.input_dims, 2])?),
+            )?;
             let (basis_start, basis_end) = get(
                 Section::ProjectionBasis,
                 Some(size(Section::ProjectionBasis, &[h.projection_dims, h.input_dims, 2])?),
@@ -408,22 +443,32 @@ impl Index {
     /// sections (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(path: &std::path::Path) -> Result<Index, OpenError> {
-        let file = std::fs::File::open(path).map_err(|e| OpenError::Io(path.display().to_string(), e))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| OpenError::Io(path.display().to_string(), e))?;
         // Safety: the map is read-only and the site's files are replaced by
         // rename (write_atomic), never rewritten in place while mapped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OpenError::Io(path.display().to_string(), e))?;
-        Index::from_shared(Arc::new(map)).map_err(|e| OpenError::Invalid(path.display().to_string(), e))
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| OpenError::Io(path.display().to_string(), e))?;
+        Index::from_shared(Arc::new(map))
+            .map_err(|e| OpenError::Invalid(path.display().to_string(), e))
     }
 
     /// Checks what the forest cannot: that every item has an id and every
     /// label number a name ([`Forest::from_parts`] checked the rest).
     fn validate(&self) -> Result<(), IndexFileError> {
         let f = &self.forest;
-        let malformed = |section, reason: String| Err(IndexFileError::Malformed { section, reason });
+        let malformed =
+            |section, reason: String| Err(IndexFileError::Malformed { section, reason });
         if self.ids.len() != f.len() {
-            return malformed(Section::Ids, format!("{} ids for {} items", self.ids.len(), f.len()));
+            return malformed(
+                Section::Ids,
+                format!("{} ids for {} items", self.ids.len(), f.len()),
+            );
         }
-        if let Some(label) = (0..f.len() as u32).map(|i| f.label(i)).find(|&l| l != NO_LABEL && l as usize >= self.label_names.len()) {
+        if let Some(label) = (0..f.len() as u32)
+            .map(|i| f.label(i))
+            .find(|&l| l != NO_LABEL && l as usize >= self.label_names.len())
+        {
             return malformed(Section::Labels, format!("label {label} has no name"));
         }
         Ok(())
@@ -514,10 +559,10 @@ fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
     if read_u32(bytes, 44) != header_crc(bytes, version)? {
         return Err(IndexFileError::HeaderChecksum);
     }
-    let metric =
-        Metric::from_code(bytes[12]).ok_or(IndexFileError::UnknownCode { what: "metric", code: bytes[12] })?;
-    let encoding =
-        Encoding::from_code(bytes[13]).ok_or(IndexFileError::UnknownCode { what: "vector encoding", code: bytes[13] })?;
+    let metric = Metric::from_code(bytes[12])
+        .ok_or(IndexFileError::UnknownCode { what: "metric", code: bytes[12] })?;
+    let encoding = Encoding::from_code(bytes[13])
+        .ok_or(IndexFileError::UnknownCode { what: "vector encoding", code: bytes[13] })?;
     let width = |code: u8, what| match (version, code) {
         (1, _) => Ok(4),
         (_, 2 | 4) => Ok(code as usize),
@@ -539,11 +584,18 @@ fn read_header(bytes: &[u8]) -> Result<Header, IndexFileError> {
         n_nodes: field(36),
         n_sections: field(40),
         input_dims: if version == 1 { dims } else { field(48) },
-        max_norm: if version == 1 { 0.0 } else { f32::from_le_bytes(bytes[52..56].try_into().expect("4 bytes")) },
+        max_norm: if version == 1 {
+            0.0
+        } else {
+            f32::from_le_bytes(bytes[52..56].try_into().expect("4 bytes"))
+        },
         projection_dims: if version == 1 { 0 } else { field(56) },
         rescore: match (version, bytes[60]) {
             (1, _) | (_, NO_RESCORE) => None,
-            (_, code) => Some(Encoding::from_code(code).ok_or(IndexFileError::UnknownCode { what: "rescore encoding", code })?),
+            (_, code) => Some(
+                Encoding::from_code(code)
+                    .ok_or(IndexFileError::UnknownCode { what: "rescore encoding", code })?,
+            ),
         },
     })
 }
@@ -557,18 +609,23 @@ fn appearance_bytes(table: &PartsTable) -> Vec<u8> {
 }
 
 fn read_appearance(bytes: &[u8], n_items: usize) -> Result<PartsTable, IndexFileError> {
-    let malformed = |reason: String| IndexFileError::Malformed { section: Section::Appearance, reason };
+    let malformed =
+        |reason: String| IndexFileError::Malformed { section: Section::Appearance, reason };
     if bytes.len() < 4 {
         return Err(malformed("shorter than its length field".into()));
     }
     let layout_end = (read_u32(bytes, 0) as usize).checked_add(4).filter(|&end| end <= bytes.len());
     let layout_end = layout_end.ok_or_else(|| malformed("layout runs past the section".into()))?;
-    let layout: Layout = serde_json::from_slice(&bytes[4..layout_end]).map_err(|e| malformed(format!("layout: {e}")))?;
+    let layout: Layout = serde_json::from_slice(&bytes[4..layout_end])
+        .map_err(|e| malformed(format!("layout: {e}")))?;
     let dims = layout.checked_dims().map_err(|e| malformed(format!("layout: {e}")))?;
     let codes = &bytes[layout_end..];
     let expected = dims.checked_mul(n_items).ok_or_else(|| malformed("sizes overflow".into()))?;
     if codes.len() != expected {
-        return Err(malformed(format!("{} values for {n_items} items of {dims} parts' values", codes.len())));
+        return Err(malformed(format!(
+            "{} values for {n_items} items of {dims} parts' values",
+            codes.len()
+        )));
     }
     Ok(PartsTable { layout, codes: codes.to_vec() })
 }
@@ -581,7 +638,11 @@ fn read_appearance(bytes: &[u8], n_items: usize) -> Result<PartsTable, IndexFile
 /// Versions 1 and 2 left the table unsigned: there an unknown kind can only
 /// be a damaged one (every kind they wrote is known), and is refused rather
 /// than silently dropping a section.
-fn read_section_table(bytes: &[u8], n_sections: usize, version: u16) -> Result<HashMap<u32, (usize, usize)>, IndexFileError> {
+fn read_section_table(
+    bytes: &[u8],
+    n_sections: usize,
+    version: u16,
+) -> Result<HashMap<u32, (usize, usize)>, IndexFileError> {
     let table_end = section_table_end(bytes, n_sections)?;
     let mut sections = HashMap::new();
     for entry in (HEADER_LEN..table_end).step_by(SECTION_ENTRY_LEN) {
@@ -596,7 +657,10 @@ fn read_section_table(bytes: &[u8], n_sections: usize, version: u16) -> Result<H
             return Err(IndexFileError::UnknownSection(kind));
         };
         if sections.contains_key(&kind) {
-            return Err(IndexFileError::Malformed { section, reason: "the section appears twice".into() });
+            return Err(IndexFileError::Malformed {
+                section,
+                reason: "the section appears twice".into(),
+            });
         }
         let end = offset
             .checked_add(length)
@@ -613,14 +677,18 @@ fn read_section_table(bytes: &[u8], n_sections: usize, version: u16) -> Result<H
 
 fn encode_floats(values: &[f32], encoding: Encoding) -> Vec<u8> {
     match encoding {
-        Encoding::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+        Encoding::F16 => {
+            values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect()
+        }
         _ => f32_bytes(values),
     }
 }
 
 fn decode_floats(bytes: &[u8], encoding: Encoding) -> Vec<f32> {
     match encoding {
-        Encoding::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Encoding::F16 => {
+            bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+        }
         _ => f32s(bytes),
     }
 }
@@ -703,7 +771,8 @@ fn read_string_table(bytes: &[u8], section: Section) -> Result<Vec<String>, Inde
     ends.windows(2)
         .map(|w| {
             let (start, end) = (w[0] as usize, w[1] as usize);
-            let slice = blob.get(start..end).ok_or_else(|| malformed("string runs past the section"))?;
+            let slice =
+                blob.get(start..end).ok_or_else(|| malformed("string runs past the section"))?;
             std::str::from_utf8(slice).map(str::to_string).map_err(|_| malformed("invalid UTF-8"))
         })
         .collect()
@@ -725,7 +794,8 @@ pub fn resign(bytes: &mut [u8]) {
         if entry + SECTION_ENTRY_LEN > bytes.len() {
             break;
         }
-        let (offset, len) = (read_u64(bytes, entry + 8) as usize, read_u64(bytes, entry + 16) as usize);
+        let (offset, len) =
+            (read_u64(bytes, entry + 8) as usize, read_u64(bytes, entry + 16) as usize);
         if let Some(payload) = offset.checked_add(len).and_then(|end| bytes.get(offset..end)) {
             let crc = crc32fast::hash(payload);
             bytes[entry + 4..entry + 8].copy_from_slice(&crc.to_le_bytes());
@@ -750,7 +820,8 @@ mod tests {
     fn sample_index_with(params: ForestParams) -> Index {
         let n = 300;
         let vectors: Vec<f32> = (0..n * 8).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
-        let labels: Vec<u32> = (0..n as u32).map(|i| if i % 7 == 0 { NO_LABEL } else { i % 3 }).collect();
+        let labels: Vec<u32> =
+            (0..n as u32).map(|i| if i % 7 == 0 { NO_LABEL } else { i % 3 }).collect();
         let forest = Forest::build(vectors, 8, Some(labels), &params).unwrap();
         Index {
             forest,
@@ -766,7 +837,11 @@ mod tests {
             ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) },
             ForestParams { encoding: Encoding::F16, ..ForestParams::new(Metric::Euclidean) },
             ForestParams { encoding: Encoding::I8PerVector, ..ForestParams::new(Metric::Dot) },
-            ForestParams { encoding: Encoding::I8PerDim, pca_dims: Some(4), ..ForestParams::new(Metric::Angular) },
+            ForestParams {
+                encoding: Encoding::I8PerDim,
+                pca_dims: Some(4),
+                ..ForestParams::new(Metric::Angular)
+            },
             ForestParams {
                 encoding: Encoding::I8PerDim,
                 pca_dims: Some(4),
@@ -782,7 +857,11 @@ mod tests {
             // unless the vectors are exact.
             let mut parts = index.forest.to_parts();
             if params.encoding != Encoding::F32 {
-                parts.planes.make_mut().iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
+                parts
+                    .planes
+                    .make_mut()
+                    .iter_mut()
+                    .for_each(|v| *v = half::f16::from_f32(*v).to_f32());
             }
             index.forest = Forest::from_parts(parts).unwrap();
             assert_eq!(back, index, "{params:?}");
@@ -794,8 +873,12 @@ mod tests {
 
     fn with_appearance(mut index: Index) -> Index {
         use crate::appearance::Part;
-        let layout = Layout { visual_weight: 0.6, parts: vec![Part { name: "colour".into(), dims: 3, weight: 0.4 }] };
-        let rows: Vec<Vec<f32>> = (0..index.forest.len()).map(|i| vec![(i % 3) as f32 / 2.0, 1.0, 0.0]).collect();
+        let layout = Layout {
+            visual_weight: 0.6,
+            parts: vec![Part { name: "colour".into(), dims: 3, weight: 0.4 }],
+        };
+        let rows: Vec<Vec<f32>> =
+            (0..index.forest.len()).map(|i| vec![(i % 3) as f32 / 2.0, 1.0, 0.0]).collect();
         index.appearance = Some(PartsTable::encode(layout, &rows));
         index
     }
@@ -813,17 +896,29 @@ mod tests {
         let mut index = with_appearance(sample_index());
         index.appearance.as_mut().unwrap().codes.pop();
         let err = Index::from_bytes(&index.to_bytes()).unwrap_err();
-        assert!(matches!(err, IndexFileError::Malformed { section: Section::Appearance, .. }), "{err}");
+        assert!(
+            matches!(err, IndexFileError::Malformed { section: Section::Appearance, .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn loading_views_the_big_sections_in_place() {
-        let params = ForestParams { encoding: Encoding::I8PerDim, ..ForestParams::new(Metric::Angular) };
+        let params =
+            ForestParams { encoding: Encoding::I8PerDim, ..ForestParams::new(Metric::Angular) };
         let bytes: SharedBytes = Arc::new(sample_index_with(params).to_bytes());
         let index = Index::from_shared(bytes).unwrap();
         assert!(index.forest.is_zero_copy());
         let path = std::env::temp_dir().join(format!("lookalike-open-{}.lkf", std::process::id()));
-        std::fs::write(&path, sample_index_with(ForestParams { encoding: Encoding::F32, ..ForestParams::new(Metric::Angular) }).to_bytes()).unwrap();
+        std::fs::write(
+            &path,
+            sample_index_with(ForestParams {
+                encoding: Encoding::F32,
+                ..ForestParams::new(Metric::Angular)
+            })
+            .to_bytes(),
+        )
+        .unwrap();
         let mapped = Index::open(&path).unwrap();
         assert!(mapped.forest.is_zero_copy());
         assert_eq!(mapped.forest.search_item(3, &lookalike_forest::Query::top(4)).len(), 4);
@@ -832,8 +927,13 @@ mod tests {
 
     #[test]
     fn smaller_encodings_make_smaller_files() {
-        let size = |encoding| sample_index_with(ForestParams { encoding, ..ForestParams::new(Metric::Angular) }).to_bytes().len();
-        let (f32_size, f16_size, i8_size) = (size(Encoding::F32), size(Encoding::F16), size(Encoding::I8PerDim));
+        let size = |encoding| {
+            sample_index_with(ForestParams { encoding, ..ForestParams::new(Metric::Angular) })
+                .to_bytes()
+                .len()
+        };
+        let (f32_size, f16_size, i8_size) =
+            (size(Encoding::F32), size(Encoding::F16), size(Encoding::I8PerDim));
         assert!(f32_size > f16_size && f16_size > i8_size, "{f32_size} {f16_size} {i8_size}");
     }
 
@@ -870,7 +970,9 @@ mod tests {
 
     /// Where `section` starts in a written file.
     fn section_start(bytes: &[u8], section: Section) -> usize {
-        read_section_table(bytes, read_u32(bytes, 40) as usize, FORMAT_VERSION).unwrap()[&(section as u32)].0
+        read_section_table(bytes, read_u32(bytes, 40) as usize, FORMAT_VERSION).unwrap()
+            [&(section as u32)]
+            .0
     }
 
     #[test]
@@ -905,7 +1007,11 @@ mod tests {
             for (field, flip) in [(0, 0x01u8), (4, 0x80), (8, 0x02), (16, 0x01)] {
                 let mut damaged = bytes.clone();
                 damaged[HEADER_LEN + i * SECTION_ENTRY_LEN + field] ^= flip;
-                assert_eq!(Index::from_bytes(&damaged), Err(IndexFileError::HeaderChecksum), "entry {i} field {field}");
+                assert_eq!(
+                    Index::from_bytes(&damaged),
+                    Err(IndexFileError::HeaderChecksum),
+                    "entry {i} field {field}"
+                );
             }
         }
     }
@@ -924,7 +1030,10 @@ mod tests {
             section.extend_from_slice(layout.as_bytes());
             section.extend(std::iter::repeat_n(7u8, 3 * n));
             let err = read_appearance(&section, n).unwrap_err();
-            assert!(matches!(err, IndexFileError::Malformed { section: Section::Appearance, .. }), "{layout}: {err}");
+            assert!(
+                matches!(err, IndexFileError::Malformed { section: Section::Appearance, .. }),
+                "{layout}: {err}"
+            );
         }
     }
 
@@ -947,11 +1056,10 @@ mod tests {
             if resigned && bytes.len() >= HEADER_LEN {
                 resign(&mut bytes);
             }
-            if let Ok(index) = Index::from_bytes(&bytes) {
-                if !index.forest.is_empty() {
+            if let Ok(index) = Index::from_bytes(&bytes)
+                && !index.forest.is_empty() {
                     let _ = index.forest.search_item(0, &lookalike_forest::Query::top(5));
                 }
-            }
         }
 
         #[test]

@@ -39,15 +39,18 @@ pub enum LabelHeadError {
 impl LabelHead {
     /// Parses and checks a saved head.
     pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, LabelHeadError> {
-        let head: LabelHead = serde_json::from_slice(bytes)
-            .map_err(|e| LabelHeadError::Parse { source_name: source_name.to_string(), message: e.to_string() })?;
+        let head: LabelHead = serde_json::from_slice(bytes).map_err(|e| LabelHeadError::Parse {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
         head.check(source_name)
     }
 
     /// Parses and checks a JSON array of heads (a site's learned attributes).
     pub fn list_from_json(bytes: &[u8], source_name: &str) -> Result<Vec<Self>, LabelHeadError> {
-        let heads: Vec<LabelHead> = serde_json::from_slice(bytes)
-            .map_err(|e| LabelHeadError::Parse { source_name: source_name.to_string(), message: e.to_string() })?;
+        let heads: Vec<LabelHead> = serde_json::from_slice(bytes).map_err(|e| {
+            LabelHeadError::Parse { source_name: source_name.to_string(), message: e.to_string() }
+        })?;
         heads.into_iter().map(|h| h.check(source_name)).collect()
     }
 
@@ -60,7 +63,10 @@ impl LabelHead {
         }
         Err(LabelHeadError::Shape {
             source_name: source_name.to_string(),
-            message: format!("{} takes {} values per item, this model gives {width}", self.column, self.feature_dim),
+            message: format!(
+                "{} takes {} values per item, this model gives {width}",
+                self.column, self.feature_dim
+            ),
         })
     }
 
@@ -68,7 +74,12 @@ impl LabelHead {
         let classes = self.labels.len();
         let weights = classes.checked_mul(self.feature_dim);
         let finite = self.weights.iter().chain(&self.bias).all(|v| v.is_finite());
-        if classes == 0 || self.feature_dim == 0 || weights != Some(self.weights.len()) || self.bias.len() != classes || !finite {
+        if classes == 0
+            || self.feature_dim == 0
+            || weights != Some(self.weights.len())
+            || self.bias.len() != classes
+            || !finite
+        {
             return Err(LabelHeadError::Shape {
                 source_name: source_name.to_string(),
                 message: format!(
@@ -104,7 +115,8 @@ impl LabelHead {
     /// The most likely label.
     pub fn predict(&self, embedding: &[f32]) -> Prediction {
         let p = self.probabilities(embedding);
-        let (best, &confidence) = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("at least one label");
+        let (best, &confidence) =
+            p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("at least one label");
         Prediction { label: self.labels[best].clone(), confidence }
     }
 }
@@ -140,9 +152,12 @@ mod tests {
 
     #[test]
     fn a_mismatched_file_is_a_named_error() {
-        let err = LabelHead::from_json(br#"{"column":"t","labels":["a"],"feature_dim":4,"weights":[1],"bias":[0]}"#, "h.json")
-            .unwrap_err()
-            .to_string();
+        let err = LabelHead::from_json(
+            br#"{"column":"t","labels":["a"],"feature_dim":4,"weights":[1],"bias":[0]}"#,
+            "h.json",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("h.json") && err.contains("4 finite weights"), "{err}");
     }
 }

@@ -32,4 +32,4 @@ pub use appearance::{AppearanceError, Layout, Part, PartsTable, Weights};
 pub use colour::{COLOUR_BINS, ColourSignature, signature_row, similarity};
 pub use index_file::{FORMAT_VERSION, Index, IndexFileError, MAGIC, OpenError, Section, resign};
 pub use label_head::{LabelHead, LabelHeadError, Prediction, normalized, softmax};
-pub use rank::{Recommendation, RecommendOptions, recommend_item, recommend_vector};
+pub use rank::{RecommendOptions, Recommendation, recommend_item, recommend_vector};

@@ -3,8 +3,8 @@
 //! query's weights ask for more than the embedding.
 
 use crate::appearance::{PartsTable, Weights};
-use lookalike_forest::{ForestError, LabelFilter, NO_LABEL, Neighbor, Query};
 use crate::index_file::Index;
+use lookalike_forest::{ForestError, LabelFilter, NO_LABEL, Neighbor, Query};
 use serde::{Deserialize, Serialize};
 
 /// One recommendation, in the report's JSON shape.
@@ -48,7 +48,10 @@ impl RecommendOptions {
 
 /// The blend a query asks for, with the table it reads; `None` when only
 /// the embedding counts (no table, or every other weight is zero).
-pub fn blend_of<'a>(index: &'a Index, weights: Option<&Weights>) -> Option<(Weights, &'a PartsTable)> {
+pub fn blend_of<'a>(
+    index: &'a Index,
+    weights: Option<&Weights>,
+) -> Option<(Weights, &'a PartsTable)> {
     let table = index.appearance.as_ref()?;
     let weights = weights.cloned().unwrap_or_else(|| Weights::defaults(&table.layout));
     weights.blends().then_some((weights, table))
@@ -62,7 +65,12 @@ pub fn blend_pool(k: usize, n_items: usize) -> usize {
 }
 
 /// Re-scores candidates by the blend and sorts them, best first.
-fn rerank(mut hits: Vec<Neighbor>, query: &[f32], table: &PartsTable, weights: &Weights) -> Vec<Neighbor> {
+fn rerank(
+    mut hits: Vec<Neighbor>,
+    query: &[f32],
+    table: &PartsTable,
+    weights: &Weights,
+) -> Vec<Neighbor> {
     for hit in &mut hits {
         hit.score = table.blend(weights, hit.score, query, hit.item);
     }
@@ -73,11 +81,20 @@ fn rerank(mut hits: Vec<Neighbor>, query: &[f32], table: &PartsTable, weights: &
 /// Look-alikes of the catalog product `item`, best first, itself excluded.
 pub fn recommend_item(index: &Index, item: u32, options: &RecommendOptions) -> Vec<Recommendation> {
     let query = options.query(index.forest.label(item));
-    to_recommendations(index, &index.ids[item as usize], search_item_distinct(index, item, &query, options.weights.as_ref()))
+    to_recommendations(
+        index,
+        &index.ids[item as usize],
+        search_item_distinct(index, item, &query, options.weights.as_ref()),
+    )
 }
 
 /// Neighbours of catalog item `item` from other products, one per product.
-pub fn search_item_distinct(index: &Index, item: u32, query: &Query, weights: Option<&Weights>) -> Vec<Neighbor> {
+pub fn search_item_distinct(
+    index: &Index,
+    item: u32,
+    query: &Query,
+    weights: Option<&Weights>,
+) -> Vec<Neighbor> {
     let own = index.ids[item as usize].as_str();
     let search = |k| index.forest.search_item(item, &Query { k, ..query.clone() });
     match blend_of(index, weights) {
@@ -85,7 +102,9 @@ pub fn search_item_distinct(index: &Index, item: u32, query: &Query, weights: Op
         Some((weights, table)) => {
             let parts = table.item(item);
             let n = index.forest.len();
-            distinct_products(index, Some(own), query.k, |k| rerank(search(blend_pool(k, n)), &parts, table, &weights))
+            distinct_products(index, Some(own), query.k, |k| {
+                rerank(search(blend_pool(k, n)), &parts, table, &weights)
+            })
         }
     }
 }
@@ -93,11 +112,20 @@ pub fn search_item_distinct(index: &Index, item: u32, query: &Query, weights: Op
 /// Neighbours of an outside vector, one per product. `parts` are the
 /// query's appearance parts ([`crate::appearance::describe`]); without them
 /// only the embedding counts.
-pub fn search_vector_distinct(index: &Index, vector: &[f32], parts: Option<&[f32]>, query: &Query, weights: Option<&Weights>) -> Result<Vec<Neighbor>, ForestError> {
+pub fn search_vector_distinct(
+    index: &Index,
+    vector: &[f32],
+    parts: Option<&[f32]>,
+    query: &Query,
+    weights: Option<&Weights>,
+) -> Result<Vec<Neighbor>, ForestError> {
     if let (Some(parts), Some(table)) = (parts, &index.appearance)
         && parts.len() != table.layout.dims()
     {
-        return Err(ForestError::WrongDimension { found: parts.len(), expected: table.layout.dims() });
+        return Err(ForestError::WrongDimension {
+            found: parts.len(),
+            expected: table.layout.dims(),
+        });
     }
     let blend = parts.and_then(|parts| Some((parts, blend_of(index, weights)?)));
     let pool = |k: usize| match blend {
@@ -105,11 +133,15 @@ pub fn search_vector_distinct(index: &Index, vector: &[f32], parts: Option<&[f32
         None => k,
     };
     // The first search also validates the vector; widened ones reuse it.
-    let mut first = Some(index.forest.search_vector(vector, &Query { k: pool(query.k), ..query.clone() })?);
+    let mut first =
+        Some(index.forest.search_vector(vector, &Query { k: pool(query.k), ..query.clone() })?);
     Ok(distinct_products(index, None, query.k, |k| {
         let hits = match first.take() {
             Some(hits) if k == query.k => hits,
-            _ => index.forest.search_vector(vector, &Query { k: pool(k), ..query.clone() }).unwrap_or_default(),
+            _ => index
+                .forest
+                .search_vector(vector, &Query { k: pool(k), ..query.clone() })
+                .unwrap_or_default(),
         };
         match &blend {
             Some((parts, (weights, table))) => rerank(hits, parts, table, weights),
@@ -121,7 +153,12 @@ pub fn search_vector_distinct(index: &Index, vector: &[f32], parts: Option<&[f32
 /// The best `k` neighbours of distinct products, `exclude` left out. A
 /// product indexed from several crops is found once, by its best crop; the
 /// search widens (doubling k) only when duplicates crowded the first answer.
-pub fn distinct_products(index: &Index, exclude: Option<&str>, k: usize, mut search: impl FnMut(usize) -> Vec<Neighbor>) -> Vec<Neighbor> {
+pub fn distinct_products(
+    index: &Index,
+    exclude: Option<&str>,
+    k: usize,
+    mut search: impl FnMut(usize) -> Vec<Neighbor>,
+) -> Vec<Neighbor> {
     let mut want = k;
     loop {
         let hits = search(want);
@@ -152,10 +189,18 @@ pub fn recommend_vector(
     options: &RecommendOptions,
 ) -> Result<Vec<Recommendation>, ForestError> {
     let query = options.query(label.unwrap_or(NO_LABEL));
-    Ok(to_recommendations(index, query_id, search_vector_distinct(index, vector, parts, &query, options.weights.as_ref())?))
+    Ok(to_recommendations(
+        index,
+        query_id,
+        search_vector_distinct(index, vector, parts, &query, options.weights.as_ref())?,
+    ))
 }
 
-fn to_recommendations(index: &Index, query_id: &str, neighbors: Vec<Neighbor>) -> Vec<Recommendation> {
+fn to_recommendations(
+    index: &Index,
+    query_id: &str,
+    neighbors: Vec<Neighbor>,
+) -> Vec<Recommendation> {
     neighbors
         .into_iter()
         .map(|n| Recommendation {

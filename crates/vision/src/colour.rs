@@ -24,8 +24,8 @@
 //! 0.42 alone; finer hue or lightness bins did no better.
 
 use crate::detect::foreground::border_colour;
-pub use lookalike_index::{COLOUR_BINS, ColourSignature, signature_row, similarity};
 use image::{DynamicImage, RgbImage};
+pub use lookalike_index::{COLOUR_BINS, ColourSignature, signature_row, similarity};
 
 /// Grey levels, by lightness.
 const GREY_BINS: usize = 4;
@@ -82,7 +82,9 @@ fn signature_of(image: &RgbImage) -> ColourSignature {
     let sigma = CENTRE_SIGMA * side;
     let (cx, cy) = ((width as f32 - 1.0) / 2.0, (height as f32 - 1.0) / 2.0);
     let mut histogram = [0.0f32; COLOUR_BINS];
-    for ((x, y, pixel), _) in image.enumerate_pixels().zip(&counted).filter(|(_, counted)| **counted) {
+    for ((x, y, pixel), _) in
+        image.enumerate_pixels().zip(&counted).filter(|(_, counted)| **counted)
+    {
         let (dx, dy) = (x as f32 - cx, y as f32 - cy);
         let weight = (-(dx * dx + dy * dy) / (2.0 * sigma * sigma)).exp();
         add_pixel(&mut histogram, srgb_to_lab(pixel.0), weight);
@@ -121,7 +123,8 @@ fn add_pixel(histogram: &mut [f32; COLOUR_BINS], [l, a, b]: [f32; 3], weight: f3
         let share = position - below;
         let first = (below as i32).rem_euclid(HUE_SECTORS as i32) as usize;
         let second = (first + 1) % HUE_SECTORS;
-        let lightness = ((l / 100.0 * COLOUR_LIGHTNESS_BINS as f32) as usize).min(COLOUR_LIGHTNESS_BINS - 1);
+        let lightness =
+            ((l / 100.0 * COLOUR_LIGHTNESS_BINS as f32) as usize).min(COLOUR_LIGHTNESS_BINS - 1);
         let bin = |sector: usize| GREY_BINS + sector * COLOUR_LIGHTNESS_BINS + lightness;
         histogram[bin(first)] += colour * (1.0 - share);
         histogram[bin(second)] += colour * share;
@@ -162,7 +165,12 @@ mod tests {
 
     #[test]
     fn greys_are_told_by_lightness_and_apart_from_colours() {
-        let (black, white, grey, red) = (solid([0, 0, 0]), solid([250, 250, 250]), solid([128, 128, 128]), solid([220, 20, 30]));
+        let (black, white, grey, red) = (
+            solid([0, 0, 0]),
+            solid([250, 250, 250]),
+            solid([128, 128, 128]),
+            solid([220, 20, 30]),
+        );
         assert!(similarity(&black, &white) < 0.05);
         assert!(similarity(&black, &grey) < similarity(&black, &black));
         assert!(similarity(&grey, &red) < 0.05);
@@ -171,7 +179,8 @@ mod tests {
     #[test]
     fn neighbouring_hues_are_closer_than_opposite_ones() {
         // All three of lightness 43-48 (the same lightness bin): hue decides.
-        let (red, orange, teal) = (solid([220, 30, 30]), solid([190, 80, 10]), solid([20, 120, 130]));
+        let (red, orange, teal) =
+            (solid([220, 30, 30]), solid([190, 80, 10]), solid([20, 120, 130]));
         assert!(similarity(&red, &orange) > 0.3, "{}", similarity(&red, &orange));
         assert!(similarity(&red, &teal) < 0.01);
     }

@@ -30,7 +30,9 @@ pub enum DecodeError {
     Decode(#[from] image::ImageError),
     #[error("image is {width}x{height}, larger than the {MAX_DECODED_SIDE}px limit")]
     TooLarge { width: u32, height: u32 },
-    #[error("image is {width}x{height} and would decode to {bytes} bytes, over the {MAX_DECODED_BYTES} byte limit")]
+    #[error(
+        "image is {width}x{height} and would decode to {bytes} bytes, over the {MAX_DECODED_BYTES} byte limit"
+    )]
     TooManyBytes { width: u32, height: u32, bytes: u64 },
     #[error("truncated JPEG: the file ends before the image does")]
     Truncated,
@@ -59,7 +61,8 @@ impl<D: ImageDecoder> OpenImage<D> {
     /// Decodes the pixels and turns the image upright as its EXIF
     /// orientation says (phone photos are often stored sideways).
     pub fn decode(mut self) -> Result<DynamicImage, DecodeError> {
-        let orientation = self.decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+        let orientation =
+            self.decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
         let mut image = DynamicImage::from_decoder(self.decoder)?;
         image.apply_orientation(orientation);
         Ok(image)
@@ -103,7 +106,10 @@ pub fn open(bytes: &[u8]) -> Result<OpenImage<impl ImageDecoder + '_>, DecodeErr
     if format == Some(image::ImageFormat::Jpeg) && jpeg_is_truncated(bytes) {
         return Err(DecodeError::Truncated);
     }
-    Ok(OpenImage { size: ImageSize { width, height, decoded_bytes: decoder.total_bytes() }, decoder })
+    Ok(OpenImage {
+        size: ImageSize { width, height, decoded_bytes: decoder.total_bytes() },
+        decoder,
+    })
 }
 
 /// The dimensions a header claims, read without limits (for the message
@@ -170,12 +176,21 @@ pub fn resize_rgb(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     if image.dimensions() == (width, height) {
         return image.clone();
     }
-    let source = fr::images::ImageRef::new(image.width(), image.height(), image.as_raw(), fr::PixelType::U8x3)
-        .expect("an RgbImage's buffer matches its dimensions");
+    let source = fr::images::ImageRef::new(
+        image.width(),
+        image.height(),
+        image.as_raw(),
+        fr::PixelType::U8x3,
+    )
+    .expect("an RgbImage's buffer matches its dimensions");
     let mut target = fr::images::Image::new(width, height, fr::PixelType::U8x3);
-    let options = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-    fr::Resizer::new().resize(&source, &mut target, &options).expect("source and target are both U8x3");
-    RgbImage::from_raw(width, height, target.into_vec()).expect("the target buffer matches its dimensions")
+    let options =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    fr::Resizer::new()
+        .resize(&source, &mut target, &options)
+        .expect("source and target are both U8x3");
+    RgbImage::from_raw(width, height, target.into_vec())
+        .expect("the target buffer matches its dimensions")
 }
 
 /// Converts a square RGB image into the embedder's input layout: planar
@@ -213,7 +228,8 @@ mod tests {
 
     #[test]
     fn wide_image_is_padded_top_and_bottom() {
-        let wide = DynamicImage::ImageRgb8(RgbImage::from_pixel(300, 100, image::Rgb([10, 20, 30])));
+        let wide =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(300, 100, image::Rgb([10, 20, 30])));
         let square = pad_resize(&wide, 224, PAD_COLOUR);
         assert_eq!(square.get_pixel(112, 5).0, PAD_COLOUR);
         assert_eq!(square.get_pixel(112, 112).0, [10, 20, 30]);
@@ -242,7 +258,9 @@ mod tests {
     #[test]
     fn decompression_bombs_are_refused_from_the_header() {
         // A PNG header claiming 100,000 x 100,000 pixels, with no pixel data.
-        let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R'];
+        let mut png = vec![
+            0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
+        ];
         png.extend_from_slice(&100_000u32.to_be_bytes());
         png.extend_from_slice(&100_000u32.to_be_bytes());
         png.extend_from_slice(&[8, 2, 0, 0, 0]);
@@ -251,7 +269,11 @@ mod tests {
         // An empty IDAT: decoders read up to the first one before reporting the size.
         png.extend_from_slice(&[0, 0, 0, 0, b'I', b'D', b'A', b'T']);
         png.extend_from_slice(&crc32fast::hash(b"IDAT").to_be_bytes());
-        assert!(matches!(decode(&png), Err(DecodeError::TooLarge { width: 100_000, .. })), "{:?}", decode(&png).err());
+        assert!(
+            matches!(decode(&png), Err(DecodeError::TooLarge { width: 100_000, .. })),
+            "{:?}",
+            decode(&png).err()
+        );
     }
 
     #[test]
@@ -297,7 +319,11 @@ mod tests {
         let rgba = DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(red.clone()).to_rgba8());
         let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(6, 4, image::Luma([90])));
         let cases = [
-            ("png", encoded(DynamicImage::ImageRgb8(red.clone()), image::ImageFormat::Png), [220, 20, 30]),
+            (
+                "png",
+                encoded(DynamicImage::ImageRgb8(red.clone()), image::ImageFormat::Png),
+                [220, 20, 30],
+            ),
             ("grayscale png", encoded(gray.clone(), image::ImageFormat::Png), [90, 90, 90]),
             ("grayscale jpeg", encoded(gray, image::ImageFormat::Jpeg), [90, 90, 90]),
             ("webp", encoded(rgba.clone(), image::ImageFormat::WebP), [220, 20, 30]),
@@ -307,7 +333,8 @@ mod tests {
             let rgb = model_input(&decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}")));
             // The centre pixel of each channel plane, back to 0..255.
             let centre = 112 * 224 + 112;
-            let got: Vec<f32> = (0..3).map(|c| rgb[c * 224 * 224 + centre] * 128.0 + 127.0).collect();
+            let got: Vec<f32> =
+                (0..3).map(|c| rgb[c * 224 * 224 + centre] * 128.0 + 127.0).collect();
             for c in 0..3 {
                 assert!((got[c] - want[c] as f32).abs() <= 6.0, "{name}: {got:?} vs {want:?}");
             }
@@ -319,7 +346,9 @@ mod tests {
         // Pure cyan in CMYK (C=100%, M=Y=K=0) must come out as (0, 255, 255).
         let pixels: Vec<u8> = std::iter::repeat_n([255u8, 0, 0, 0], 64).flatten().collect();
         let mut jpeg = Vec::new();
-        jpeg_encoder::Encoder::new(&mut jpeg, 95).encode(&pixels, 8, 8, jpeg_encoder::ColorType::Cmyk).unwrap();
+        jpeg_encoder::Encoder::new(&mut jpeg, 95)
+            .encode(&pixels, 8, 8, jpeg_encoder::ColorType::Cmyk)
+            .unwrap();
         let rgb = decode(&jpeg).unwrap().to_rgb8();
         let p = rgb.get_pixel(4, 4).0;
         assert!(p[0] < 40 && p[1] > 215 && p[2] > 215, "cyan decoded as {p:?}");

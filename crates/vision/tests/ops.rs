@@ -56,7 +56,8 @@ fn graph(case: &Case) -> GraphModel {
         "modelTopology": {"node": nodes},
         "weightsManifest": [{"paths": ["case.bin"], "weights": weights}],
     });
-    GraphModel::parse(json.to_string().as_bytes(), &shard, &case.name).unwrap_or_else(|e| panic!("{}: {e}", case.name))
+    GraphModel::parse(json.to_string().as_bytes(), &shard, &case.name)
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name))
 }
 
 #[test]
@@ -64,20 +65,32 @@ fn every_op_in_the_corpus_matches_tensorflow() {
     let device = Device::flex();
     let mut failures = Vec::new();
     for case in cases() {
-        let program = match Program::compile(&graph(&case), &[&case.output], &case.input.shape, &device) {
-            Ok(program) => program,
-            Err(e) => {
-                failures.push(format!("{}: {e}", case.name));
-                continue;
-            }
-        };
-        let input: Tensor<4> = Tensor::from_data(TensorData::new(case.input.values.clone(), [1, 4, 4, 3]), &device);
+        let program =
+            match Program::compile(&graph(&case), &[&case.output], &case.input.shape, &device) {
+                Ok(program) => program,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", case.name));
+                    continue;
+                }
+            };
+        let input: Tensor<4> =
+            Tensor::from_data(TensorData::new(case.input.values.clone(), [1, 4, 4, 3]), &device);
         let outputs = program.run(input).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let value = &outputs[0];
-        let got = value.tensor.clone().into_data().convert::<f32>().to_vec::<f32>().unwrap();
-        let worst = got.iter().zip(&case.expected.values).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        if value.shape != case.expected.shape || got.len() != case.expected.values.len() || worst > 1e-4 {
-            failures.push(format!("{}: shape {:?} (expected {:?}), largest difference {worst}", case.name, value.shape, case.expected.shape));
+        let got = value.tensor.clone().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let worst = got
+            .iter()
+            .zip(&case.expected.values)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        if value.shape != case.expected.shape
+            || got.len() != case.expected.values.len()
+            || worst > 1e-4
+        {
+            failures.push(format!(
+                "{}: shape {:?} (expected {:?}), largest difference {worst}",
+                case.name, value.shape, case.expected.shape
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -86,8 +99,10 @@ fn every_op_in_the_corpus_matches_tensorflow() {
 /// The op table is the list of supported ops, and the corpus covers it.
 #[test]
 fn the_corpus_covers_every_supported_op() {
-    let covered: std::collections::HashSet<String> =
-        cases().iter().flat_map(|c| c.nodes.iter().filter_map(|n| n["op"].as_str().map(String::from))).collect();
+    let covered: std::collections::HashSet<String> = cases()
+        .iter()
+        .flat_map(|c| c.nodes.iter().filter_map(|n| n["op"].as_str().map(String::from)))
+        .collect();
     let missing: Vec<&str> = supported_ops().filter(|op| !covered.contains(*op)).collect();
     assert!(missing.is_empty(), "ops without a test case: {missing:?}");
 }

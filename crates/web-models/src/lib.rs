@@ -73,7 +73,14 @@ impl LookalikeEmbedder {
     /// its colour signature: `{vector, colour}`. Without a region
     /// (`undefined` x), the whole photo. Pad-resized exactly as the native
     /// build does.
-    pub fn describe(&self, photo: &LookalikePhoto, x: Option<u32>, y: Option<u32>, width: Option<u32>, height: Option<u32>) -> js_sys::Promise {
+    pub fn describe(
+        &self,
+        photo: &LookalikePhoto,
+        x: Option<u32>,
+        y: Option<u32>,
+        width: Option<u32>,
+        height: Option<u32>,
+    ) -> js_sys::Promise {
         let mut image = photo.image.clone();
         if let (Some(x), Some(y), Some(w), Some(h)) = (x, y, width, height) {
             let (x, y, w, h) = region(x, y, w, h).pixels(image.width(), image.height());
@@ -85,7 +92,8 @@ impl LookalikeEmbedder {
             let mut vectors = embedder.embed_batch_async(&[input]).await.map_err(JsError::from)?;
             let described = js_sys::Object::new();
             let vector: JsValue = js_sys::Float32Array::from(vectors.remove(0).as_slice()).into();
-            let colour: JsValue = js_sys::Float32Array::from(colour_signature(&image).as_slice()).into();
+            let colour: JsValue =
+                js_sys::Float32Array::from(colour_signature(&image).as_slice()).into();
             js_sys::Reflect::set(&described, &"vector".into(), &vector)?;
             js_sys::Reflect::set(&described, &"colour".into(), &colour)?;
             Ok(described.into())
@@ -141,12 +149,17 @@ impl LookalikeAttributes {
     /// The appearance parts of a crop from its embedding and colour
     /// signature (what `queryVector` takes as `parts`).
     pub fn describe(&self, vector: &[f32], colour: &[f32]) -> Result<Vec<f32>, JsError> {
-        let colour: &ColourSignature =
-            colour.try_into().map_err(|_| JsError::new(&format!("colour: expected {COLOUR_BINS} values, got {}", colour.len())))?;
+        let colour: &ColourSignature = colour.try_into().map_err(|_| {
+            JsError::new(&format!("colour: expected {COLOUR_BINS} values, got {}", colour.len()))
+        })?;
         if let Some(head) = self.heads.first()
             && head.feature_dim != vector.len() + COLOUR_BINS
         {
-            return Err(JsError::new(&format!("vector: expected {} values, got {}", head.feature_dim - COLOUR_BINS, vector.len())));
+            return Err(JsError::new(&format!(
+                "vector: expected {} values, got {}",
+                head.feature_dim - COLOUR_BINS,
+                vector.len()
+            )));
         }
         Ok(appearance::describe(vector, colour, &self.heads))
     }
@@ -171,7 +184,8 @@ impl LookalikeDetector {
     /// The items in a photo, best first:
     /// `[{class, score, bbox: {x0, y0, x1, y1}}]` in the photo's pixels.
     pub fn detect(&self, photo: &LookalikePhoto) -> js_sys::Promise {
-        let (detector, options, rgb) = (self.detector.clone(), self.options.clone(), photo.image.to_rgb8());
+        let (detector, options, rgb) =
+            (self.detector.clone(), self.options.clone(), photo.image.to_rgb8());
         wasm_bindgen_futures::future_to_promise(async move {
             let items = detector.detect(&rgb, &options).await.map_err(JsError::from)?;
             Ok(serde_wasm_bindgen::to_value(&items).map_err(JsError::from)?)
@@ -194,7 +208,8 @@ pub async fn load_detector(
     let options: DetectOptions = if options.is_undefined() || options.is_null() {
         DetectOptions::default()
     } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("detection options: {e}")))?
+        serde_wasm_bindgen::from_value(options)
+            .map_err(|e| JsError::new(&format!("detection options: {e}")))?
     };
     options.validate()?;
     let objects = GraphModel::parse(&objects_json, &objects_weights, "object detector")?;
@@ -221,7 +236,11 @@ impl LookalikeLabels {
     /// `{label, confidence}` for an embedding.
     pub fn predict(&self, vector: &[f32]) -> Result<JsValue, JsError> {
         if vector.len() != self.head.feature_dim {
-            return Err(JsError::new(&format!("expected {} values, got {}", self.head.feature_dim, vector.len())));
+            return Err(JsError::new(&format!(
+                "expected {} values, got {}",
+                self.head.feature_dim,
+                vector.len()
+            )));
         }
         Ok(serde_wasm_bindgen::to_value(&self.head.predict(vector))?)
     }
@@ -230,10 +249,12 @@ impl LookalikeLabels {
 /// Loads the embedder from a Burnpack record. `prefer`: `"auto"` (WebGPU when
 /// the browser offers an adapter, else CPU), `"webgpu"` or `"cpu"`.
 #[wasm_bindgen(js_name = loadEmbedder)]
-pub async fn load_embedder(model_bytes: Vec<u8>, prefer: String) -> Result<LookalikeEmbedder, JsError> {
+pub async fn load_embedder(
+    model_bytes: Vec<u8>,
+    prefer: String,
+) -> Result<LookalikeEmbedder, JsError> {
     let (device, backend) = choose_device(&prefer).await?;
-    let model = weights::from_burnpack_bytes(model_bytes, false, "model record", &device)
-        ?;
+    let model = weights::from_burnpack_bytes(model_bytes, false, "model record", &device)?;
     Ok(LookalikeEmbedder { embedder: Embedder::new(model, device), backend: backend.to_string() })
 }
 
@@ -278,7 +299,8 @@ async fn choose_device(prefer: &str) -> Result<(Device, &'static str), JsError> 
 /// global scope, not `window`: in the worker this runs in, `window` is
 /// absent and WebGPU would silently fall back to the CPU.
 async fn webgpu_adapter_available() -> bool {
-    let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    let navigator =
+        js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
     if navigator.is_undefined() || navigator.is_null() {
         return false;
     }

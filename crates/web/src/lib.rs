@@ -100,7 +100,12 @@ impl LookalikeIndex {
             None => LabelFilter::Any,
         };
         let weights = self.weights(weights)?;
-        let hits = search_item_distinct(&self.index, item, &Query { k, search_k, filter }, weights.as_ref());
+        let hits = search_item_distinct(
+            &self.index,
+            item,
+            &Query { k, search_k, filter },
+            weights.as_ref(),
+        );
         self.to_js(&hits)
     }
 
@@ -125,10 +130,20 @@ impl LookalikeIndex {
         if let (Some(parts), Some(table)) = (&parts, &self.index.appearance)
             && parts.len() != table.layout.dims()
         {
-            return Err(JsError::new(&format!("parts: expected {} values, got {}", table.layout.dims(), parts.len())));
+            return Err(JsError::new(&format!(
+                "parts: expected {} values, got {}",
+                table.layout.dims(),
+                parts.len()
+            )));
         }
         let weights = self.weights(weights)?;
-        let hits = search_vector_distinct(&self.index, vector, parts.as_deref(), &Query { k, search_k, filter }, weights.as_ref())?;
+        let hits = search_vector_distinct(
+            &self.index,
+            vector,
+            parts.as_deref(),
+            &Query { k, search_k, filter },
+            weights.as_ref(),
+        )?;
         self.to_js(&hits)
     }
 
@@ -140,7 +155,8 @@ impl LookalikeIndex {
             return Ok(None);
         }
         let map: std::collections::BTreeMap<String, f32> =
-            serde_wasm_bindgen::from_value(overrides).map_err(|e| JsError::new(&format!("weights: {e}")))?;
+            serde_wasm_bindgen::from_value(overrides)
+                .map_err(|e| JsError::new(&format!("weights: {e}")))?;
         let overrides: Vec<(String, f32)> = map.into_iter().collect();
         Ok(Some(Weights::defaults(&table.layout).with_overrides(&overrides, &table.layout)?))
     }
@@ -186,4 +202,3 @@ impl LookalikeIndex {
         Ok(serde_wasm_bindgen::to_value(&hits)?)
     }
 }
-

@@ -46,7 +46,12 @@ impl BBox {
 
     /// Clipped to a `width` x `height` image.
     pub fn clip(&self, width: f32, height: f32) -> BBox {
-        BBox::new(self.x0.clamp(0.0, width), self.y0.clamp(0.0, height), self.x1.clamp(0.0, width), self.y1.clamp(0.0, height))
+        BBox::new(
+            self.x0.clamp(0.0, width),
+            self.y0.clamp(0.0, height),
+            self.x1.clamp(0.0, width),
+            self.y1.clamp(0.0, height),
+        )
     }
 
     /// Scaled about its centre by `fx` horizontally and `fy` vertically.
@@ -58,7 +63,12 @@ impl BBox {
 
     /// The smallest box holding both.
     pub fn union(&self, other: &BBox) -> BBox {
-        BBox::new(self.x0.min(other.x0), self.y0.min(other.y0), self.x1.max(other.x1), self.y1.max(other.y1))
+        BBox::new(
+            self.x0.min(other.x0),
+            self.y0.min(other.y0),
+            self.x1.max(other.x1),
+            self.y1.max(other.y1),
+        )
     }
 
     /// Whole pixels `(x, y, width, height)` inside a `width` x `height` image,

@@ -18,7 +18,8 @@ pub enum Garment {
 }
 
 impl Garment {
-    pub const ALL: [Garment; 4] = [Garment::UpperBody, Garment::LowerBody, Garment::FullLength, Garment::Shoes];
+    pub const ALL: [Garment; 4] =
+        [Garment::UpperBody, Garment::LowerBody, Garment::FullLength, Garment::Shoes];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -45,12 +46,22 @@ struct Cut {
     alternative: bool,
 }
 
-const TORSO: [usize; 6] = [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_HIP, RIGHT_HIP];
-const TORSO_TO_KNEES: [usize; 8] =
-    [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE];
+const TORSO: [usize; 6] =
+    [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_ELBOW, RIGHT_ELBOW, LEFT_HIP, RIGHT_HIP];
+const TORSO_TO_KNEES: [usize; 8] = [
+    LEFT_SHOULDER,
+    RIGHT_SHOULDER,
+    LEFT_ELBOW,
+    RIGHT_ELBOW,
+    LEFT_HIP,
+    RIGHT_HIP,
+    LEFT_KNEE,
+    RIGHT_KNEE,
+];
 const LEGS: [usize; 6] = [LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE, LEFT_ANKLE, RIGHT_ANKLE];
 const THIGHS: [usize; 4] = [LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE];
-const SHOULDERS_TO_KNEES: [usize; 6] = [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE];
+const SHOULDERS_TO_KNEES: [usize; 6] =
+    [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP, LEFT_KNEE, RIGHT_KNEE];
 const ANKLES: [usize; 2] = [LEFT_ANKLE, RIGHT_ANKLE];
 const TRUNK: [usize; 4] = [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP];
 
@@ -58,24 +69,64 @@ const TRUNK: [usize; 4] = [LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP];
 /// a top and a bottom get alternative cuts because one box cannot fit both a
 /// blouse and a long coat, or both trousers and a skirt.
 const CUTS: [Cut; 7] = [
-    Cut { garment: Garment::UpperBody, joints: &TORSO, grow: [0.1, 0.1, 0.1, -0.1], alternative: false },
-    Cut { garment: Garment::LowerBody, joints: &LEGS, grow: [0.1, 0.1, 0.1, 0.1], alternative: false },
-    Cut { garment: Garment::Shoes, joints: &ANKLES, grow: [0.1, 0.0, 0.1, 0.3], alternative: false },
+    Cut {
+        garment: Garment::UpperBody,
+        joints: &TORSO,
+        grow: [0.1, 0.1, 0.1, -0.1],
+        alternative: false,
+    },
+    Cut {
+        garment: Garment::LowerBody,
+        joints: &LEGS,
+        grow: [0.1, 0.1, 0.1, 0.1],
+        alternative: false,
+    },
+    Cut {
+        garment: Garment::Shoes,
+        joints: &ANKLES,
+        grow: [0.1, 0.0, 0.1, 0.3],
+        alternative: false,
+    },
     // A dress is one garment where most people wear two: it ranks with the
     // alternatives, so the report's 3 boxes go to top, bottom and shoes first.
-    Cut { garment: Garment::FullLength, joints: &SHOULDERS_TO_KNEES, grow: [0.2, 0.1, 0.2, -0.1], alternative: true },
-    Cut { garment: Garment::UpperBody, joints: &TORSO_TO_KNEES, grow: [0.2, 0.1, 0.2, -0.1], alternative: true },
-    Cut { garment: Garment::LowerBody, joints: &THIGHS, grow: [0.2, 0.1, 0.2, -0.1], alternative: true },
+    Cut {
+        garment: Garment::FullLength,
+        joints: &SHOULDERS_TO_KNEES,
+        grow: [0.2, 0.1, 0.2, -0.1],
+        alternative: true,
+    },
+    Cut {
+        garment: Garment::UpperBody,
+        joints: &TORSO_TO_KNEES,
+        grow: [0.2, 0.1, 0.2, -0.1],
+        alternative: true,
+    },
+    Cut {
+        garment: Garment::LowerBody,
+        joints: &THIGHS,
+        grow: [0.2, 0.1, 0.2, -0.1],
+        alternative: true,
+    },
     // Loose tops: the trunk alone, grown on every side.
-    Cut { garment: Garment::UpperBody, joints: &TRUNK, grow: [0.2, 0.2, 0.2, 0.2], alternative: true },
+    Cut {
+        garment: Garment::UpperBody,
+        joints: &TRUNK,
+        grow: [0.2, 0.2, 0.2, 0.2],
+        alternative: true,
+    },
 ];
 
 /// The regions of one person, each with a confidence (the mean score of the
 /// joints that define it, a little less for alternative cuts). Regions whose
 /// joints are not seen are left out.
-pub fn garment_regions(points: &[Keypoint; KEYPOINTS], width: u32, height: u32) -> Vec<(Garment, BBox, f32)> {
+pub fn garment_regions(
+    points: &[Keypoint; KEYPOINTS],
+    width: u32,
+    height: u32,
+) -> Vec<(Garment, BBox, f32)> {
     let mean_y = |a: usize, b: usize| (points[a].y + points[b].y) / 2.0;
-    let torso = (mean_y(LEFT_HIP, RIGHT_HIP) - mean_y(LEFT_SHOULDER, RIGHT_SHOULDER)).abs().max(1.0);
+    let torso =
+        (mean_y(LEFT_HIP, RIGHT_HIP) - mean_y(LEFT_SHOULDER, RIGHT_SHOULDER)).abs().max(1.0);
     let (w, h) = (width as f32, height as f32);
     CUTS.iter()
         .filter_map(|cut| {
@@ -112,14 +163,21 @@ mod tests {
     #[test]
     fn regions_stack_from_shoulders_to_feet() {
         let regions = garment_regions(&standing(), 200, 420);
-        let main = |g: Garment| regions.iter().find(|(r, _, _)| *r == g).map(|(_, b, s)| (*b, *s)).unwrap();
-        let (upper, lower, shoes) = (main(Garment::UpperBody), main(Garment::LowerBody), main(Garment::Shoes));
+        let main = |g: Garment| {
+            regions.iter().find(|(r, _, _)| *r == g).map(|(_, b, s)| (*b, *s)).unwrap()
+        };
+        let (upper, lower, shoes) =
+            (main(Garment::UpperBody), main(Garment::LowerBody), main(Garment::Shoes));
         // Torso 100 px: the top runs from 10 px above the shoulders to 10 px above the hips.
         assert_eq!((upper.0.y0, upper.0.y1), (90.0, 190.0));
         assert_eq!((lower.0.y0, lower.0.y1), (190.0, 370.0));
         assert!(shoes.0.y0 >= 350.0 && shoes.0.y1 <= 420.0, "{:?}", shoes.0);
         // Main cuts outrank the alternatives of the same garment.
-        let scores: Vec<f32> = regions.iter().filter(|(g, _, _)| *g == Garment::UpperBody).map(|(_, _, s)| *s).collect();
+        let scores: Vec<f32> = regions
+            .iter()
+            .filter(|(g, _, _)| *g == Garment::UpperBody)
+            .map(|(_, _, s)| *s)
+            .collect();
         assert!(scores.len() == 3 && scores[0] > scores[1] && scores[0] > scores[2], "{scores:?}");
     }
 

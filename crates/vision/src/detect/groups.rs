@@ -8,11 +8,34 @@ use super::Garment;
 pub const GROUPS: [(&str, &[&str]); 5] = [
     (
         "upper body",
-        &["blouse", "shirt", "t-shirt", "top", "sweater", "coat", "blazer", "jacket", "cardigan", "hoodie", "sweatshirt", "vest", "jumper", "bodysuit", "cape", "bra"],
+        &[
+            "blouse",
+            "shirt",
+            "t-shirt",
+            "top",
+            "sweater",
+            "coat",
+            "blazer",
+            "jacket",
+            "cardigan",
+            "hoodie",
+            "sweatshirt",
+            "vest",
+            "jumper",
+            "bodysuit",
+            "cape",
+            "bra",
+        ],
     ),
     ("lower body", &["pants", "jeans", "skirt", "shorts", "leggings"]),
     ("full length", &["dress", "romper", "suit", "jumpsuit"]),
-    ("shoes", &["shoes", "sandals", "boots", "loafers", "heels", "sneakers", "flats", "pumps", "wedges", "clogs"]),
+    (
+        "shoes",
+        &[
+            "shoes", "sandals", "boots", "loafers", "heels", "sneakers", "flats", "pumps",
+            "wedges", "clogs",
+        ],
+    ),
     ("bags", &["bag", "purse", "wallet"]),
 ];
 

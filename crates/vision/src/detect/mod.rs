@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 /// The classes a photo is searched for unless the caller says otherwise:
 /// the garment regions plus the COCO classes that are fashion items.
-pub const DEFAULT_CLASSES: [&str; 7] = ["upper body", "lower body", "full length", "shoes", "handbag", "backpack", "tie"];
+pub const DEFAULT_CLASSES: [&str; 7] =
+    ["upper body", "lower body", "full length", "shoes", "handbag", "backpack", "tie"];
 /// Every class the detectors can name and a class list may hold.
 pub fn known_classes() -> Vec<&'static str> {
     let mut all: Vec<&str> = Garment::ALL.iter().map(|g| g.name()).collect();
@@ -79,7 +80,11 @@ pub enum DetectError {
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        Self { classes: DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect(), min_score: 0.6, max_boxes: 3 }
+        Self {
+            classes: DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect(),
+            min_score: 0.6,
+            max_boxes: 3,
+        }
     }
 }
 
@@ -88,7 +93,10 @@ impl DetectOptions {
     pub fn validate(&self) -> Result<(), DetectError> {
         let known = known_classes();
         if let Some(unknown) = self.classes.iter().find(|c| !known.contains(&c.as_str())) {
-            return Err(DetectError::UnknownClass { class: unknown.clone(), known: known.join(", ") });
+            return Err(DetectError::UnknownClass {
+                class: unknown.clone(),
+                known: known.join(", "),
+            });
         }
         if !(0.0..=1.0).contains(&self.min_score) {
             return Err(DetectError::MinScore(self.min_score));
@@ -118,7 +126,11 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(objects: Option<&GraphModel>, pose: Option<&GraphModel>, device: &Device) -> Result<Self, TfjsError> {
+    pub fn new(
+        objects: Option<&GraphModel>,
+        pose: Option<&GraphModel>,
+        device: &Device,
+    ) -> Result<Self, TfjsError> {
         Ok(Self {
             objects: objects.map(|g| NanoDet::new(g, device)).transpose()?,
             pose: pose.map(|g| MoveNet::new(g, device)).transpose()?,
@@ -128,7 +140,11 @@ impl Detector {
     /// The items in `image`, best first, within the options' limits. A
     /// packshot with nothing else found yields its foreground as one
     /// `product` item (when that class is allowed).
-    pub async fn detect(&self, image: &RgbImage, options: &DetectOptions) -> Result<Vec<Item>, DetectError> {
+    pub async fn detect(
+        &self,
+        image: &RgbImage,
+        options: &DetectOptions,
+    ) -> Result<Vec<Item>, DetectError> {
         let mut items = Vec::new();
         let mut people = Vec::new();
         if let Some(objects) = &self.objects {
@@ -137,7 +153,11 @@ impl Detector {
                     people.push(object.bbox);
                 }
                 if options.allows(object.label) {
-                    items.push(Item { class: object.label.to_string(), score: object.score, bbox: object.bbox });
+                    items.push(Item {
+                        class: object.label.to_string(),
+                        score: object.score,
+                        bbox: object.bbox,
+                    });
                 }
             }
         }
@@ -148,10 +168,11 @@ impl Detector {
             }
         }
         items = dedupe(items);
-        if items.is_empty() && options.allows(PRODUCT_CLASS) {
-            if let Some(bbox) = foreground_box(image) {
-                items.push(Item { class: PRODUCT_CLASS.to_string(), score: 1.0, bbox });
-            }
+        if items.is_empty()
+            && options.allows(PRODUCT_CLASS)
+            && let Some(bbox) = foreground_box(image)
+        {
+            items.push(Item { class: PRODUCT_CLASS.to_string(), score: 1.0, bbox });
         }
         Ok(select(items, options.max_boxes))
     }
@@ -159,11 +180,21 @@ impl Detector {
     /// Garment regions of each person: on a crop around every detected person
     /// (MoveNet is most precise when the person fills its input), or on the
     /// whole photo when no object detector ran.
-    async fn garments(&self, pose: &MoveNet, image: &RgbImage, people: &[BBox], options: &DetectOptions) -> Result<Vec<Item>, DetectError> {
+    async fn garments(
+        &self,
+        pose: &MoveNet,
+        image: &RgbImage,
+        people: &[BBox],
+        options: &DetectOptions,
+    ) -> Result<Vec<Item>, DetectError> {
         let (w, h) = image.dimensions();
         let whole = BBox::new(0.0, 0.0, w as f32, h as f32);
         let crops: Vec<BBox> = if self.objects.is_some() {
-            people.iter().take(MAX_PEOPLE).map(|p| p.scaled(1.25, 1.1).clip(w as f32, h as f32)).collect()
+            people
+                .iter()
+                .take(MAX_PEOPLE)
+                .map(|p| p.scaled(1.25, 1.1).clip(w as f32, h as f32))
+                .collect()
         } else {
             vec![whole]
         };
@@ -174,7 +205,12 @@ impl Detector {
             let points = pose.keypoints(&view).await?;
             for (garment, bbox, score) in garments::garment_regions(&points, cw, ch) {
                 if score >= MIN_REGION_SCORE && options.allows(garment.name()) {
-                    let bbox = BBox::new(bbox.x0 + x as f32, bbox.y0 + y as f32, bbox.x1 + x as f32, bbox.y1 + y as f32);
+                    let bbox = BBox::new(
+                        bbox.x0 + x as f32,
+                        bbox.y0 + y as f32,
+                        bbox.x1 + x as f32,
+                        bbox.y1 + y as f32,
+                    );
                     items.push(Item { class: garment.name().to_string(), score, bbox });
                 }
             }
@@ -222,7 +258,12 @@ mod tests {
 
     #[test]
     fn the_box_limit_goes_to_different_classes_first() {
-        let items = vec![item("upper body", 0.9), item("upper body", 0.85), item("lower body", 0.8), item("shoes", 0.5)];
+        let items = vec![
+            item("upper body", 0.9),
+            item("upper body", 0.85),
+            item("lower body", 0.8),
+            item("shoes", 0.5),
+        ];
         let chosen: Vec<String> = select(items.clone(), 3).into_iter().map(|i| i.class).collect();
         assert_eq!(chosen, ["upper body", "lower body", "shoes"]);
         // With room left, the second cut of a class comes back, best first.

@@ -6,8 +6,8 @@
 //! image centre), regress each joint's rough position from there, then take
 //! the heatmap peak nearest that guess and refine it by the offset head.
 
-use super::boxes::BBox;
 use super::DetectError;
+use super::boxes::BBox;
 use super::readback::read_values;
 use crate::model::tfjs::{GraphModel, Program, TfjsError};
 use crate::preprocess::resize_rgb;
@@ -58,8 +58,18 @@ pub struct MoveNet {
 impl MoveNet {
     pub fn new(graph: &GraphModel, device: &Device) -> Result<Self, TfjsError> {
         let side = 192;
-        let program = Program::compile(graph, &[HEATMAP, CENTRE, REGRESS, OFFSET], &[1, side, side, 3], device)?;
-        let distance_bias = graph.constants.get(DISTANCE_BIAS).and_then(|t| t.to_f32().first().copied()).filter(|b| b.is_finite()).unwrap_or(1.8);
+        let program = Program::compile(
+            graph,
+            &[HEATMAP, CENTRE, REGRESS, OFFSET],
+            &[1, side, side, 3],
+            device,
+        )?;
+        let distance_bias = graph
+            .constants
+            .get(DISTANCE_BIAS)
+            .and_then(|t| t.to_f32().first().copied())
+            .filter(|b| b.is_finite())
+            .unwrap_or(1.8);
         Ok(Self { program, side, distance_bias, device: device.clone() })
     }
 
@@ -68,7 +78,10 @@ impl MoveNet {
     fn input(&self, image: &RgbImage) -> (Tensor<4>, f32, f32, f32) {
         let side = self.side as u32;
         let scale = side as f32 / image.width().max(image.height()) as f32;
-        let (w, h) = (((image.width() as f32 * scale).round() as u32).max(1), ((image.height() as f32 * scale).round() as u32).max(1));
+        let (w, h) = (
+            ((image.width() as f32 * scale).round() as u32).max(1),
+            ((image.height() as f32 * scale).round() as u32).max(1),
+        );
         let resized = resize_rgb(image, w.min(side), h.min(side));
         let (left, top) = ((side - resized.width()) / 2, (side - resized.height()) / 2);
         let mut data = vec![0f32; (side * side * 3) as usize];
@@ -78,7 +91,8 @@ impl MoveNet {
                 data[at + c] = pixel.0[c] as f32;
             }
         }
-        let tensor = Tensor::from_data(TensorData::new(data, [1, self.side, self.side, 3]), &self.device);
+        let tensor =
+            Tensor::from_data(TensorData::new(data, [1, self.side, self.side, 3]), &self.device);
         (tensor, scale, left as f32, top as f32)
     }
 
@@ -92,7 +106,11 @@ impl MoveNet {
         let expected = [cells * KEYPOINTS, cells, cells * 2 * KEYPOINTS, cells * 2 * KEYPOINTS];
         if grid == 0 || out.len() != 4 || out.iter().zip(expected).any(|(o, n)| o.len() != n) {
             let found = out.iter().map(Vec::len).collect();
-            return Err(DetectError::OutputSizes { model: "pose model", found, expected: expected.to_vec() });
+            return Err(DetectError::OutputSizes {
+                model: "pose model",
+                found,
+                expected: expected.to_vec(),
+            });
         }
         let points = decode(&out[0], &out[1], &out[2], &out[3], grid, self.distance_bias);
         let cell = self.side as f32 / grid as f32;
@@ -115,7 +133,10 @@ fn decode(
     distance_bias: f32,
 ) -> [(f32, f32, f32); KEYPOINTS] {
     let argmax = |values: &mut dyn Iterator<Item = f32>| {
-        values.enumerate().fold((0, f32::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best }).0
+        values
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, v)| if v > best.1 { (i, v) } else { best })
+            .0
     };
     let c = argmax(&mut centre.iter().copied());
     let (cy, cx) = (c / grid, c % grid);
@@ -136,8 +157,14 @@ fn decode(
 
 /// A box around the joints in `joints` whose score is at least `min_score`,
 /// or `None` when fewer than `needed` are visible.
-pub fn joints_box(points: &[Keypoint; KEYPOINTS], joints: &[usize], min_score: f32, needed: usize) -> Option<(BBox, f32)> {
-    let seen: Vec<&Keypoint> = joints.iter().map(|&j| &points[j]).filter(|p| p.score >= min_score).collect();
+pub fn joints_box(
+    points: &[Keypoint; KEYPOINTS],
+    joints: &[usize],
+    min_score: f32,
+    needed: usize,
+) -> Option<(BBox, f32)> {
+    let seen: Vec<&Keypoint> =
+        joints.iter().map(|&j| &points[j]).filter(|p| p.score >= min_score).collect();
     if seen.len() < needed.max(1) {
         return None;
     }

@@ -8,9 +8,9 @@
 //! about half a stride better from centres than from corners). Boxes then go through
 //! per-class non-maximum suppression.
 
+use super::DetectError;
 use super::boxes::{BBox, nms};
 use super::coco::COCO_CLASSES;
-use super::DetectError;
 use super::readback::read_values;
 use crate::model::tfjs::{GraphModel, Program, TfjsError};
 use crate::preprocess::resize_rgb;
@@ -48,10 +48,15 @@ impl NanoDet {
             // A hostile placeholder could ask for any input size.
             Some(side) if (32..=2048).contains(&side) => side,
             Some(side) => {
-                return Err(TfjsError::Graph { file: graph.source.clone(), message: format!("input size {side} is outside 32..=2048") });
+                return Err(TfjsError::Graph {
+                    file: graph.source.clone(),
+                    message: format!("input size {side} is outside 32..=2048"),
+                });
             }
         };
-        let outputs: Vec<String> = (0..6).map(|k| if k == 0 { "Identity".to_string() } else { format!("Identity_{k}") }).collect();
+        let outputs: Vec<String> = (0..6)
+            .map(|k| if k == 0 { "Identity".to_string() } else { format!("Identity_{k}") })
+            .collect();
         let names: Vec<&str> = outputs.iter().map(String::as_str).collect();
         let program = Program::compile(graph, &names, &[1, 3, side, side], device)?;
         Ok(Self { program, side, device: device.clone() })
@@ -76,11 +81,16 @@ impl NanoDet {
     }
 
     /// Objects scoring at least `min_score`, best first.
-    pub async fn detect(&self, image: &RgbImage, min_score: f32) -> Result<Vec<Object>, DetectError> {
+    pub async fn detect(
+        &self,
+        image: &RgbImage,
+        min_score: f32,
+    ) -> Result<Vec<Object>, DetectError> {
         let values = self.program.run(self.input(image))?;
         let shapes: Vec<Vec<usize>> = values.iter().map(|v| v.shape.clone()).collect();
         let outputs = read_values(values, "object detector").await?;
-        let scale = (image.width() as f32 / self.side as f32, image.height() as f32 / self.side as f32);
+        let scale =
+            (image.width() as f32 / self.side as f32, image.height() as f32 / self.side as f32);
         Ok(decode(&shapes, &outputs, self.side, scale, min_score))
     }
 }
@@ -93,7 +103,13 @@ fn input_side(graph: &GraphModel) -> Option<usize> {
 
 /// Decodes the six outputs (scores and distributions for three strides, in
 /// any order: they are told apart by shape) into boxes after NMS.
-fn decode(shapes: &[Vec<usize>], outputs: &[Vec<f32>], side: usize, scale: (f32, f32), min_score: f32) -> Vec<Object> {
+fn decode(
+    shapes: &[Vec<usize>],
+    outputs: &[Vec<f32>],
+    side: usize,
+    scale: (f32, f32),
+    min_score: f32,
+) -> Vec<Object> {
     let classes = COCO_CLASSES.len();
     let mut boxes = Vec::new();
     let mut scores = Vec::new();
@@ -115,15 +131,24 @@ fn decode(shapes: &[Vec<usize>], outputs: &[Vec<f32>], side: usize, scale: (f32,
         let columns = side / stride;
         for cell in 0..cells {
             let row = &cls[cell * classes..(cell + 1) * classes];
-            let Some((class, &score)) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) else { continue };
+            let Some((class, &score)) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))
+            else {
+                continue;
+            };
             if score < min_score {
                 continue;
             }
             let centre = |i: usize| (i as f32 + 0.5) * stride as f32;
             let (cx, cy) = (centre(cell % columns), centre(cell / columns));
             let d = &dist[cell * 4 * bins..(cell + 1) * 4 * bins];
-            let side_distance = |k: usize| expectation(&d[k * bins..(k + 1) * bins]) * stride as f32;
-            let b = BBox::new(cx - side_distance(0), cy - side_distance(1), cx + side_distance(2), cy + side_distance(3));
+            let side_distance =
+                |k: usize| expectation(&d[k * bins..(k + 1) * bins]) * stride as f32;
+            let b = BBox::new(
+                cx - side_distance(0),
+                cy - side_distance(1),
+                cx + side_distance(2),
+                cy + side_distance(3),
+            );
             boxes.push(BBox::new(b.x0 * scale.0, b.y0 * scale.1, b.x1 * scale.0, b.y1 * scale.1));
             scores.push(score);
             labels.push(class);
@@ -138,7 +163,12 @@ fn decode(shapes: &[Vec<usize>], outputs: &[Vec<f32>], side: usize, scale: (f32,
         .collect();
     nms(&shifted, &scores, NMS_IOU)
         .into_iter()
-        .map(|i| Object { class: labels[i], label: COCO_CLASSES[labels[i]], score: scores[i], bbox: boxes[i] })
+        .map(|i| Object {
+            class: labels[i],
+            label: COCO_CLASSES[labels[i]],
+            score: scores[i],
+            bbox: boxes[i],
+        })
         .collect()
 }
 

@@ -9,12 +9,17 @@ use super::DetectError;
 use crate::model::tfjs::Value;
 
 /// The outputs of `model` as flat host vectors, in order.
-pub async fn read_values(values: Vec<Value>, model: &'static str) -> Result<Vec<Vec<f32>>, DetectError> {
+pub async fn read_values(
+    values: Vec<Value>,
+    model: &'static str,
+) -> Result<Vec<Vec<f32>>, DetectError> {
     let failed = |message: String| DetectError::Readback { model, message };
     let mut out = Vec::with_capacity(values.len());
     for value in values {
         let data = value.tensor.into_data_async().await.map_err(|e| failed(format!("{e:?}")))?;
-        out.push(data.convert::<f32>().try_into_vec::<f32>().map_err(|e| failed(format!("{e:?}")))?);
+        out.push(
+            data.convert::<f32>().try_into_vec::<f32>().map_err(|e| failed(format!("{e:?}")))?,
+        );
     }
     Ok(out)
 }

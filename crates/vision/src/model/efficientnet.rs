@@ -61,7 +61,8 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [Variant::Lite0, Variant::Lite1, Variant::Lite2, Variant::Lite3, Variant::Lite4];
+    pub const ALL: [Variant; 5] =
+        [Variant::Lite0, Variant::Lite1, Variant::Lite2, Variant::Lite3, Variant::Lite4];
 
     /// (width, depth) multipliers of the TensorFlow reference.
     fn multipliers(self) -> (f64, f64) {
@@ -132,7 +133,14 @@ fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clamp(0.0, 6.0)
 }
 
-fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
+fn conv(
+    channels_in: usize,
+    channels_out: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
         .with_stride([stride, stride])
         .with_groups(groups)
@@ -219,7 +227,8 @@ impl EfficientNetLite {
             blocks,
             conv_head: conv(channels, FEATURE_DIM, 1, 1, 1, device),
             bn1: batch_norm(FEATURE_DIM, device),
-            fc: with_classifier.then(|| LinearConfig::new(FEATURE_DIM, IMAGENET_CLASSES).init(device)),
+            fc: with_classifier
+                .then(|| LinearConfig::new(FEATURE_DIM, IMAGENET_CLASSES).init(device)),
         }
     }
 
@@ -293,7 +302,8 @@ mod tests {
         assert_eq!(Variant::Lite2.signature(), (21, 352));
         let widths: Vec<usize> = Variant::Lite2.stages().iter().map(|s| s.channels_out).collect();
         assert_eq!(widths, [16, 24, 48, 88, 120, 208, 352]);
-        let signatures: std::collections::HashSet<(usize, usize)> = Variant::ALL.iter().map(|v| v.signature()).collect();
+        let signatures: std::collections::HashSet<(usize, usize)> =
+            Variant::ALL.iter().map(|v| v.signature()).collect();
         assert_eq!(signatures.len(), Variant::ALL.len(), "every variant has its own signature");
         for v in Variant::ALL {
             assert_eq!(Variant::from_signature(v.signature().0, v.signature().1), Some(v));

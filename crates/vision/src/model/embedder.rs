@@ -41,14 +41,21 @@ impl Embedder {
         Tensor::from_data(data, &self.device)
     }
 
-    fn split_rows(data: TensorData, rows: usize, width: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn split_rows(
+        data: TensorData,
+        rows: usize,
+        width: usize,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let flat = data.try_to_vec::<f32>().map_err(|e| EmbedError(format!("{e:?}")))?;
         debug_assert_eq!(flat.len(), rows * width);
         Ok(flat.chunks_exact(width).map(<[f32]>::to_vec).collect())
     }
 
     /// Embeds a batch, reading the result asynchronously (required on WebGPU).
-    pub async fn embed_batch_async(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub async fn embed_batch_async(
+        &self,
+        inputs: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
@@ -75,27 +82,40 @@ impl Embedder {
     /// Flex's own intra-op threads (measured on 2 cores: 41 images/s for one
     /// lane at batch 1, 29 for two threads at batch 16), because one image's
     /// activations stay in cache and the lanes never wait on each other.
-    pub fn embed_lanes(&self, inputs: &[Vec<f32>], lanes: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub fn embed_lanes(
+        &self,
+        inputs: &[Vec<f32>],
+        lanes: usize,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         use std::sync::OnceLock;
         use std::sync::atomic::{AtomicUsize, Ordering};
         let next = AtomicUsize::new(0);
-        let slots: Vec<OnceLock<Result<Vec<f32>, EmbedError>>> = inputs.iter().map(|_| OnceLock::new()).collect();
+        let slots: Vec<OnceLock<Result<Vec<f32>, EmbedError>>> =
+            inputs.iter().map(|_| OnceLock::new()).collect();
         std::thread::scope(|scope| {
             for _ in 0..lanes.clamp(1, inputs.len().max(1)) {
                 scope.spawn(|| {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool");
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .build()
+                        .expect("a one-thread pool");
                     pool.install(|| {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(input) = inputs.get(i) else { break };
-                            let embedded = self.embed_batch(std::slice::from_ref(input)).map(|mut v| v.remove(0));
+                            let embedded = self
+                                .embed_batch(std::slice::from_ref(input))
+                                .map(|mut v| v.remove(0));
                             let _ = slots[i].set(embedded);
                         }
                     });
                 });
             }
         });
-        slots.into_iter().map(|slot| slot.into_inner().expect("every input was taken by a lane")).collect()
+        slots
+            .into_iter()
+            .map(|slot| slot.into_inner().expect("every input was taken by a lane"))
+            .collect()
     }
 
     /// ImageNet logits for a batch; `None` when the model has no classifier.

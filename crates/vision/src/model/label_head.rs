@@ -11,7 +11,13 @@ use lookalike_index::{LabelHead, normalized};
 /// Each epoch is two matrix products on the CPU backend (logits, then the
 /// weights' gradient), so a head over 2,000 rows of 1,308 values and 60
 /// labels trains in a few seconds.
-pub fn train(column: &str, labels: Vec<String>, rows: &[Vec<f32>], targets: &[usize], epochs: usize) -> LabelHead {
+pub fn train(
+    column: &str,
+    labels: Vec<String>,
+    rows: &[Vec<f32>],
+    targets: &[usize],
+    epochs: usize,
+) -> LabelHead {
     use burn::tensor::{Device, Int, Tensor, TensorData};
     const LEARNING_RATE: f32 = 0.05;
     const L2: f32 = 1e-4;
@@ -20,13 +26,21 @@ pub fn train(column: &str, labels: Vec<String>, rows: &[Vec<f32>], targets: &[us
     let classes = labels.len();
     let n = rows.len();
     if n == 0 || classes == 0 {
-        return LabelHead { column: column.to_string(), labels, feature_dim: dim, weights: vec![0.0; classes * dim], bias: vec![0.0; classes] };
+        return LabelHead {
+            column: column.to_string(),
+            labels,
+            feature_dim: dim,
+            weights: vec![0.0; classes * dim],
+            bias: vec![0.0; classes],
+        };
     }
     let device = Device::flex();
     let flat: Vec<f32> = rows.iter().flat_map(|r| normalized(r)).collect();
     let x: Tensor<2> = Tensor::from_data(TensorData::new(flat, [n, dim]), &device);
     let target_numbers: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
-    let y: Tensor<2> = Tensor::<1, Int>::from_data(TensorData::new(target_numbers, [n]), &device).one_hot(classes).float();
+    let y: Tensor<2> = Tensor::<1, Int>::from_data(TensorData::new(target_numbers, [n]), &device)
+        .one_hot(classes)
+        .float();
     let mut w: Tensor<2> = Tensor::zeros([classes, dim], &device);
     let mut b: Tensor<1> = Tensor::zeros([classes], &device);
     let (mut mw, mut vw) = (w.zeros_like(), w.zeros_like());
@@ -46,7 +60,13 @@ pub fn train(column: &str, labels: Vec<String>, rows: &[Vec<f32>], targets: &[us
         b = b - (mb.clone() / c1) * LEARNING_RATE / ((vb.clone() / c2).sqrt() + eps);
     }
     let read = |t: TensorData| t.try_to_vec::<f32>().expect("f32 parameters");
-    LabelHead { column: column.to_string(), labels, feature_dim: dim, weights: read(w.into_data()), bias: read(b.into_data()) }
+    LabelHead {
+        column: column.to_string(),
+        labels,
+        feature_dim: dim,
+        weights: read(w.into_data()),
+        bias: read(b.into_data()),
+    }
 }
 
 #[cfg(test)]
@@ -66,14 +86,25 @@ mod tests {
             targets.push(class);
         }
         let head = train("kind", vec!["a".into(), "b".into(), "c".into()], &rows, &targets, 100);
-        let correct = rows.iter().zip(&targets).filter(|&(r, &t)| head.predict(r).label == head.labels[t]).count();
+        let correct = rows
+            .iter()
+            .zip(&targets)
+            .filter(|&(r, &t)| head.predict(r).label == head.labels[t])
+            .count();
         assert_eq!(correct, 60);
         let saved = serde_json::to_vec(&head).unwrap();
         // Saved to 4 decimals: the same labels, every parameter within 0.00005.
         let loaded = LabelHead::from_json(&saved, "head.json").unwrap();
-        assert_eq!((&loaded.column, &loaded.labels, loaded.feature_dim), (&head.column, &head.labels, head.feature_dim));
+        assert_eq!(
+            (&loaded.column, &loaded.labels, loaded.feature_dim),
+            (&head.column, &head.labels, head.feature_dim)
+        );
         let saved_params = loaded.weights.iter().chain(&loaded.bias);
-        assert!(saved_params.zip(head.weights.iter().chain(&head.bias)).all(|(a, b)| (a - b).abs() <= 5e-5 + 1e-7));
+        assert!(
+            saved_params
+                .zip(head.weights.iter().chain(&head.bias))
+                .all(|(a, b)| (a - b).abs() <= 5e-5 + 1e-7)
+        );
         assert!(rows.iter().all(|r| loaded.predict(r).label == head.predict(r).label));
         let prediction = head.predict(&[0.0, 0.0, 5.0, 0.0, 0.0, 0.0]);
         assert_eq!(prediction.label, "c");

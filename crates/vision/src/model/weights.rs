@@ -10,8 +10,8 @@
 
 use super::EfficientNetLite;
 use super::efficientnet::Variant;
-use burn::tensor::{Bytes, Device};
 use burn::store::{ApplyResult, BurnpackStore, ModuleSnapshot, ModuleStore};
+use burn::tensor::{Bytes, Device};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
@@ -19,12 +19,10 @@ pub enum WeightsError {
     Read { source_name: String, message: String },
     #[error("{source_name}: not weights for EfficientNet-Lite; {message}")]
     NotLite { source_name: String, message: String },
-    #[error("{source_name}: not weights for EfficientNet-Lite; missing {count} tensors, e.g. {example}")]
-    Missing {
-        source_name: String,
-        count: usize,
-        example: String,
-    },
+    #[error(
+        "{source_name}: not weights for EfficientNet-Lite; missing {count} tensors, e.g. {example}"
+    )]
+    Missing { source_name: String, count: usize, example: String },
     #[error("{source_name}: {message}")]
     Apply { source_name: String, message: String },
 }
@@ -49,8 +47,12 @@ fn check_applied(result: ApplyResult, source_name: &str) -> Result<(), WeightsEr
 /// Which EfficientNet-Lite a set of weights belongs to, from the number of
 /// blocks and the channels into the head (the variants differ in both), so
 /// a user's Lite1 or Lite2 checkpoint loads without being named.
-fn infer_variant<S: ModuleStore>(store: &mut S, source_name: &str) -> Result<Variant, WeightsError> {
-    let not_lite = |message: String| WeightsError::NotLite { source_name: source_name.to_string(), message };
+fn infer_variant<S: ModuleStore>(
+    store: &mut S,
+    source_name: &str,
+) -> Result<Variant, WeightsError> {
+    let not_lite =
+        |message: String| WeightsError::NotLite { source_name: source_name.to_string(), message };
     let keys = store.keys().map_err(|e| not_lite(e.to_string()))?;
     let blocks = keys
         .iter()
@@ -62,12 +64,20 @@ fn infer_variant<S: ModuleStore>(store: &mut S, source_name: &str) -> Result<Var
         .map_err(|e| not_lite(e.to_string()))?
         .ok_or_else(|| not_lite("no conv_head.weight".into()))?;
     let head_channels_in = head.shape.get(1).copied().unwrap_or(0);
-    Variant::from_signature(blocks, head_channels_in)
-        .ok_or_else(|| not_lite(format!("{blocks} blocks and {head_channels_in} channels into the head match no Lite0-Lite4")))
+    Variant::from_signature(blocks, head_channels_in).ok_or_else(|| {
+        not_lite(format!(
+            "{blocks} blocks and {head_channels_in} channels into the head match no Lite0-Lite4"
+        ))
+    })
 }
 
 /// Builds the variant the store holds and loads its weights into it.
-fn load<S: ModuleStore>(store: &mut S, with_classifier: bool, source_name: &str, device: &Device) -> Result<EfficientNetLite, WeightsError> {
+fn load<S: ModuleStore>(
+    store: &mut S,
+    with_classifier: bool,
+    source_name: &str,
+    device: &Device,
+) -> Result<EfficientNetLite, WeightsError> {
     let variant = infer_variant(store, source_name)?;
     let mut model = EfficientNetLite::new(variant, with_classifier, device);
     let result = model.load_from(store).map_err(|e| WeightsError::Read {
@@ -86,14 +96,23 @@ pub fn from_burnpack_bytes(
     source_name: &str,
     device: &Device,
 ) -> Result<EfficientNetLite, WeightsError> {
-    load(&mut BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes))), with_classifier, source_name, device)
+    load(
+        &mut BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes))),
+        with_classifier,
+        source_name,
+        device,
+    )
 }
 
 /// The feature extractor (no classifier) as Burnpack record bytes; the
 /// caller writes them (atomically: a half-written record must never replace
 /// a good one).
-pub fn to_burnpack_bytes(model: &EfficientNetLite, source_name: &str) -> Result<Vec<u8>, WeightsError> {
-    let err = |message: String| WeightsError::Read { source_name: source_name.to_string(), message };
+pub fn to_burnpack_bytes(
+    model: &EfficientNetLite,
+    source_name: &str,
+) -> Result<Vec<u8>, WeightsError> {
+    let err =
+        |message: String| WeightsError::Read { source_name: source_name.to_string(), message };
     let mut store = BurnpackStore::from_bytes(None);
     model.clone().without_classifier().save_into(&mut store).map_err(|e| err(e.to_string()))?;
     let bytes = store.get_bytes().map_err(|e| err(e.to_string()))?;
@@ -105,12 +124,15 @@ pub use native::*;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use burn::store::{KeyRemapper, PytorchStore};
     use super::*;
+    use burn::store::{KeyRemapper, PytorchStore};
     use std::path::Path;
 
     /// Loads the reference PyTorch checkpoint, keeping the ImageNet classifier.
-    pub fn from_pytorch_file(path: &Path, device: &Device) -> Result<EfficientNetLite, WeightsError> {
+    pub fn from_pytorch_file(
+        path: &Path,
+        device: &Device,
+    ) -> Result<EfficientNetLite, WeightsError> {
         // `_blocks.3._bn1.weight` -> `blocks.3.bn1.weight`
         let remapper = KeyRemapper::from_patterns(vec![(r"(^|\.)_", "$1")])
             .expect("the key pattern is a valid regex");
@@ -141,11 +163,14 @@ mod native {
     }
 
     /// As [`from_file`], for a caller that already read the file's bytes.
-    pub fn from_file_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<EfficientNetLite, WeightsError> {
+    pub fn from_file_bytes(
+        path: &Path,
+        bytes: &[u8],
+        device: &Device,
+    ) -> Result<EfficientNetLite, WeightsError> {
         if is_pytorch(path) {
             return from_pytorch_file(path, device);
         }
         from_burnpack_bytes(bytes.to_vec(), false, &path.display().to_string(), device)
     }
-
 }

@@ -97,7 +97,8 @@ impl NodeDef {
 
     /// A list of strings, e.g. `fused_ops`.
     pub fn attr_str_list(&self, key: &str) -> Vec<String> {
-        let Some(list) = self.attr.get(key).and_then(|a| a.get("list")).and_then(|l| l.get("s")) else {
+        let Some(list) = self.attr.get(key).and_then(|a| a.get("list")).and_then(|l| l.get("s"))
+        else {
             return Vec::new();
         };
         list.as_array()
@@ -233,16 +234,21 @@ impl GraphModel {
         let mut constants = HashMap::new();
         let mut offset = 0usize;
         for spec in model.manifest.iter().flat_map(|g| &g.weights) {
-            let (tensor, used) = decode_weight(spec, &weights[offset.min(weights.len())..]).map_err(|message| {
-                TfjsError::Weights { file: source.to_string(), message: format!("`{}`: {message}", spec.name) }
-            })?;
+            let (tensor, used) = decode_weight(spec, &weights[offset.min(weights.len())..])
+                .map_err(|message| TfjsError::Weights {
+                    file: source.to_string(),
+                    message: format!("`{}`: {message}", spec.name),
+                })?;
             offset += used;
             constants.insert(spec.name.clone(), tensor);
         }
         if offset != weights.len() {
             return Err(TfjsError::Weights {
                 file: source.to_string(),
-                message: format!("the manifest describes {offset} bytes but the shards hold {}", weights.len()),
+                message: format!(
+                    "the manifest describes {offset} bytes but the shards hold {}",
+                    weights.len()
+                ),
             });
         }
         Ok(Self { source: source.to_string(), nodes: model.topology.node, constants })
@@ -274,7 +280,8 @@ fn is_plain_file_name(name: &str) -> bool {
 }
 
 fn parse_json(bytes: &[u8], source: &str) -> Result<ModelJson, TfjsError> {
-    serde_json::from_slice(bytes).map_err(|e| TfjsError::Json { file: source.to_string(), message: e.to_string() })
+    serde_json::from_slice(bytes)
+        .map_err(|e| TfjsError::Json { file: source.to_string(), message: e.to_string() })
 }
 
 /// Decodes one weight from the front of `bytes`; returns it and the bytes used.
@@ -295,8 +302,12 @@ fn decode_weight(spec: &WeightSpec, bytes: &[u8]) -> Result<(HostTensor, usize),
         .ok_or_else(|| format!("needs {used} bytes, only {} left in the shards", bytes.len()))?;
     let words = |n: usize| raw.chunks_exact(n);
     let data = match (stored, spec.quantization.as_ref()) {
-        ("float32", _) => HostData::F32(words(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()),
-        ("int32", _) => HostData::I64(words(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect()),
+        ("float32", _) => {
+            HostData::F32(words(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+        }
+        ("int32", _) => HostData::I64(
+            words(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect(),
+        ),
         ("float16", _) => HostData::F32(
             words(2).map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
         ),
@@ -366,13 +377,26 @@ mod tests {
 
     #[test]
     fn shard_paths_outside_the_models_folder_are_refused() {
-        for bad in ["../../../etc/passwd", "/etc/passwd", "sub/m.bin", "..", ".", "", "a\\b.bin", "C:m.bin", "m\n.bin"] {
+        for bad in [
+            "../../../etc/passwd",
+            "/etc/passwd",
+            "sub/m.bin",
+            "..",
+            ".",
+            "",
+            "a\\b.bin",
+            "C:m.bin",
+            "m\n.bin",
+        ] {
             let json = format!(
                 r#"{{"modelTopology":{{"node":[]}},"weightsManifest":[{{"paths":[{}],"weights":[]}}]}}"#,
                 serde_json::to_string(bad).unwrap()
             );
             let err = GraphModel::shard_paths(json.as_bytes(), "m.json").unwrap_err().to_string();
-            assert!(err.contains("m.json") && err.contains("not a plain file name"), "{bad}: {err}");
+            assert!(
+                err.contains("m.json") && err.contains("not a plain file name"),
+                "{bad}: {err}"
+            );
         }
         let json = model_json(r#"{"name":"a","shape":[1],"dtype":"float32"}"#);
         assert_eq!(GraphModel::shard_paths(json.as_bytes(), "m.json").unwrap(), vec!["m.bin"]);
@@ -382,7 +406,10 @@ mod tests {
     fn short_or_long_shards_are_named_errors() {
         let json = model_json(r#"{"name":"conv/w","shape":[4],"dtype":"float32"}"#);
         let err = GraphModel::parse(json.as_bytes(), &[0; 8], "m.json").unwrap_err().to_string();
-        assert!(err.contains("m.json") && err.contains("conv/w") && err.contains("16 bytes"), "{err}");
+        assert!(
+            err.contains("m.json") && err.contains("conv/w") && err.contains("16 bytes"),
+            "{err}"
+        );
         let err = GraphModel::parse(json.as_bytes(), &[0; 20], "m.json").unwrap_err().to_string();
         assert!(err.contains("describes 16 bytes") && err.contains("20"), "{err}");
         let err = GraphModel::parse(b"{\"format\":1}", &[], "m.json").unwrap_err().to_string();

@@ -1,6 +1,6 @@
 //! TensorFlow.js graph models (`model.json` + weight shards) run on Burn.
 //!
-//! [`format`] reads the files; [`program`] compiles the needed part of the
+//! [`format`](mod@format) reads the files; [`program`] compiles the needed part of the
 //! graph into Burn operations once and runs it on any device. No TensorFlow
 //! is involved at build or run time: the same code loads the packaged
 //! NanoDet and MoveNet models and a user's own exported graph.
@@ -23,7 +23,10 @@ mod native {
     pub fn read_model(model_json: &Path) -> Result<GraphModel, TfjsError> {
         let source = model_json.display().to_string();
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| TfjsError::Graph { file: path.display().to_string(), message: e.to_string() })
+            std::fs::read(path).map_err(|e| TfjsError::Graph {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })
         };
         let json = read(model_json)?;
         let folder = model_json.parent().unwrap_or(Path::new("."));

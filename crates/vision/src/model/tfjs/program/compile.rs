@@ -1,10 +1,13 @@
 //! Compiling: walks back from the requested outputs, folds what is
 //! constant, fuses what a reader alone reads (padding into a convolution, a
-//! bias into the layer before), and emits the steps. [`OPS`] is the list of
+//! bias into the layer before), and emits the steps. `OPS` is the list of
 //! supported ops: one entry per TF.js op name, with the function that
 //! compiles it; the corpus in `tests/ops/` has a case for each.
 
 use super::*;
+
+/// Explicit `[before, after]` paddings of the two spatial axes.
+type Pairs = [(usize, usize); 2];
 
 /// Compiles one node of a supported op into steps.
 type CompileOp = for<'a, 'c> fn(&'c mut Compiler<'a>, &'a NodeDef) -> Result<(), TfjsError>;
@@ -70,7 +73,6 @@ pub(super) struct Compiler<'a> {
     pub(super) in_progress: Vec<&'a str>,
 }
 
-
 impl<'a> Compiler<'a> {
     pub(super) fn error(&self, node: &NodeDef, message: impl Into<String>) -> TfjsError {
         self.graph.node_error(node, message)
@@ -94,12 +96,21 @@ impl<'a> Compiler<'a> {
     pub(super) fn operand(&mut self, node: &NodeDef, name: &str) -> Result<Operand, TfjsError> {
         Ok(match self.resolve(name)? {
             Known::Slot(slot) => Operand::Slot(slot),
-            Known::Host(host) => Operand::Const(self.upload(&host).map_err(|m| self.error(node, m))?),
+            Known::Host(host) => {
+                Operand::Const(self.upload(&host).map_err(|m| self.error(node, m))?)
+            }
         })
     }
 
-    pub(super) fn host_input(&mut self, node: &NodeDef, index: usize) -> Result<HostTensor, TfjsError> {
-        let name = node.data_inputs().nth(index).ok_or_else(|| self.error(node, format!("missing input {index}")))?;
+    pub(super) fn host_input(
+        &mut self,
+        node: &NodeDef,
+        index: usize,
+    ) -> Result<HostTensor, TfjsError> {
+        let name = node
+            .data_inputs()
+            .nth(index)
+            .ok_or_else(|| self.error(node, format!("missing input {index}")))?;
         match self.resolve(name)? {
             Known::Host(host) => Ok(host),
             Known::Slot(_) => Err(self.error(node, format!("input {index} must be a constant"))),
@@ -120,7 +131,9 @@ impl<'a> Compiler<'a> {
             return Err(self.error(node, "is its own input (the graph has a cycle)"));
         }
         if self.in_progress.len() >= MAX_GRAPH_DEPTH {
-            return Err(self.error(node, format!("the graph is deeper than {MAX_GRAPH_DEPTH} nodes")));
+            return Err(
+                self.error(node, format!("the graph is deeper than {MAX_GRAPH_DEPTH} nodes"))
+            );
         }
         self.in_progress.push(node.name.as_str());
         let compiled = self.compile_node(node);
@@ -163,12 +176,10 @@ impl<'a> Compiler<'a> {
 
     pub(super) fn compile_node(&mut self, node: &'a NodeDef) -> Result<(), TfjsError> {
         if node.op == "Const" {
-            let host = self
-                .graph
-                .constants
-                .get(&node.name)
-                .cloned()
-                .ok_or_else(|| self.error(node, "constant missing from the weights manifest"))?;
+            let host =
+                self.graph.constants.get(&node.name).cloned().ok_or_else(|| {
+                    self.error(node, "constant missing from the weights manifest")
+                })?;
             self.known.insert(key(&node.name, 0), Known::Host(host));
             return Ok(());
         }
@@ -180,7 +191,9 @@ impl<'a> Compiler<'a> {
             for input in node.data_inputs() {
                 match self.resolve(input)? {
                     Known::Host(h) => hosts.push(h),
-                    Known::Slot(_) => return Err(self.error(node, "mixes constants and computed values")),
+                    Known::Slot(_) => {
+                        return Err(self.error(node, "mixes constants and computed values"));
+                    }
                 }
             }
             let folded = fold(node, &hosts).map_err(|m| self.error(node, m))?;
@@ -224,7 +237,11 @@ impl<'a> Compiler<'a> {
     /// into the convolution saves a full copy of the activations per layer.
     /// Returns the unpadded input (transposed as the graph wanted) and the
     /// padding for the convolution, or `None` when the pattern does not apply.
-    pub(super) fn fold_padding(&mut self, node: &NodeDef, conv: &Conv) -> Result<Option<(usize, [(usize, usize); 2])>, TfjsError> {
+    pub(super) fn fold_padding(
+        &mut self,
+        node: &NodeDef,
+        conv: &Conv,
+    ) -> Result<Option<(usize, Pairs)>, TfjsError> {
         if !matches!(conv.padding, Padding::Valid) {
             return Ok(None);
         }
@@ -232,7 +249,9 @@ impl<'a> Compiler<'a> {
         let Some(mut producer) = self.read_once(first) else { return Ok(None) };
         let mut transpose = None;
         if producer.op == "Transpose" {
-            let Some(pad) = producer.data_inputs().next().and_then(|i| self.read_once(i)) else { return Ok(None) };
+            let Some(pad) = producer.data_inputs().next().and_then(|i| self.read_once(i)) else {
+                return Ok(None);
+            };
             transpose = Some(producer);
             producer = pad;
         }
@@ -259,7 +278,9 @@ impl<'a> Compiler<'a> {
         if pairs[batch] != (0, 0) || pairs[channels] != (0, 0) {
             return Ok(None);
         }
-        let Some(source) = producer.data_inputs().next().map(str::to_string) else { return Ok(None) };
+        let Some(source) = producer.data_inputs().next().map(str::to_string) else {
+            return Ok(None);
+        };
         let Known::Slot(mut slot) = self.resolve(&source)? else { return Ok(None) };
         if let Some(t) = transpose {
             slot = self.emit(t, Some(slot), Op::Transpose(perm));
@@ -268,22 +289,38 @@ impl<'a> Compiler<'a> {
     }
 
     /// A bias added right after a bias-less convolution becomes its bias.
-    pub(super) fn fold_bias(&mut self, node: &NodeDef, a: &str, b: &str) -> Result<bool, TfjsError> {
+    pub(super) fn fold_bias(
+        &mut self,
+        node: &NodeDef,
+        a: &str,
+        b: &str,
+    ) -> Result<bool, TfjsError> {
         if self.read_once(a).is_none() {
             return Ok(false);
         }
-        let (Known::Slot(slot), Known::Host(bias)) = (self.resolve(a)?, self.resolve(b)?) else { return Ok(false) };
-        let Some(step) = self.steps.iter_mut().rev().find(|s| s.output == slot) else { return Ok(false) };
+        let (Known::Slot(slot), Known::Host(bias)) = (self.resolve(a)?, self.resolve(b)?) else {
+            return Ok(false);
+        };
+        let Some(step) = self.steps.iter_mut().rev().find(|s| s.output == slot) else {
+            return Ok(false);
+        };
         let Op::Conv(conv) = &mut step.op else { return Ok(false) };
         let channels = conv.weight.dims()[0];
         // The bias must run along the channel axis: [C], or ones elsewhere.
         let channel_axis = if conv.nhwc { 3 } else { 1 };
         let along_channels = bias.shape.len() == 1
-            || (bias.shape.len() == 4 && bias.shape.iter().enumerate().all(|(i, &d)| d == 1 || i == channel_axis));
-        if conv.bias.is_some() || conv.activation != Activation::None || bias.len() != channels || !along_channels || !bias.is_consistent() {
+            || (bias.shape.len() == 4
+                && bias.shape.iter().enumerate().all(|(i, &d)| d == 1 || i == channel_axis));
+        if conv.bias.is_some()
+            || conv.activation != Activation::None
+            || bias.len() != channels
+            || !along_channels
+            || !bias.is_consistent()
+        {
             return Ok(false);
         }
-        conv.bias = Some(Tensor::from_data(TensorData::new(bias.to_f32(), [channels]), self.device));
+        conv.bias =
+            Some(Tensor::from_data(TensorData::new(bias.to_f32(), [channels]), self.device));
         self.known.insert(key(&node.name, 0), Known::Slot(slot));
         Ok(true)
     }
@@ -297,13 +334,22 @@ impl<'a> Compiler<'a> {
     }
 
     /// The height and width entries of a 4-entry attribute (strides, ksize, ...).
-    pub(super) fn spatial(&self, node: &NodeDef, attr: &str, nhwc: bool) -> Result<[usize; 2], TfjsError> {
+    pub(super) fn spatial(
+        &self,
+        node: &NodeDef,
+        attr: &str,
+        nhwc: bool,
+    ) -> Result<[usize; 2], TfjsError> {
         let list = node.attr_int_list(attr).unwrap_or_else(|| vec![1; 4]);
         if list.len() != 4 {
             return Err(self.error(node, format!("`{attr}` must have 4 entries")));
         }
         let (h, w) = if nhwc { (list[1], list[2]) } else { (list[2], list[3]) };
-        let value = |v: i64| bounded(v, MAX_WINDOW, attr).ok().filter(|&v| v >= 1).ok_or_else(|| self.error(node, format!("`{attr}` {list:?} must be 1..={MAX_WINDOW}")));
+        let value = |v: i64| {
+            bounded(v, MAX_WINDOW, attr).ok().filter(|&v| v >= 1).ok_or_else(|| {
+                self.error(node, format!("`{attr}` {list:?} must be 1..={MAX_WINDOW}"))
+            })
+        };
         Ok([value(h)?, value(w)?])
     }
 
@@ -317,8 +363,13 @@ impl<'a> Compiler<'a> {
                     return Err(self.error(node, "explicit_paddings must have 8 entries"));
                 }
                 let (h, w) = if nhwc { (2, 4) } else { (4, 6) };
-                let pad = |v: i64| bounded(v, MAX_WINDOW, "explicit padding").map_err(|m| self.error(node, m));
-                Ok(Padding::Explicit([(pad(pads[h])?, pad(pads[h + 1])?), (pad(pads[w])?, pad(pads[w + 1])?)]))
+                let pad = |v: i64| {
+                    bounded(v, MAX_WINDOW, "explicit padding").map_err(|m| self.error(node, m))
+                };
+                Ok(Padding::Explicit([
+                    (pad(pads[h])?, pad(pads[h + 1])?),
+                    (pad(pads[w])?, pad(pads[w + 1])?),
+                ]))
             }
             Some(other) => Err(self.error(node, format!("padding {other} is not supported"))),
         }
@@ -331,14 +382,19 @@ impl<'a> Compiler<'a> {
         if filter.shape.len() != 4 {
             return Err(self.error(node, "the filter must be 4-D"));
         }
-        let [kh, kw, cin, cout] = [filter.shape[0], filter.shape[1], filter.shape[2], filter.shape[3]];
+        let [kh, kw, cin, cout] =
+            [filter.shape[0], filter.shape[1], filter.shape[2], filter.shape[3]];
         let values = filter.to_f32();
         if !filter.is_consistent() || values.is_empty() {
-            return Err(self.error(node, format!("filter of shape {:?} holds {} values", filter.shape, values.len())));
+            return Err(self.error(
+                node,
+                format!("filter of shape {:?} holds {} values", filter.shape, values.len()),
+            ));
         }
         // TF filters are [kh, kw, in, out] (depthwise: [kh, kw, in, multiplier]);
         // Burn wants [out, in / groups, kh, kw] with out = in * multiplier + m.
-        let (out_channels, per_group, groups) = if depthwise { (cin * cout, 1, cin) } else { (cout, cin, 1) };
+        let (out_channels, per_group, groups) =
+            if depthwise { (cin * cout, 1, cin) } else { (cout, cin, 1) };
         let mut weight = vec![0f32; values.len()];
         for y in 0..kh {
             for x in 0..kw {
@@ -351,7 +407,10 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let weight = Tensor::from_data(TensorData::new(weight, [out_channels, per_group, kh, kw]), self.device);
+        let weight = Tensor::from_data(
+            TensorData::new(weight, [out_channels, per_group, kh, kw]),
+            self.device,
+        );
         let fused = node.attr_str_list("fused_ops");
         let mut bias = None;
         let mut activation = Activation::None;
@@ -360,16 +419,27 @@ impl<'a> Compiler<'a> {
                 "BiasAdd" => {
                     let values = self.host_input(node, 2)?.to_f32();
                     if values.len() != out_channels {
-                        return Err(self.error(node, format!("bias has {} values for {out_channels} channels", values.len())));
+                        return Err(self.error(
+                            node,
+                            format!("bias has {} values for {out_channels} channels", values.len()),
+                        ));
                     }
-                    bias = Some(Tensor::from_data(TensorData::new(values, [out_channels]), self.device));
+                    bias = Some(Tensor::from_data(
+                        TensorData::new(values, [out_channels]),
+                        self.device,
+                    ));
                 }
                 other if i > 0 || fused.len() == 1 => {
                     let alpha = node.attr_float("leakyrelu_alpha").unwrap_or(0.2);
-                    activation = Activation::parse(other, alpha)
-                        .ok_or_else(|| self.error(node, format!("fused operation {other} is not supported")))?;
+                    activation = Activation::parse(other, alpha).ok_or_else(|| {
+                        self.error(node, format!("fused operation {other} is not supported"))
+                    })?;
                 }
-                other => return Err(self.error(node, format!("fused operation {other} is not supported"))),
+                other => {
+                    return Err(
+                        self.error(node, format!("fused operation {other} is not supported"))
+                    );
+                }
             }
         }
         Ok(Conv {
@@ -385,214 +455,225 @@ impl<'a> Compiler<'a> {
     }
 }
 
-
 pub(super) fn pass_through<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
-            let slot = c.first_slot(node)?;
-            c.known.insert(key(&node.name, 0), Known::Slot(slot));
+    let slot = c.first_slot(node)?;
+    c.known.insert(key(&node.name, 0), Known::Slot(slot));
     Ok(())
 }
 
 pub(super) fn convolution<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
-            let mut conv = c.conv(node)?;
-            let input = match c.fold_padding(node, &conv)? {
-                Some((slot, pairs)) => {
-                    conv.padding = Padding::Explicit(pairs);
-                    slot
-                }
-                None => c.first_slot(node)?,
-            };
-            c.emit(node, Some(input), Op::Conv(Box::new(conv)));
+    let mut conv = c.conv(node)?;
+    let input = match c.fold_padding(node, &conv)? {
+        Some((slot, pairs)) => {
+            conv.padding = Padding::Explicit(pairs);
+            slot
+        }
+        None => c.first_slot(node)?,
+    };
+    c.emit(node, Some(input), Op::Conv(Box::new(conv)));
     Ok(())
 }
 
 pub(super) fn pooling<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
     let op = node.op.as_str();
-            let input = c.first_slot(node)?;
-            let nhwc = c.nhwc(node)?;
-            let (kernel, stride) = (c.spatial(node, "ksize", nhwc)?, c.spatial(node, "strides", nhwc)?);
-            let padding = c.padding(node, nhwc)?;
-            let kind = if op == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
-            c.emit(node, Some(input), Op::Pool { kind, kernel, stride, padding, nhwc });
+    let input = c.first_slot(node)?;
+    let nhwc = c.nhwc(node)?;
+    let (kernel, stride) = (c.spatial(node, "ksize", nhwc)?, c.spatial(node, "strides", nhwc)?);
+    let padding = c.padding(node, nhwc)?;
+    let kind = if op == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
+    c.emit(node, Some(input), Op::Pool { kind, kernel, stride, padding, nhwc });
     Ok(())
 }
 
 pub(super) fn binary<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
     let op = node.op.as_str();
-            let binary = match op {
-                "Add" | "AddV2" | "BiasAdd" => Binary::Add,
-                "Sub" => Binary::Sub,
-                "Mul" => Binary::Mul,
-                "RealDiv" => Binary::Div,
-                "Maximum" => Binary::Max,
-                "Minimum" => Binary::Min,
-                _ => Binary::SquaredDifference,
-            };
-            let names: Vec<&str> = node.data_inputs().collect();
-            if names.len() != 2 {
-                return Err(c.error(node, "expects two inputs"));
-            }
-            if matches!(binary, Binary::Add) && c.fold_bias(node, names[0], names[1])? {
-                return Ok(());
-            }
-            let (a, b) = (c.operand(node, names[0])?, c.operand(node, names[1])?);
-            c.emit(node, None, Op::Binary(binary, a, b));
+    let binary = match op {
+        "Add" | "AddV2" | "BiasAdd" => Binary::Add,
+        "Sub" => Binary::Sub,
+        "Mul" => Binary::Mul,
+        "RealDiv" => Binary::Div,
+        "Maximum" => Binary::Max,
+        "Minimum" => Binary::Min,
+        _ => Binary::SquaredDifference,
+    };
+    let names: Vec<&str> = node.data_inputs().collect();
+    if names.len() != 2 {
+        return Err(c.error(node, "expects two inputs"));
+    }
+    if matches!(binary, Binary::Add) && c.fold_bias(node, names[0], names[1])? {
+        return Ok(());
+    }
+    let (a, b) = (c.operand(node, names[0])?, c.operand(node, names[1])?);
+    c.emit(node, None, Op::Binary(binary, a, b));
     Ok(())
 }
 
 pub(super) fn activation<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
     let op = node.op.as_str();
-            let input = c.first_slot(node)?;
-            let alpha = node.attr_float("alpha").unwrap_or(0.2);
-            let act = Activation::parse(op, alpha).ok_or_else(|| c.error(node, "unsupported activation"))?;
-            c.emit(node, Some(input), Op::Unary(act));
+    let input = c.first_slot(node)?;
+    let alpha = node.attr_float("alpha").unwrap_or(0.2);
+    let act =
+        Activation::parse(op, alpha).ok_or_else(|| c.error(node, "unsupported activation"))?;
+    c.emit(node, Some(input), Op::Unary(act));
     Ok(())
 }
 
 pub(super) fn sqrt<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
-            let input = c.first_slot(node)?;
-            c.emit(node, Some(input), Op::Sqrt);
+    let input = c.first_slot(node)?;
+    c.emit(node, Some(input), Op::Sqrt);
     Ok(())
 }
 
 pub(super) fn pad<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
     let op = node.op.as_str();
-            let input = c.first_slot(node)?;
-            let pads = c.host_input(node, 1)?.to_i64();
-            let value = if op == "PadV2" {
-                *c.host_input(node, 2)?.to_f32().first().ok_or_else(|| c.error(node, "no pad value"))?
-            } else {
-                0.0
-            };
-            let pairs = pad_pairs(&pads).map_err(|m| c.error(node, m))?;
-            c.emit(node, Some(input), Op::Pad { pairs, value });
+    let input = c.first_slot(node)?;
+    let pads = c.host_input(node, 1)?.to_i64();
+    let value = if op == "PadV2" {
+        *c.host_input(node, 2)?.to_f32().first().ok_or_else(|| c.error(node, "no pad value"))?
+    } else {
+        0.0
+    };
+    let pairs = pad_pairs(&pads).map_err(|m| c.error(node, m))?;
+    c.emit(node, Some(input), Op::Pad { pairs, value });
     Ok(())
 }
 
 pub(super) fn transpose<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
-            let input = c.first_slot(node)?;
-            let perm = permutation(&c.host_input(node, 1)?.to_i64()).map_err(|m| c.error(node, m))?;
-            c.emit(node, Some(input), Op::Transpose(perm));
+    let input = c.first_slot(node)?;
+    let perm = permutation(&c.host_input(node, 1)?.to_i64()).map_err(|m| c.error(node, m))?;
+    c.emit(node, Some(input), Op::Transpose(perm));
     Ok(())
 }
 
 pub(super) fn reshape<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
-            let input = c.first_slot(node)?;
-            let shape = c.host_input(node, 1)?.to_i64();
-            c.emit(node, Some(input), Op::Reshape(shape));
+    let input = c.first_slot(node)?;
+    let shape = c.host_input(node, 1)?.to_i64();
+    c.emit(node, Some(input), Op::Reshape(shape));
     Ok(())
 }
 
-pub(super) fn expand_or_squeeze<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
+pub(super) fn expand_or_squeeze<'a>(
+    c: &mut Compiler<'a>,
+    node: &'a NodeDef,
+) -> Result<(), TfjsError> {
     let op = node.op.as_str();
-            // Both only change the logical shape: compile them as a reshape
-            // resolved at run time from the input's shape.
-            let input = c.first_slot(node)?;
-            let op = if op == "ExpandDims" {
-                let axis = first_value(&c.host_input(node, 1)?).map_err(|m| c.error(node, m))?;
-                if !(-5..=4).contains(&axis) {
-                    return Err(c.error(node, format!("axis {axis} is out of range")));
-                }
-                Op::Reshape(vec![i64::MIN, axis])
-            } else {
-                let dims = node.attr_int_list("squeeze_dims").unwrap_or_default();
-                if dims.iter().any(|d| !(-4..4).contains(d)) {
-                    return Err(c.error(node, format!("squeeze_dims {dims:?} are out of range")));
-                }
-                Op::Reshape([i64::MIN + 1].into_iter().chain(dims).collect())
-            };
-            c.emit(node, Some(input), op);
+    // Both only change the logical shape: compile them as a reshape
+    // resolved at run time from the input's shape.
+    let input = c.first_slot(node)?;
+    let op = if op == "ExpandDims" {
+        let axis = first_value(&c.host_input(node, 1)?).map_err(|m| c.error(node, m))?;
+        if !(-5..=4).contains(&axis) {
+            return Err(c.error(node, format!("axis {axis} is out of range")));
+        }
+        Op::Reshape(vec![i64::MIN, axis])
+    } else {
+        let dims = node.attr_int_list("squeeze_dims").unwrap_or_default();
+        if dims.iter().any(|d| !(-4..4).contains(d)) {
+            return Err(c.error(node, format!("squeeze_dims {dims:?} are out of range")));
+        }
+        Op::Reshape([i64::MIN + 1].into_iter().chain(dims).collect())
+    };
+    c.emit(node, Some(input), op);
     Ok(())
 }
 
 pub(super) fn concat<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
-            let names: Vec<&str> = node.data_inputs().collect();
-            let (axis_name, value_names) = names.split_last().ok_or_else(|| c.error(node, "no inputs"))?;
-            let axis = match c.resolve(axis_name)? {
-                Known::Host(h) => first_value(&h).map_err(|m| c.error(node, m))?,
-                Known::Slot(_) => return Err(c.error(node, "axis must be a constant")),
-            };
-            if value_names.is_empty() {
-                return Err(c.error(node, "nothing to concatenate"));
-            }
-            let inputs = value_names.iter().map(|n| c.operand(node, n)).collect::<Result<_, _>>()?;
-            c.emit(node, None, Op::Concat { inputs, axis });
+    let names: Vec<&str> = node.data_inputs().collect();
+    let (axis_name, value_names) = names.split_last().ok_or_else(|| c.error(node, "no inputs"))?;
+    let axis = match c.resolve(axis_name)? {
+        Known::Host(h) => first_value(&h).map_err(|m| c.error(node, m))?,
+        Known::Slot(_) => return Err(c.error(node, "axis must be a constant")),
+    };
+    if value_names.is_empty() {
+        return Err(c.error(node, "nothing to concatenate"));
+    }
+    let inputs = value_names.iter().map(|n| c.operand(node, n)).collect::<Result<_, _>>()?;
+    c.emit(node, None, Op::Concat { inputs, axis });
     Ok(())
 }
 
 pub(super) fn split<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
     let op = node.op.as_str();
-            let (input, sizes, axis) = if op == "SplitV" {
-                let input = c.first_slot(node)?;
-                let sizes = c.host_input(node, 1)?.to_i64();
-                let axis = first_value(&c.host_input(node, 2)?).map_err(|m| c.error(node, m))?;
-                (input, sizes, axis)
-            } else {
-                let axis = first_value(&c.host_input(node, 0)?).map_err(|m| c.error(node, m))?;
-                let name = node.data_inputs().nth(1).ok_or_else(|| c.error(node, "missing input"))?;
-                let Known::Slot(input) = c.resolve(name)? else {
-                    return Err(c.error(node, "expects a computed input"));
-                };
-                let parts = bounded(node.attr_int("num_split").unwrap_or(1), MAX_OUTPUTS, "num_split").map_err(|m| c.error(node, m))?;
-                (input, vec![-(parts as i64)], axis)
-            };
-            // `[-n]` asks for n equal parts; otherwise one output per size.
-            let count = match sizes.as_slice() {
-                [n] if *n < 0 => n.unsigned_abs() as usize,
-                _ => sizes.len(),
-            };
-            if count == 0 || count > MAX_OUTPUTS {
-                return Err(c.error(node, format!("{count} outputs (1..={MAX_OUTPUTS})")));
-            }
-            if count == sizes.len() && sizes.iter().any(|&s| s < 0) && sizes.len() > 1 {
-                return Err(c.error(node, format!("split sizes {sizes:?} must not be negative")));
-            }
-            let outputs: Vec<usize> = (0..count).map(|_| c.new_slot()).collect();
-            for (k, &slot) in outputs.iter().enumerate() {
-                c.known.insert(key(&node.name, k), Known::Slot(slot));
-            }
-            let sizes = sizes.iter().map(|&s| s.max(0) as usize).collect();
-            let first = outputs[0];
-            c.steps.push(Step {
-                node: node.name.clone(),
-                input: Some(input),
-                op: Op::Split { axis, sizes, outputs },
-                output: first,
-            });
+    let (input, sizes, axis) = if op == "SplitV" {
+        let input = c.first_slot(node)?;
+        let sizes = c.host_input(node, 1)?.to_i64();
+        let axis = first_value(&c.host_input(node, 2)?).map_err(|m| c.error(node, m))?;
+        (input, sizes, axis)
+    } else {
+        let axis = first_value(&c.host_input(node, 0)?).map_err(|m| c.error(node, m))?;
+        let name = node.data_inputs().nth(1).ok_or_else(|| c.error(node, "missing input"))?;
+        let Known::Slot(input) = c.resolve(name)? else {
+            return Err(c.error(node, "expects a computed input"));
+        };
+        let parts = bounded(node.attr_int("num_split").unwrap_or(1), MAX_OUTPUTS, "num_split")
+            .map_err(|m| c.error(node, m))?;
+        (input, vec![-(parts as i64)], axis)
+    };
+    // `[-n]` asks for n equal parts; otherwise one output per size.
+    let count = match sizes.as_slice() {
+        [n] if *n < 0 => n.unsigned_abs() as usize,
+        _ => sizes.len(),
+    };
+    if count == 0 || count > MAX_OUTPUTS {
+        return Err(c.error(node, format!("{count} outputs (1..={MAX_OUTPUTS})")));
+    }
+    if count == sizes.len() && sizes.iter().any(|&s| s < 0) && sizes.len() > 1 {
+        return Err(c.error(node, format!("split sizes {sizes:?} must not be negative")));
+    }
+    let outputs: Vec<usize> = (0..count).map(|_| c.new_slot()).collect();
+    for (k, &slot) in outputs.iter().enumerate() {
+        c.known.insert(key(&node.name, k), Known::Slot(slot));
+    }
+    let sizes = sizes.iter().map(|&s| s.max(0) as usize).collect();
+    let first = outputs[0];
+    c.steps.push(Step {
+        node: node.name.clone(),
+        input: Some(input),
+        op: Op::Split { axis, sizes, outputs },
+        output: first,
+    });
     Ok(())
 }
 
 pub(super) fn unpack<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
-            let input = c.first_slot(node)?;
-            let axis = node.attr_int("axis").unwrap_or(0);
-            let count = bounded(node.attr_int("num").unwrap_or(1), MAX_OUTPUTS, "num").map_err(|m| c.error(node, m))?.max(1);
-            let outputs: Vec<usize> = (0..count).map(|_| c.new_slot()).collect();
-            for (k, &slot) in outputs.iter().enumerate() {
-                c.known.insert(key(&node.name, k), Known::Slot(slot));
-            }
-            let first = outputs[0];
-            c.steps.push(Step { node: node.name.clone(), input: Some(input), op: Op::Unpack { axis, outputs }, output: first });
+    let input = c.first_slot(node)?;
+    let axis = node.attr_int("axis").unwrap_or(0);
+    let count = bounded(node.attr_int("num").unwrap_or(1), MAX_OUTPUTS, "num")
+        .map_err(|m| c.error(node, m))?
+        .max(1);
+    let outputs: Vec<usize> = (0..count).map(|_| c.new_slot()).collect();
+    for (k, &slot) in outputs.iter().enumerate() {
+        c.known.insert(key(&node.name, k), Known::Slot(slot));
+    }
+    let first = outputs[0];
+    c.steps.push(Step {
+        node: node.name.clone(),
+        input: Some(input),
+        op: Op::Unpack { axis, outputs },
+        output: first,
+    });
     Ok(())
 }
 
 pub(super) fn resize<'a>(c: &mut Compiler<'a>, node: &'a NodeDef) -> Result<(), TfjsError> {
     let op = node.op.as_str();
-            let input = c.first_slot(node)?;
-            let size = c.host_input(node, 1)?.to_i64();
-            if size.len() != 2 {
-                return Err(c.error(node, "size must have two values"));
-            }
-            let align_corners = node.attr_bool("align_corners").unwrap_or(false);
-            let half_pixel = node.attr_bool("half_pixel_centers").unwrap_or(false);
-            if !align_corners && !half_pixel && op == "ResizeBilinear" {
-                return Err(c.error(node, "legacy (asymmetric) resize sampling is not supported; re-export with half_pixel_centers"));
-            }
-            let side = |v: i64| bounded(v, MAX_WINDOW, "resize size").map_err(|m| c.error(node, m));
-            let op = Op::Resize {
-                size: [side(size[0])?, side(size[1])?],
-                bilinear: op == "ResizeBilinear",
-                align_corners,
-                nhwc: true,
-            };
-            c.emit(node, Some(input), op);
+    let input = c.first_slot(node)?;
+    let size = c.host_input(node, 1)?.to_i64();
+    if size.len() != 2 {
+        return Err(c.error(node, "size must have two values"));
+    }
+    let align_corners = node.attr_bool("align_corners").unwrap_or(false);
+    let half_pixel = node.attr_bool("half_pixel_centers").unwrap_or(false);
+    if !align_corners && !half_pixel && op == "ResizeBilinear" {
+        return Err(c.error(node, "legacy (asymmetric) resize sampling is not supported; re-export with half_pixel_centers"));
+    }
+    let side = |v: i64| bounded(v, MAX_WINDOW, "resize size").map_err(|m| c.error(node, m));
+    let op = Op::Resize {
+        size: [side(size[0])?, side(size[1])?],
+        bilinear: op == "ResizeBilinear",
+        align_corners,
+        nhwc: true,
+    };
+    c.emit(node, Some(input), op);
     Ok(())
 }

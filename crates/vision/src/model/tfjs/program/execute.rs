@@ -23,7 +23,11 @@ pub(super) fn op_name(op: &Op) -> &'static str {
 pub(super) const SINGLE_OUTPUT: usize = usize::MAX;
 
 /// Runs one step; returns the slots it writes.
-pub(super) fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) -> Result<Vec<(usize, Value)>, String> {
+pub(super) fn execute(
+    op: &Op,
+    input: Option<Value>,
+    slots: &[Option<Value>],
+) -> Result<Vec<(usize, Value)>, String> {
     let fetch = |operand: &Operand| -> Value {
         match operand {
             Operand::Slot(slot) => slots[*slot].clone().expect("compiled in order"),
@@ -40,7 +44,8 @@ pub(super) fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) ->
             window_output([h, w], *kernel, *stride, [1, 1], pads)?;
             let y = match kind {
                 PoolKind::Max => {
-                    let options = MaxPoolOptions::new(*kernel).with_stride(*stride).with_padding_pairs(pads);
+                    let options =
+                        MaxPoolOptions::new(*kernel).with_stride(*stride).with_padding_pairs(pads);
                     max_pool2d(nchw, options)
                 }
                 PoolKind::Avg => {
@@ -82,7 +87,8 @@ pub(super) fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) ->
             if pairs.len() != x.rank() {
                 return Err(format!("{} padding pairs for rank {}", pairs.len(), x.rank()));
             }
-            let shape: Vec<usize> = x.shape.iter().zip(pairs).map(|(d, (a, b))| d + a + b).collect();
+            let shape: Vec<usize> =
+                x.shape.iter().zip(pairs).map(|(d, (a, b))| d + a + b).collect();
             check_shape(&shape)?;
             Value::new(x.tensor.pad(pairs.clone(), PadMode::Constant(*value)), shape)
         }
@@ -109,10 +115,14 @@ pub(super) fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) ->
             let first = values.first().ok_or("nothing to concatenate")?;
             let axis4 = first.axis4(*axis)?;
             let mismatched = values.iter().any(|v| {
-                v.rank() != first.rank() || (0..4).any(|d| d != axis4 && v.tensor.dims()[d] != first.tensor.dims()[d])
+                v.rank() != first.rank()
+                    || (0..4).any(|d| d != axis4 && v.tensor.dims()[d] != first.tensor.dims()[d])
             });
             if mismatched {
-                return Err(format!("cannot concatenate shapes {:?} along axis {axis}", values.iter().map(|v| &v.shape).collect::<Vec<_>>()));
+                return Err(format!(
+                    "cannot concatenate shapes {:?} along axis {axis}",
+                    values.iter().map(|v| &v.shape).collect::<Vec<_>>()
+                ));
             }
             let mut shape = first.shape.clone();
             shape[axis4 - (4 - first.rank())] = values.iter().map(|v| v.tensor.dims()[axis4]).sum();
@@ -128,8 +138,13 @@ pub(super) fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) ->
             } else {
                 sizes.clone()
             };
-            if sizes.len() != outputs.len() || sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(total) {
-                return Err(format!("split sizes {sizes:?} do not make {} parts of {total}", outputs.len()));
+            if sizes.len() != outputs.len()
+                || sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(total)
+            {
+                return Err(format!(
+                    "split sizes {sizes:?} do not make {} parts of {total}",
+                    outputs.len()
+                ));
             }
             let parts = x.tensor.clone().split_with_sizes(sizes.clone(), axis4);
             return Ok(outputs
@@ -148,7 +163,11 @@ pub(super) fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) ->
             let axis4 = x.axis4(*axis)?;
             let logical = axis4 - (4 - x.rank());
             if x.shape[logical] != outputs.len() {
-                return Err(format!("unpacks {} values along an axis of {}", outputs.len(), x.shape[logical]));
+                return Err(format!(
+                    "unpacks {} values along an axis of {}",
+                    outputs.len(),
+                    x.shape[logical]
+                ));
             }
             let mut shape = x.shape.clone();
             shape.remove(logical);
@@ -169,7 +188,9 @@ pub(super) fn execute(op: &Op, input: Option<Value>, slots: &[Option<Value>]) ->
             }
             check_shape(&[n, c, size[0], size[1]])?;
             let mode = if *bilinear { InterpolateMode::Bilinear } else { InterpolateMode::Nearest };
-            let options = InterpolateOptions::new(mode).with_align_corners(*align_corners).with_output_size(*size);
+            let options = InterpolateOptions::new(mode)
+                .with_align_corners(*align_corners)
+                .with_output_size(*size);
             from_nchw(interpolate(nchw, options), *nhwc)
         }
     };
@@ -195,7 +216,10 @@ pub(super) fn run_conv(conv: &Conv, x: Value) -> Result<Value, String> {
     let (nchw, [_, c, h, w]) = to_nchw(&x, conv.nhwc)?;
     let [_, per_group, kh, kw] = conv.weight.dims();
     if per_group * conv.groups != c {
-        return Err(format!("input has {c} channels, the filter expects {}", per_group * conv.groups));
+        return Err(format!(
+            "input has {c} channels, the filter expects {}",
+            per_group * conv.groups
+        ));
     }
     let padding = conv.padding.resolve([h, w], [kh, kw], conv.stride, conv.dilation);
     let [oh, ow] = window_output([h, w], [kh, kw], conv.stride, conv.dilation, padding)?;

@@ -22,7 +22,8 @@ pub(super) fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTens
     };
     let arity = match node.op.as_str() {
         "Identity" | "StopGradient" | "Cast" => 1,
-        "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "FloorDiv" | "Maximum" | "Minimum" | "Reshape" => 2,
+        "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "FloorDiv" | "Maximum" | "Minimum"
+        | "Reshape" => 2,
         "SparseToDense" => 4,
         _ => 1,
     };
@@ -31,13 +32,19 @@ pub(super) fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTens
     }
     for input in inputs {
         if !input.is_consistent() {
-            return Err(format!("a constant of shape {:?} holds {} values", input.shape, input.len()));
+            return Err(format!(
+                "a constant of shape {:?} holds {} values",
+                input.shape,
+                input.len()
+            ));
         }
     }
     Ok(match node.op.as_str() {
         "Identity" | "StopGradient" => vec![inputs[0].clone()],
         "Cast" => {
-            let to_float = node.attr.get("DstT").and_then(|t| t.get("type")).and_then(|t| t.as_str()) == Some("DT_FLOAT");
+            let to_float =
+                node.attr.get("DstT").and_then(|t| t.get("type")).and_then(|t| t.as_str())
+                    == Some("DT_FLOAT");
             let t = &inputs[0];
             let data = if to_float { HostData::F32(t.to_f32()) } else { HostData::I64(t.to_i64()) };
             vec![HostTensor { shape: t.shape.clone(), data }]
@@ -70,7 +77,8 @@ pub(super) fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTens
         "SparseToDense" => {
             // (indices, output_shape, values, default): only the 1-D case,
             // which is what ONNX converters emit for shape vectors.
-            let (indices, shape, values, default) = (ints(&inputs[0]), ints(&inputs[1]), &inputs[2], &inputs[3]);
+            let (indices, shape, values, default) =
+                (ints(&inputs[0]), ints(&inputs[1]), &inputs[2], &inputs[3]);
             if shape.len() != 1 {
                 return Err("only 1-D SparseToDense can be folded".into());
             }
@@ -82,7 +90,10 @@ pub(super) fn fold(node: &NodeDef, inputs: &[HostTensor]) -> Result<Vec<HostTens
                 return Err(format!("{} values for {} indices", vals.len(), indices.len()));
             }
             for (j, &i) in indices.iter().enumerate() {
-                let slot = usize::try_from(i).ok().and_then(|i| out.get_mut(i)).ok_or("index out of range")?;
+                let slot = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| out.get_mut(i))
+                    .ok_or("index out of range")?;
                 *slot = if vals.len() == 1 { vals[0] } else { vals[j] };
             }
             vec![same_kind(values, out, vec![length])]

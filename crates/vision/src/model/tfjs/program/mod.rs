@@ -11,15 +11,16 @@
 //! Tensors of rank below 4 are held as rank-4 Burn tensors with leading ones,
 //! which is how TensorFlow broadcasting aligns shapes anyway.
 //!
-//! The phases live in their own files: [`compile`] (with [`compile::OPS`],
+//! The phases live in their own files: `compile` (with `compile::OPS`,
 //! the list of supported ops), `fold` (constant folding), `execute`
 //! (running the steps) and `shapes` (shape arithmetic and limits).
-
 
 use super::format::{GraphModel, HostData, HostTensor, NodeDef, TfjsError, element_count};
 use burn::tensor::activation;
 use burn::tensor::module::{avg_pool2d, conv2d, interpolate, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions, PadMode};
+use burn::tensor::ops::{
+    AvgPoolOptions, ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions, PadMode,
+};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::HashMap;
 
@@ -53,6 +54,8 @@ impl Value {
 
 /// Where a step reads an operand: an earlier step's output, or a constant.
 #[derive(Debug, Clone)]
+// A program holds a few hundred of these: boxing the constant buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum Operand {
     Slot(usize),
     Const(Value),
@@ -114,14 +117,25 @@ enum Padding {
 }
 
 impl Padding {
-    fn resolve(&self, input: [usize; 2], kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2]) -> [(usize, usize); 2] {
+    fn resolve(
+        &self,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+    ) -> [(usize, usize); 2] {
         match self {
             Self::Valid => [(0, 0); 2],
             Self::Explicit(pairs) => *pairs,
             Self::Same => std::array::from_fn(|i| {
                 let out = input[i].div_ceil(stride[i]);
-                let span = kernel[i].saturating_sub(1).saturating_mul(dilation[i]).saturating_add(1);
-                let total = out.saturating_sub(1).saturating_mul(stride[i]).saturating_add(span).saturating_sub(input[i]);
+                let span =
+                    kernel[i].saturating_sub(1).saturating_mul(dilation[i]).saturating_add(1);
+                let total = out
+                    .saturating_sub(1)
+                    .saturating_mul(stride[i])
+                    .saturating_add(span)
+                    .saturating_sub(input[i]);
                 (total / 2, total - total / 2)
             }),
         }
@@ -148,21 +162,46 @@ enum PoolKind {
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 enum Op {
     Conv(Box<Conv>),
-    Pool { kind: PoolKind, kernel: [usize; 2], stride: [usize; 2], padding: Padding, nhwc: bool },
+    Pool {
+        kind: PoolKind,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+        nhwc: bool,
+    },
     Binary(Binary, Operand, Operand),
     Unary(Activation),
     Sqrt,
-    Pad { pairs: Vec<(usize, usize)>, value: f32 },
+    Pad {
+        pairs: Vec<(usize, usize)>,
+        value: f32,
+    },
     Transpose(Vec<usize>),
     Reshape(Vec<i64>),
-    Concat { inputs: Vec<Operand>, axis: i64 },
+    Concat {
+        inputs: Vec<Operand>,
+        axis: i64,
+    },
     /// Splits along `axis`; output k of the node goes to `outputs[k]`.
-    Split { axis: i64, sizes: Vec<usize>, outputs: Vec<usize> },
+    Split {
+        axis: i64,
+        sizes: Vec<usize>,
+        outputs: Vec<usize>,
+    },
     /// Removes axis `axis` (of size `count`) and sends each slice to `outputs`.
-    Unpack { axis: i64, outputs: Vec<usize> },
-    Resize { size: [usize; 2], bilinear: bool, align_corners: bool, nhwc: bool },
+    Unpack {
+        axis: i64,
+        outputs: Vec<usize>,
+    },
+    Resize {
+        size: [usize; 2],
+        bilinear: bool,
+        align_corners: bool,
+        nhwc: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -193,7 +232,6 @@ enum Known {
     Slot(usize),
 }
 
-
 /// Splits `name:1` into (`name`, 1); a bare name is output 0.
 fn split_output(name: &str) -> (&str, usize) {
     match name.rsplit_once(':') {
@@ -210,10 +248,16 @@ impl Program {
     /// Compiles the part of `graph` that `outputs` (e.g. `Identity:0` or
     /// `head/conv/BiasAdd`) need, with its only placeholder fed by an input of
     /// `input_shape`.
-    pub fn compile(graph: &GraphModel, outputs: &[&str], input_shape: &[usize], device: &Device) -> Result<Self, TfjsError> {
-        let placeholder = graph
-            .find_op("Placeholder")
-            .ok_or_else(|| TfjsError::Graph { file: graph.source.clone(), message: "the graph has no input".into() })?;
+    pub fn compile(
+        graph: &GraphModel,
+        outputs: &[&str],
+        input_shape: &[usize],
+        device: &Device,
+    ) -> Result<Self, TfjsError> {
+        let placeholder = graph.find_op("Placeholder").ok_or_else(|| TfjsError::Graph {
+            file: graph.source.clone(),
+            message: "the graph has no input".into(),
+        })?;
         let mut compiler = Compiler {
             graph,
             nodes: graph.nodes.iter().map(|n| (n.name.as_str(), n)).collect(),
@@ -230,9 +274,12 @@ impl Program {
         for name in outputs {
             let operand = match compiler.resolve(name)? {
                 Known::Slot(slot) => Operand::Slot(slot),
-                Known::Host(host) => Operand::Const(
-                    compiler.upload(&host).map_err(|message| TfjsError::Graph { file: graph.source.clone(), message: format!("output `{name}`: {message}") })?,
-                ),
+                Known::Host(host) => {
+                    Operand::Const(compiler.upload(&host).map_err(|message| TfjsError::Graph {
+                        file: graph.source.clone(),
+                        message: format!("output `{name}`: {message}"),
+                    })?)
+                }
             };
             output_operands.push(operand);
         }
@@ -345,8 +392,7 @@ fn reads(step: &Step) -> Vec<usize> {
     slots
 }
 
-
-pub mod compile;
+mod compile;
 mod execute;
 mod fold;
 mod shapes;
@@ -392,28 +438,84 @@ mod tests {
     fn hostile_graphs_are_named_errors() {
         use super::super::format::GraphModel;
         let graph = |nodes: &str, weights: &str, bin: Vec<u8>| {
-            let json = format!(r#"{{"modelTopology":{{"node":[{{"name":"x","op":"Placeholder"}},{nodes}]}},"weightsManifest":[{{"paths":["m.bin"],"weights":[{weights}]}}]}}"#);
+            let json = format!(
+                r#"{{"modelTopology":{{"node":[{{"name":"x","op":"Placeholder"}},{nodes}]}},"weightsManifest":[{{"paths":["m.bin"],"weights":[{weights}]}}]}}"#
+            );
             GraphModel::parse(json.as_bytes(), &bin, "m.json").unwrap()
         };
         let ints = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let device = Device::flex();
         let run = |g: &GraphModel, output: &str| -> Result<(), String> {
-            let program = Program::compile(g, &[output], &[1, 4, 4, 3], &device).map_err(|e| e.to_string())?;
+            let program = Program::compile(g, &[output], &[1, 4, 4, 3], &device)
+                .map_err(|e| e.to_string())?;
             program.run(Tensor::zeros([1, 4, 4, 3], &device)).map(|_| ()).map_err(|e| e.to_string())
         };
         let cases = [
-            (graph(r#"{"name":"p","op":"Const"},{"name":"y","op":"Pad","input":["x","p"]}"#, r#"{"name":"p","shape":[3],"dtype":"int32"}"#, ints(&[1, 1, 1])), "y", "pairs"),
-            (graph(r#"{"name":"p","op":"Const"},{"name":"y","op":"Transpose","input":["x","p"]}"#, r#"{"name":"p","shape":[4],"dtype":"int32"}"#, ints(&[0, 0, 9, 1])), "y", "permutation"),
-            (graph(r#"{"name":"s","op":"Const"},{"name":"y","op":"ResizeNearestNeighbor","input":["x","s"]}"#, r#"{"name":"s","shape":[2],"dtype":"int32"}"#, ints(&[99999, 99999])), "y", "out of range"),
-            (graph(r#"{"name":"y","op":"Relu","input":["z"]},{"name":"z","op":"Relu","input":["y"]}"#, "", vec![]), "y", "cycle"),
-            (graph(r#"{"name":"c","op":"Const"},{"name":"s","op":"Const"},{"name":"r","op":"Reshape","input":["c","s"]},{"name":"y","op":"AddV2","input":["x","r"]}"#,
-                   r#"{"name":"c","shape":[2],"dtype":"float32"},{"name":"s","shape":[2],"dtype":"int32"}"#,
-                   [1f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).chain(ints(&[4096, 4096])).collect()), "y", "reshape"),
-            (graph(r#"{"name":"a","op":"Const"},{"name":"y","op":"ExpandDims","input":["x","a"]}"#, r#"{"name":"a","shape":[0],"dtype":"int32"}"#, vec![]), "y", "non-empty"),
+            (
+                graph(
+                    r#"{"name":"p","op":"Const"},{"name":"y","op":"Pad","input":["x","p"]}"#,
+                    r#"{"name":"p","shape":[3],"dtype":"int32"}"#,
+                    ints(&[1, 1, 1]),
+                ),
+                "y",
+                "pairs",
+            ),
+            (
+                graph(
+                    r#"{"name":"p","op":"Const"},{"name":"y","op":"Transpose","input":["x","p"]}"#,
+                    r#"{"name":"p","shape":[4],"dtype":"int32"}"#,
+                    ints(&[0, 0, 9, 1]),
+                ),
+                "y",
+                "permutation",
+            ),
+            (
+                graph(
+                    r#"{"name":"s","op":"Const"},{"name":"y","op":"ResizeNearestNeighbor","input":["x","s"]}"#,
+                    r#"{"name":"s","shape":[2],"dtype":"int32"}"#,
+                    ints(&[99999, 99999]),
+                ),
+                "y",
+                "out of range",
+            ),
+            (
+                graph(
+                    r#"{"name":"y","op":"Relu","input":["z"]},{"name":"z","op":"Relu","input":["y"]}"#,
+                    "",
+                    vec![],
+                ),
+                "y",
+                "cycle",
+            ),
+            (
+                graph(
+                    r#"{"name":"c","op":"Const"},{"name":"s","op":"Const"},{"name":"r","op":"Reshape","input":["c","s"]},{"name":"y","op":"AddV2","input":["x","r"]}"#,
+                    r#"{"name":"c","shape":[2],"dtype":"float32"},{"name":"s","shape":[2],"dtype":"int32"}"#,
+                    [1f32, 2.0]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .chain(ints(&[4096, 4096]))
+                        .collect(),
+                ),
+                "y",
+                "reshape",
+            ),
+            (
+                graph(
+                    r#"{"name":"a","op":"Const"},{"name":"y","op":"ExpandDims","input":["x","a"]}"#,
+                    r#"{"name":"a","shape":[0],"dtype":"int32"}"#,
+                    vec![],
+                ),
+                "y",
+                "non-empty",
+            ),
         ];
         for (g, output, expected) in cases {
             let err = run(&g, output).unwrap_err();
-            assert!(err.contains(expected) && err.contains("m.json"), "expected `{expected}`: {err}");
+            assert!(
+                err.contains(expected) && err.contains("m.json"),
+                "expected `{expected}`: {err}"
+            );
         }
     }
 

@@ -38,22 +38,27 @@ pub(super) fn first_value(host: &HostTensor) -> Result<i64, String> {
 
 /// A non-negative size or count read from a graph, at most `max`.
 pub(super) fn bounded(value: i64, max: usize, what: &str) -> Result<usize, String> {
-    usize::try_from(value).ok().filter(|&v| v <= max).ok_or_else(|| format!("{what} {value} is out of range (0..={max})"))
+    usize::try_from(value)
+        .ok()
+        .filter(|&v| v <= max)
+        .ok_or_else(|| format!("{what} {value} is out of range (0..={max})"))
 }
-
 
 /// `[before, after]` pairs from a flat list of paddings, each bounded.
 pub(super) fn pad_pairs(pads: &[i64]) -> Result<Vec<(usize, usize)>, String> {
-    if pads.len() % 2 != 0 || pads.len() > 8 {
+    if !pads.len().is_multiple_of(2) || pads.len() > 8 {
         return Err(format!("paddings {pads:?} are not pairs for rank <= 4"));
     }
-    pads.chunks(2).map(|p| Ok((bounded(p[0], MAX_WINDOW, "padding")?, bounded(p[1], MAX_WINDOW, "padding")?))).collect()
+    pads.chunks(2)
+        .map(|p| Ok((bounded(p[0], MAX_WINDOW, "padding")?, bounded(p[1], MAX_WINDOW, "padding")?)))
+        .collect()
 }
 
 /// A permutation of `0..n` (n <= 4), or an error.
 pub(super) fn permutation(values: &[i64]) -> Result<Vec<usize>, String> {
     let n = values.len();
-    let perm: Vec<usize> = values.iter().filter_map(|&v| usize::try_from(v).ok().filter(|&v| v < n)).collect();
+    let perm: Vec<usize> =
+        values.iter().filter_map(|&v| usize::try_from(v).ok().filter(|&v| v < n)).collect();
     let mut seen = [false; 4];
     if n > 4 || perm.len() != n || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
         return Err(format!("{values:?} is not a permutation of 0..{n}"));
@@ -63,14 +68,28 @@ pub(super) fn permutation(values: &[i64]) -> Result<Vec<usize>, String> {
 
 /// The output size of a window (convolution, pooling) sliding over
 /// `input` with `padding`: an error when the window does not fit once.
-pub(super) fn window_output(input: [usize; 2], kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], padding: [(usize, usize); 2]) -> Result<[usize; 2], String> {
+pub(super) fn window_output(
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    padding: [(usize, usize); 2],
+) -> Result<[usize; 2], String> {
     let mut out = [0; 2];
     for i in 0..2 {
         let padded = input[i] + padding[i].0 + padding[i].1;
-        let span = dilation[i].checked_mul(kernel[i].saturating_sub(1)).and_then(|s| s.checked_add(1));
+        let span =
+            dilation[i].checked_mul(kernel[i].saturating_sub(1)).and_then(|s| s.checked_add(1));
         match span {
-            Some(span) if kernel[i] >= 1 && stride[i] >= 1 && span <= padded => out[i] = (padded - span) / stride[i] + 1,
-            _ => return Err(format!("a {}x{} window does not fit a {}x{} input", kernel[0], kernel[1], input[0], input[1])),
+            Some(span) if kernel[i] >= 1 && stride[i] >= 1 && span <= padded => {
+                out[i] = (padded - span) / stride[i] + 1
+            }
+            _ => {
+                return Err(format!(
+                    "a {}x{} window does not fit a {}x{} input",
+                    kernel[0], kernel[1], input[0], input[1]
+                ));
+            }
         }
     }
     Ok(out)
@@ -95,13 +114,17 @@ pub(super) fn reshape_target(shape: &[usize], spec: &[i64]) -> Result<Vec<usize>
     let target: Vec<usize> = match spec.first() {
         Some(&i64::MIN) => {
             let axis = *spec.get(1).ok_or("ExpandDims without an axis")?;
-            let axis = usize::try_from(if axis < 0 { axis + rank + 1 } else { axis }).map_err(|_| format!("axis {axis} out of range"))?;
+            let axis = usize::try_from(if axis < 0 { axis + rank + 1 } else { axis })
+                .map_err(|_| format!("axis {axis} out of range"))?;
             let mut out = shape.to_vec();
             out.insert(axis.min(shape.len()), 1);
             out
         }
         Some(&s) if s == i64::MIN + 1 => {
-            let dims: Vec<usize> = spec[1..].iter().filter_map(|&d| usize::try_from(if d < 0 { d + rank } else { d }).ok()).collect();
+            let dims: Vec<usize> = spec[1..]
+                .iter()
+                .filter_map(|&d| usize::try_from(if d < 0 { d + rank } else { d }).ok())
+                .collect();
             shape
                 .iter()
                 .enumerate()
@@ -116,7 +139,8 @@ pub(super) fn reshape_target(shape: &[usize], spec: &[i64]) -> Result<Vec<usize>
             }
             let dims: Vec<Option<usize>> = spec.iter().map(|&d| usize::try_from(d).ok()).collect();
             let known: Vec<usize> = dims.iter().flatten().copied().collect();
-            let known = element_count(&known).ok_or_else(|| format!("cannot reshape {shape:?} to {spec:?}"))?;
+            let known = element_count(&known)
+                .ok_or_else(|| format!("cannot reshape {shape:?} to {spec:?}"))?;
             dims.iter().map(|d| d.unwrap_or(total / known.max(1))).collect()
         }
     };
