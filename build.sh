@@ -145,13 +145,20 @@ build_wasm() {
   done
 }
 
-# Binds and shrinks one module, only when it changed.
+# Binds and shrinks one module, only when it changed. The result is kept in
+# the cache too, so a fresh clone (CI) copies it instead of running
+# wasm-opt again (minutes for the model module).
 bind_wasm() {
-  local name=$1 out=$2 stamp="$CACHE/pkg-$1.stamp" sum
+  local name=$1 out=$2 stamp="$CACHE/pkg-$1.stamp" sum kept="$CACHE/pkg-out"
   sum=$(sha256sum "$out" | cut -c1-64)
-  if [ -f "www/pkg/${name}_bg.wasm" ] && [ -f "www/pkg/$name.js" ] &&
-    [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
-    return
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+    if [ -f "www/pkg/${name}_bg.wasm" ] && [ -f "www/pkg/$name.js" ]; then
+      return
+    fi
+    if [ -f "$kept/${name}_bg.wasm" ] && [ -f "$kept/$name.js" ]; then
+      cp "$kept/${name}_bg.wasm" "$kept/$name.js" www/pkg/
+      return
+    fi
   fi
   if grep -q 'command_export' "$out"; then
     echo "error: wasm-ld wrapped the exports of $name to re-run static constructors on every call;" >&2
@@ -171,6 +178,8 @@ bind_wasm() {
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$CACHE/pkg-raw/${name}_bg.wasm" -o "www/pkg/${name}_bg.wasm"
   ls -l "$out" "www/pkg/${name}_bg.wasm" >&2
+  mkdir -p "$kept"
+  cp "www/pkg/${name}_bg.wasm" "www/pkg/$name.js" "$kept/"
   echo "$sum" >"$stamp"
 }
 

@@ -63,7 +63,7 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
         .arg(&site)
         .arg(photos.join("0001.jpg"))
         .arg(photos.join("0003.jpg"))
-        .env("LOOKALIKE_BIN", std::env::current_exe()?)
+        .env("LOOKALIKE_BIN", lookalike_binary()?)
         .output()
         .context("running node bench/web.mjs (needs node and ./build.sh test's browser drivers)")?;
     if !output.status.success() {
@@ -259,4 +259,15 @@ impl References {
             models_code_bytes,
         })
     }
+}
+
+/// The `lookalike` tool that serves the site: built beside this benchmark
+/// (`./build.sh` builds both into one target folder).
+fn lookalike_binary() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let tool = exe.with_file_name(format!("lookalike{}", std::env::consts::EXE_SUFFIX));
+    if !tool.is_file() {
+        bail!("{} not found beside {}; run ./build.sh", tool.display(), exe.display());
+    }
+    Ok(tool)
 }
