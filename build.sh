@@ -213,8 +213,9 @@ train_label_head() {
     return
   fi
   log "training the label head on the fashion catalog's articleTypes"
+  # The model by path: the binary embeds the checkout's models only once they exist.
   LOOKALIKE_CACHE="$CACHE" "$LOOKALIKE" train-labels --catalog "$DATA/fashion-product-images/labels.csv" \
-    --id-col product_id --image-col file --label-col articleType --out "$LABEL_HEAD"
+    --id-col product_id --image-col file --label-col articleType --model "$MODEL_RECORD" --out "$LABEL_HEAD"
 }
 
 build_all() {
