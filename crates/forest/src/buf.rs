@@ -3,7 +3,9 @@
 //! A loaded index keeps the file's bytes (a memory map natively, the fetched
 //! file in wasm memory) and views its sections as typed slices without
 //! copying them. Building or changing a forest works on owned vectors; the
-//! first change to a viewed array copies it (copy on write).
+//! first change to a viewed or shared array copies it (copy on write), so
+//! cloning a `Buf` never copies its values (writing a forest clones its
+//! arrays into `ForestParts`, and the page clones an index's forest).
 
 use bytemuck::Pod;
 use std::ops::Deref;
@@ -19,7 +21,7 @@ compile_error!(
 
 #[derive(Clone)]
 pub enum Buf<T: Pod> {
-    Owned(Vec<T>),
+    Owned(Arc<Vec<T>>),
     /// `len` values of `T` starting at byte `start` of `bytes`.
     Shared {
         bytes: SharedBytes,
@@ -36,17 +38,17 @@ impl<T: Pod> Buf<T> {
         let slice = &(**bytes).as_ref()[start..end];
         match bytemuck::try_cast_slice::<u8, T>(slice) {
             Ok(values) => Buf::Shared { bytes: Arc::clone(bytes), start, len: values.len() },
-            Err(_) => Buf::Owned(bytemuck::pod_collect_to_vec(slice)),
+            Err(_) => Buf::Owned(Arc::new(bytemuck::pod_collect_to_vec(slice))),
         }
     }
 
     /// The values as an owned vector, copying them the first time.
     pub fn make_mut(&mut self) -> &mut Vec<T> {
         if let Buf::Shared { .. } = self {
-            *self = Buf::Owned(self.deref().to_vec());
+            *self = Buf::Owned(Arc::new(self.deref().to_vec()));
         }
         match self {
-            Buf::Owned(values) => values,
+            Buf::Owned(values) => Arc::make_mut(values),
             Buf::Shared { .. } => unreachable!("just made owned"),
         }
     }
@@ -72,13 +74,13 @@ impl<T: Pod> Deref for Buf<T> {
 
 impl<T: Pod> Default for Buf<T> {
     fn default() -> Self {
-        Buf::Owned(Vec::new())
+        Buf::Owned(Arc::new(Vec::new()))
     }
 }
 
 impl<T: Pod> From<Vec<T>> for Buf<T> {
     fn from(values: Vec<T>) -> Self {
-        Buf::Owned(values)
+        Buf::Owned(Arc::new(values))
     }
 }
 
@@ -108,6 +110,15 @@ mod tests {
         buf.make_mut().push(9);
         assert!(!buf.is_shared());
         assert_eq!(&*buf, &[2, 3, 9]);
+    }
+
+    #[test]
+    fn clones_share_until_one_is_written() {
+        let original: Buf<u32> = vec![1, 2, 3].into();
+        let mut copy = original.clone();
+        assert!(std::ptr::eq(original.as_ptr(), copy.as_ptr()), "a clone copies nothing");
+        copy.make_mut()[0] = 7;
+        assert_eq!((&*original, &*copy), (&[1, 2, 3][..], &[7, 2, 3][..]));
     }
 
     #[test]
