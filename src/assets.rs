@@ -65,19 +65,8 @@ pub fn default_model(cache_dir: &Path, name: &str) -> Result<PathBuf> {
             "this lookalike binary carries no {relative} (build it with ./build.sh); name the file on the command line"
         );
     }
-    let models: Vec<(&str, &[u8])> =
-        embedded::FILES.iter().copied().filter(|(n, _)| n.starts_with("models/")).collect();
-    let mut hasher = Sha256::new();
-    for (name, bytes) in &models {
-        hasher.update(name.as_bytes());
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    }
-    let digest = hasher.finalize();
-    let folder = cache_dir
-        .join("models")
-        .join(digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
-    for (name, bytes) in &models {
+    let folder = cache_dir.join("models").join(models_digest());
+    for (name, bytes) in embedded_models() {
         let path = folder.join(name.trim_start_matches("models/"));
         let current = std::fs::metadata(&path).map(|m| m.len()).ok();
         if current != Some(bytes.len() as u64) {
@@ -87,6 +76,26 @@ pub fn default_model(cache_dir: &Path, name: &str) -> Result<PathBuf> {
         }
     }
     Ok(folder.join(name))
+}
+
+fn embedded_models() -> impl Iterator<Item = (&'static str, &'static [u8])> {
+    embedded::FILES.iter().copied().filter(|(name, _)| name.starts_with("models/"))
+}
+
+/// The embedded models' content hash (their folder's name in the cache),
+/// computed once per run: a build asks for up to four default models, and
+/// hashing them all (tens of MB) each time would be wasted.
+fn models_digest() -> &'static str {
+    static DIGEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIGEST.get_or_init(|| {
+        let mut hasher = Sha256::new();
+        for (name, bytes) in embedded_models() {
+            hasher.update(name.as_bytes());
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        }
+        hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 /// Whether an embedded default model exists (`labels.json` is optional).
