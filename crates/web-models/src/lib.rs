@@ -33,6 +33,7 @@ use lookalike_vision::detect::{BBox, DetectOptions, Detector};
 use lookalike_vision::model::tfjs::GraphModel;
 use lookalike_vision::model::{Embedder, weights};
 use lookalike_vision::preprocess;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -81,11 +82,15 @@ impl LookalikeEmbedder {
         width: Option<u32>,
         height: Option<u32>,
     ) -> js_sys::Promise {
-        let mut image = photo.image.clone();
-        if let (Some(x), Some(y), Some(w), Some(h)) = (x, y, width, height) {
-            let (x, y, w, h) = region(x, y, w, h).pixels(image.width(), image.height());
-            image = image.crop_imm(x, y, w, h);
-        }
+        // Only the region is copied; the whole photo is shared, not cloned.
+        let image = match (x, y, width, height) {
+            (Some(x), Some(y), Some(w), Some(h)) => {
+                let (x, y, w, h) =
+                    region(x, y, w, h).pixels(photo.image.width(), photo.image.height());
+                Rc::new(photo.image.crop_imm(x, y, w, h))
+            }
+            _ => Rc::clone(&photo.image),
+        };
         let embedder = self.embedder.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let input = preprocess::model_input(&image);
@@ -105,14 +110,14 @@ impl LookalikeEmbedder {
 /// native build) and then detected and described region by region.
 #[wasm_bindgen]
 pub struct LookalikePhoto {
-    image: DynamicImage,
+    image: Rc<DynamicImage>,
 }
 
 #[wasm_bindgen]
 impl LookalikePhoto {
     /// Decodes an encoded image (JPEG, PNG, WebP, GIF).
     pub fn decode(bytes: &[u8]) -> Result<LookalikePhoto, JsError> {
-        Ok(LookalikePhoto { image: preprocess::decode(bytes)? })
+        Ok(LookalikePhoto { image: Rc::new(preprocess::decode(bytes)?) })
     }
 
     #[wasm_bindgen(getter)]
