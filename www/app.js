@@ -9,7 +9,7 @@
 // Catalog strings are only ever assigned with textContent / attributes, never
 // parsed as HTML, so a hostile product name stays text.
 
-import { fetchBytes as download, loadEngine } from './engine.js';
+import { fetchBytes as download, loadEngine, timed as timeStage } from './engine.js';
 import { shopLink } from './links.js';
 
 const params = new URLSearchParams(location.search);
@@ -28,16 +28,9 @@ const state = {
   timings: {}, // milliseconds each stage of loading the photo path took
 };
 
-/// Awaits `work`, noting how long it took in `state.timings[name]` (where
-/// the first photo's time goes: fetching, starting the models).
-async function timed(name, work) {
-  const started = performance.now();
-  try {
-    return await work;
-  } finally {
-    state.timings[name] = Math.round(performance.now() - started);
-  }
-}
+/// Notes how long `work` took in `state.timings[name]` (where the first
+/// photo's time goes: fetching, starting the models).
+const timed = (name, work) => timeStage(state.timings, name, work);
 // A small, stable hook for tests and embedding pages.
 window.lookalike = state;
 

@@ -36,6 +36,17 @@ export async function fetchBytes(url, { label = String(url), onProgress, onDownl
   return bytes;
 }
 
+/// Awaits `work`, noting how long it took in `timings[name]` (milliseconds):
+/// where the time of loading goes, for the page's status and the benchmark.
+export async function timed(timings, name, work) {
+  const started = performance.now();
+  try {
+    return await work;
+  } finally {
+    timings[name] = Math.round(performance.now() - started);
+  }
+}
+
 const engines = new Map(); // site URL -> Promise<{ index, manifest, site }>
 
 /// The browsing engine of the site at `site` (a URL ending in `/`): the
@@ -46,13 +57,9 @@ export function loadEngine(site, download = {}) {
     const promise = (async () => {
       const at = (path) => new URL(path, site).href;
       const timings = {};
-      const timed = async (name, work) => {
-        const started = performance.now();
-        try { return await work; } finally { timings[name] = Math.round(performance.now() - started); }
-      };
       const pkg = await import(at('www/pkg/lookalike_web.js'));
-      const module = await timed('engine_fetch_ms', fetchBytes(at('www/pkg/lookalike_web_bg.wasm'), { label: 'search engine', ...download }));
-      await timed('engine_start_ms', pkg.default({ module_or_path: module }));
+      const module = await timed(timings, 'engine_fetch_ms', fetchBytes(at('www/pkg/lookalike_web_bg.wasm'), { label: 'search engine', ...download }));
+      await timed(timings, 'engine_start_ms', pkg.default({ module_or_path: module }));
       const manifestBytes = await fetchBytes(at('data/catalog.json'), { label: 'catalog', ...download });
       const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
       const indexBytes = await fetchBytes(at(manifest.index), { label: 'index', ...download });
