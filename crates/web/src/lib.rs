@@ -90,9 +90,7 @@ impl LookalikeIndex {
         label: Option<String>,
         weights: JsValue,
     ) -> Result<JsValue, JsError> {
-        if item as usize >= self.index.forest.len() {
-            return Err(JsError::new(&format!("no item {item}")));
-        }
+        self.check_item(item)?;
         let own = self.index.forest.label(item);
         let filter = match label {
             Some(name) => self.label_filter(&name)?,
@@ -166,18 +164,14 @@ impl LookalikeIndex {
     /// index has none.
     #[wasm_bindgen(js_name = itemParts)]
     pub fn item_parts(&self, item: u32) -> Result<Vec<f32>, JsError> {
-        if item as usize >= self.index.forest.len() {
-            return Err(JsError::new(&format!("no item {item}")));
-        }
+        self.check_item(item)?;
         Ok(self.index.appearance.as_ref().map(|t| t.item(item)).unwrap_or_default())
     }
 
     /// The stored vector of an item, in tree space (normalised, projected).
     #[wasm_bindgen(js_name = itemVector)]
     pub fn item_vector(&self, item: u32) -> Result<Vec<f32>, JsError> {
-        if item as usize >= self.index.forest.len() {
-            return Err(JsError::new(&format!("no item {item}")));
-        }
+        self.check_item(item)?;
         Ok(self.index.forest.stored_vector(item))
     }
 
@@ -185,6 +179,14 @@ impl LookalikeIndex {
     #[wasm_bindgen(js_name = toTreeSpace)]
     pub fn to_tree_space(&self, vector: &[f32]) -> Result<Vec<f32>, JsError> {
         Ok(self.index.forest.to_tree_space(vector)?)
+    }
+
+    /// Refuses an item number the index does not have.
+    fn check_item(&self, item: u32) -> Result<(), JsError> {
+        if item as usize >= self.index.forest.len() {
+            return Err(JsError::new(&format!("no item {item}")));
+        }
+        Ok(())
     }
 
     fn label_filter(&self, name: &str) -> Result<LabelFilter, JsError> {
