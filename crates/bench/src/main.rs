@@ -6,6 +6,7 @@
 //! (the browsers); `./build.sh bench KIND` installs what they need.
 //!
 //! ```text
+//! lookalike-bench ann [--quick] [--json]      the forest against every ANN peer on public data
 //! lookalike-bench forest [--quick] [--json]   the forest against exact search and Annoy
 //! lookalike-bench build                       images per second of the build's stages
 //! lookalike-bench quality                     retrieval quality on the shared catalogs
@@ -16,6 +17,7 @@
 //! With `--json` a run prints one JSON document; the runs a doc quotes are
 //! committed under `bench/runs/`.
 
+mod ann;
 mod build;
 mod detect;
 mod forest;
@@ -54,6 +56,8 @@ struct Bench {
 
 #[derive(clap::ValueEnum, Clone, Debug)]
 enum BenchKind {
+    /// The forest against Annoy, hnswlib, faiss, usearch and voyager on Fashion-MNIST and GloVe.
+    Ann,
     /// The ANN forest against exact search and Annoy 1.17.
     Forest,
     /// Images per second of the build's stages, and the embedder's FLOP/s.
@@ -78,6 +82,13 @@ fn run(Bench { what, quick, json, dataset }: Bench) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| project_path("../shared/data"));
     match what {
+        BenchKind::Ann => ann::run(&ann::AnnOptions {
+            quick,
+            json,
+            only: dataset,
+            cache_dir: default_cache_dir(),
+            project: project_path("."),
+        }),
         BenchKind::Forest => forest::run(&forest::BenchOptions {
             quick,
             only: dataset,

@@ -14,7 +14,8 @@
 //! fifth of the catalog has changed.
 
 use super::build::{TreeGrower, append_parts};
-use super::{Forest, ForestError, Metric, Node, augment};
+use super::graph::{NO_LINK, Visited, prune, walk};
+use super::{Forest, ForestError, Metric, Node, augment, metric};
 
 impl Forest {
     /// Adds an item and returns its number.
@@ -42,6 +43,12 @@ impl Forest {
         self.deleted.push(false);
         // Descend with the vector as stored, so later searches agree with it.
         let stored = self.stored_vector(item);
+        if self.metric == Metric::Euclidean {
+            self.sq_norms.make_mut().push(super::metric::dot(&stored, &stored));
+        }
+        if self.graph.is_some() {
+            self.link_into_graph(item);
+        }
         for tree in 0..self.roots.len() {
             let leaf = self.descend(self.roots[tree], &stored);
             self.append_to_leaf(leaf, item);
@@ -62,7 +69,54 @@ impl Forest {
     }
 
     /// The leaf `vector` falls into, starting at `node`.
-    fn descend(&self, mut node: u32, vector: &[f32]) -> u32 {
+    /// Links a new item into the graph the way the build links one: a walk
+    /// towards it, robust prune, and reverse links pruned where a row is full.
+    fn link_into_graph(&mut self, item: u32) {
+        let dims = self.dims;
+        let store = &self.store;
+        let between = |a: u32, b: u32| {
+            metric::squared_distance(
+                &store.decode(a as usize, dims),
+                &store.decode(b as usize, dims),
+            )
+        };
+        let graph = self.graph.as_mut().expect("checked by the caller");
+        let params = graph.params;
+        graph.links.make_mut().extend(std::iter::repeat_n(NO_LINK, params.degree));
+        let mut visited = Visited::new(item as usize + 1);
+        let mut expanded = Vec::new();
+        let pool = walk(
+            |i| graph.row(i),
+            &[graph.entry],
+            params.build_beam,
+            &mut visited,
+            |other| between(item, other),
+            |_| {},
+            Some(&mut expanded),
+        );
+        expanded.extend(pool);
+        let row = prune(item, expanded, params.degree, params.alpha, between);
+        let mut rows: Vec<(u32, Vec<u32>)> = vec![(item, row.clone())];
+        for &to in &row {
+            let mut merged = graph.row(to).to_vec();
+            if merged.len() < params.degree {
+                merged.push(item);
+            } else {
+                merged.push(item);
+                let candidates = merged.iter().map(|&m| (between(to, m), m)).collect();
+                merged = prune(to, candidates, params.degree, params.alpha, between);
+            }
+            rows.push((to, merged));
+        }
+        let links = graph.links.make_mut();
+        for (at, row) in rows {
+            let slots = &mut links[at as usize * params.degree..(at as usize + 1) * params.degree];
+            slots.fill(NO_LINK);
+            slots[..row.len()].copy_from_slice(&row);
+        }
+    }
+
+    pub(crate) fn descend(&self, mut node: u32, vector: &[f32]) -> u32 {
         loop {
             match self.node(node) {
                 Node::Leaf { .. } => return node,

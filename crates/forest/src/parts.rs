@@ -20,12 +20,16 @@
 //! | `planes` | `s * d` | hyperplane normals, one row per split |
 //! | `offsets` | `s` | the margin is `dot(planes[split], x) + offsets[split]` |
 //! | `leaf_items` | any | item numbers of the leaves, back to back |
+//! | `graph.links` | `n * degree` u32 | optional neighbour graph: each item's links, then [`NO_LINK`](crate::NO_LINK) in unused slots |
 //!
 //! A parent always precedes its children in `nodes`, and every node has at
 //! most one parent (a root counts as one): the trees are acyclic and share
 //! no subtree, which is what makes a walk visit each node at most once.
 
-use crate::{Buf, Forest, ForestError, LEAF_FLAG, Metric, Node, Projection, VectorStore};
+use crate::graph::{Graph, MAX_DEGREE, NO_LINK};
+use crate::{
+    Buf, Forest, ForestError, GraphParams, LEAF_FLAG, Metric, Node, Projection, VectorStore,
+};
 
 /// Which array a malformed forest's problem is in (a file maps it to its
 /// own section names).
@@ -40,6 +44,15 @@ pub enum ForestPart {
     LeafItems,
     Projection,
     Deleted,
+    Graph,
+}
+
+/// The neighbour graph's arrays and scalars, as stored.
+#[derive(Debug, Clone)]
+pub struct GraphPart {
+    pub params: GraphParams,
+    pub entry: u32,
+    pub links: Buf<u32>,
 }
 
 /// A forest's arrays and scalars, as stored (see the module's layout table).
@@ -63,6 +76,7 @@ pub struct ForestParts {
     pub planes: Buf<f32>,
     pub offsets: Buf<f32>,
     pub leaf_items: Buf<u32>,
+    pub graph: Option<GraphPart>,
 }
 
 impl ForestParts {
@@ -99,6 +113,11 @@ impl Forest {
             planes: trees.planes.into(),
             offsets: trees.offsets.into(),
             leaf_items: trees.leaf_items.into(),
+            graph: self.graph.as_ref().map(|g| GraphPart {
+                params: g.params,
+                entry: g.entry,
+                links: g.links.clone(),
+            }),
         }
     }
 
@@ -108,6 +127,7 @@ impl Forest {
     pub fn from_parts(parts: ForestParts) -> Result<Forest, ForestError> {
         check(&parts)?;
         let removed = parts.deleted.iter().filter(|d| **d).count();
+        let sq_norms = crate::squared_norms(parts.metric, &parts.store, parts.dims);
         Ok(Forest {
             metric: parts.metric,
             input_dims: parts.input_dims,
@@ -125,6 +145,8 @@ impl Forest {
             planes: parts.planes,
             offsets: parts.offsets,
             leaf_items: parts.leaf_items,
+            graph: parts.graph.map(|g| Graph { params: g.params, entry: g.entry, links: g.links }),
+            sq_norms,
         })
     }
 }
@@ -190,6 +212,9 @@ fn check(p: &ForestParts) -> Result<(), ForestError> {
             ),
         );
     }
+    if let Some(graph) = &p.graph {
+        check_graph(graph, n)?;
+    }
     let n_nodes = p.n_nodes();
     if let Some(root) = p.roots.iter().find(|&&r| r as usize >= n_nodes) {
         return malformed(ForestPart::Roots, format!("root {root} is not a node"));
@@ -235,6 +260,30 @@ fn check(p: &ForestParts) -> Result<(), ForestError> {
             adopt(left, ForestPart::Nodes)?;
             adopt(right, ForestPart::Nodes)?;
         }
+    }
+    Ok(())
+}
+
+/// A graph's rows must fit the items and name only items (or [`NO_LINK`]);
+/// a walk marks what it visits, so any such graph is searched in bounded time.
+fn check_graph(graph: &GraphPart, n: usize) -> Result<(), ForestError> {
+    let malformed =
+        |reason: String| Err(ForestError::Malformed { part: ForestPart::Graph, reason });
+    let degree = graph.params.degree;
+    if degree == 0 || degree > MAX_DEGREE {
+        return malformed(format!("degree {degree} is outside 1..={MAX_DEGREE}"));
+    }
+    if Some(graph.links.len()) != n.checked_mul(degree) {
+        return malformed(format!("{} links for {n} items of degree {degree}", graph.links.len()));
+    }
+    if n > 0 && graph.entry as usize >= n {
+        return malformed(format!("entry item {} does not exist", graph.entry));
+    }
+    if let Some(link) = graph.links.iter().find(|&&l| l != NO_LINK && l as usize >= n) {
+        return malformed(format!("link to item {link}, which does not exist"));
+    }
+    if !(graph.params.alpha.is_finite() && graph.params.alpha >= 1.0) {
+        return malformed(format!("alpha {} is not a finite number >= 1", graph.params.alpha));
     }
     Ok(())
 }

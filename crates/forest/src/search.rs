@@ -1,6 +1,7 @@
 //! Querying the forest: best-first over all trees at once, as Annoy does,
 //! with the label filter applied while walking.
 
+use super::graph::{self, Graph, Visited};
 use super::{Forest, ForestError, Metric, NO_LABEL, Node, RESCORE_POOL, VectorStore, metric};
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -33,8 +34,10 @@ impl LabelFilter {
 pub struct Query {
     /// How many neighbours to return.
     pub k: usize,
-    /// Candidates to collect before ranking; `None` means Annoy's default,
-    /// `n_trees * k`. Larger is slower and more accurate.
+    /// How hard to look; larger is slower and more accurate. Without a
+    /// graph: the candidates to collect before ranking (Annoy's `search_k`;
+    /// `None` means `n_trees * k`). With a graph: the candidates the walk
+    /// keeps (HNSW's `ef`; `None` means [`DEFAULT_BEAM`], at least `k`).
     pub search_k: Option<usize>,
     pub filter: LabelFilter,
 }
@@ -53,6 +56,21 @@ impl Query {
         self.filter = filter;
         self
     }
+}
+
+/// A graph search's default pool of candidates (HNSW's `ef`): recall@10
+/// about 0.95 on the benchmark sets (`bench ann`).
+pub const DEFAULT_BEAM: usize = 64;
+
+/// What one graph search did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct WalkStats {
+    /// Items whose links were followed: sequential steps.
+    pub steps: usize,
+    /// Items scored (each a stored vector read).
+    pub scored: usize,
+    /// Bytes of one item's row of links.
+    pub row_bytes: usize,
 }
 
 /// One result: an item and its similarity score (higher is more alike;
@@ -170,6 +188,98 @@ impl Forest {
         if query.k == 0 || self.is_empty() {
             return Vec::new();
         }
+        if let Some(graph) = &self.graph
+            && let Some(found) = self.graph_search(graph, tree_query, query, exclude, None)
+        {
+            return found;
+        }
+        self.tree_search(tree_query, query, exclude)
+    }
+
+    /// The graph's walk; `None` when it found fewer than `k` items that pass
+    /// the filter (a rare label), which the trees then answer.
+    fn graph_search(
+        &self,
+        graph: &Graph,
+        tree_query: &TreeQuery,
+        query: &Query,
+        exclude: Option<u32>,
+        stats: Option<&mut WalkStats>,
+    ) -> Option<Vec<Neighbor>> {
+        let ef = query.search_k.unwrap_or(DEFAULT_BEAM).max(query.k);
+        let mut expanded = Vec::new();
+        let keep = if self.rescore.is_some() { query.k * RESCORE_POOL } else { query.k };
+        let any_deleted = self.has_removed();
+        let filtered = exclude.is_some() || any_deleted || query.filter != LabelFilter::Any;
+        let mut passing: Vec<(f32, u32)> = Vec::with_capacity(keep + 1);
+        let mut visited = Visited::new(self.len());
+        let mut seeds = vec![graph.entry];
+        seeds.extend(self.leaf_seeds(&tree_query.vector));
+        let pool = graph::walk(
+            |item| graph.row(item),
+            &seeds,
+            ef,
+            &mut visited,
+            |item| {
+                let distance = -self.walk_score(tree_query, item);
+                if filtered && self.passes(item, query, exclude, any_deleted) {
+                    graph::insert(&mut passing, keep, distance, item);
+                }
+                distance
+            },
+            |item| self.store.prefetch(item as usize, self.dims),
+            stats.is_some().then_some(&mut expanded),
+        );
+        if let Some(stats) = stats {
+            *stats = WalkStats {
+                steps: expanded.len(),
+                scored: visited.count(),
+                row_bytes: graph.params.degree * 4,
+            };
+        }
+        let best = if filtered { passing } else { pool };
+        let wanted = query.k.min(self.live_len() - usize::from(exclude.is_some()));
+        if best.len().min(keep) < wanted {
+            return None;
+        }
+        Some(self.rank(tree_query, best.iter().take(keep).map(|&(_, item)| item), query.k))
+    }
+
+    /// What a graph search of `vector` costs: the measure of a paged index,
+    /// where each step is a round of fetches. Zero steps without a graph.
+    pub fn walk_stats(&self, vector: &[f32], query: &Query) -> Result<WalkStats, ForestError> {
+        let tree_query = self.vector_query(vector)?;
+        let mut stats = WalkStats::default();
+        if let Some(graph) = &self.graph {
+            self.graph_search(graph, &tree_query, query, None, Some(&mut stats));
+        }
+        Ok(stats)
+    }
+
+    /// Bytes of one item's stored vector (codes and any per-item scale).
+    pub fn item_bytes(&self) -> usize {
+        self.store.encoded_bytes() / self.len().max(1)
+    }
+
+    /// What a walk orders candidates by (higher is nearer): the similarity
+    /// for angular and dot, `2 q.x - |x|^2` (the squared distance less the
+    /// query's constant `|q|^2`) for Euclidean: one dot product either way.
+    #[inline]
+    fn walk_score(&self, tree_query: &TreeQuery, item: u32) -> f32 {
+        let dot = self.store.dot(&tree_query.prepared, item as usize);
+        match self.metric {
+            Metric::Angular | Metric::Dot => dot,
+            Metric::Euclidean => 2.0 * dot - self.sq_norms[item as usize],
+        }
+    }
+
+    /// Annoy's walk: best-first over all trees by margin, then ranking.
+    fn tree_search(
+        &self,
+        tree_query: &TreeQuery,
+        query: &Query,
+        exclude: Option<u32>,
+    ) -> Vec<Neighbor> {
         let search_k =
             query.search_k.unwrap_or(self.n_trees().saturating_mul(query.k)).max(query.k);
         let any_deleted = self.has_removed();
@@ -221,10 +331,18 @@ impl Forest {
                 Metric::Angular | Metric::Dot => store.dot(prepared, item as usize),
                 Metric::Euclidean => -store.squared_distance(raw, item as usize).sqrt(),
             };
+        // The stored vectors' norms make a Euclidean distance one dot
+        // product with the codes, whatever their encoding.
+        let query_norm = metric::dot(&tree_query.vector, &tree_query.vector);
         let scored = candidates
             .map(|item| Neighbor {
                 item,
-                score: score_with(&self.store, &tree_query.prepared, &tree_query.vector, item),
+                score: match self.metric {
+                    Metric::Euclidean if !self.sq_norms.is_empty() => {
+                        -(query_norm - self.walk_score(tree_query, item)).max(0.0).sqrt()
+                    }
+                    _ => score_with(&self.store, &tree_query.prepared, &tree_query.vector, item),
+                },
             })
             .collect();
         match (&self.rescore, &tree_query.full) {

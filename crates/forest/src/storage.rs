@@ -20,8 +20,9 @@ pub enum Encoding {
     /// 1 byte per value, one f32 scale per vector (`max |x| / 127`): suits
     /// raw embeddings, whose dimensions have similar ranges.
     I8PerVector,
-    /// 1 byte per value, one f32 scale per dimension: suits PCA outputs,
-    /// whose leading dimensions have far larger ranges than the trailing ones.
+    /// 1 byte per value, one f32 scale and centre per dimension: suits PCA
+    /// outputs, whose leading dimensions have far larger ranges than the
+    /// trailing ones, and non-negative features, whose range is not centred.
     I8PerDim,
 }
 
@@ -59,7 +60,7 @@ impl Encoding {
         match self {
             Encoding::F32 | Encoding::F16 => 0,
             Encoding::I8PerVector => n,
-            Encoding::I8PerDim => dims,
+            Encoding::I8PerDim => 2 * dims,
         }
     }
 
@@ -88,6 +89,9 @@ pub enum VectorStore {
         values: Buf<f32>,
         from_f16: bool,
     },
+    /// Per vector: one scale per vector. Per dimension: `dims` scales, then
+    /// `dims` centres (files from before centres have only the scales; their
+    /// centres are zero).
     I8 {
         codes: Buf<i8>,
         scales: Buf<f32>,
@@ -119,14 +123,25 @@ impl VectorStore {
                 VectorStore::I8 { codes: codes.into(), scales: scales.into(), per_dim: false }
             }
             Encoding::I8PerDim => {
-                let scales: Vec<f32> = (0..dims)
-                    .map(|d| scale_for(values.iter().skip(d).step_by(dims).copied()))
-                    .collect();
+                // Each dimension's codes span its own range with zero in it,
+                // centred on that range: non-negative inputs (pixels, ReLU
+                // features) use all 255 levels, not just the positive half,
+                // and items added later between zero and the maximum fit.
+                let (mut scales, mut centres) = (Vec::with_capacity(dims), Vec::with_capacity(dims));
+                for d in 0..dims {
+                    let column = || values.iter().skip(d).step_by(dims).copied();
+                    let low = column().fold(0.0f32, f32::min);
+                    let high = column().fold(0.0f32, f32::max);
+                    let centre = (low + high) / 2.0;
+                    scales.push(scale_for(column().map(|v| v - centre)));
+                    centres.push(centre);
+                }
                 let codes: Vec<i8> = values
                     .iter()
                     .enumerate()
-                    .map(|(i, &v)| quantize(v, scales[i % dims]))
+                    .map(|(i, &v)| quantize(v - centres[i % dims], scales[i % dims]))
                     .collect();
+                scales.extend(centres);
                 VectorStore::I8 { codes: codes.into(), scales: scales.into(), per_dim: true }
             }
         }
@@ -138,8 +153,10 @@ impl VectorStore {
         let Some(values) = n.checked_mul(dims) else { return false };
         match self {
             VectorStore::F32 { values: v, .. } => v.len() == values,
-            VectorStore::I8 { codes, scales, .. } => {
-                codes.len() == values && scales.len() == self.encoding().scale_count(n, dims)
+            VectorStore::I8 { codes, scales, per_dim } => {
+                let expected = self.encoding().scale_count(n, dims);
+                codes.len() == values
+                    && (scales.len() == expected || (*per_dim && scales.len() == dims))
             }
         }
     }
@@ -175,20 +192,30 @@ impl VectorStore {
         let range = item * dims..(item + 1) * dims;
         match self {
             VectorStore::F32 { values, .. } => values[range].to_vec(),
-            VectorStore::I8 { codes, scales, per_dim } => codes[range]
+            VectorStore::I8 { codes, scales, per_dim: false } => {
+                codes[range].iter().map(|&c| c as f32 * scales[item]).collect()
+            }
+            VectorStore::I8 { codes, scales, per_dim: true } => codes[range]
                 .iter()
                 .enumerate()
-                .map(|(d, &c)| c as f32 * if *per_dim { scales[d] } else { scales[item] })
+                .map(|(d, &c)| c as f32 * scales[d] + centre(scales, dims, d))
                 .collect(),
         }
     }
 
     /// Prepares a query for [`VectorStore::dot`]: for per-dimension scales the
-    /// scales are folded into the query once, instead of into every product.
+    /// scales are folded into the query once, instead of into every product,
+    /// and the centres into one constant, appended.
     pub fn prepare_query(&self, query: &[f32]) -> Vec<f32> {
         match self {
             VectorStore::I8 { scales, per_dim: true, .. } => {
-                query.iter().zip(scales.iter()).map(|(q, s)| q * s).collect()
+                let dims = query.len();
+                let constant: f32 =
+                    query.iter().enumerate().map(|(d, q)| q * centre(scales, dims, d)).sum();
+                let mut prepared: Vec<f32> =
+                    query.iter().zip(scales.iter()).map(|(q, s)| q * s).collect();
+                prepared.push(constant);
+                prepared
             }
             _ => query.to_vec(),
         }
@@ -201,11 +228,39 @@ impl VectorStore {
         let range = item * dims..(item + 1) * dims;
         match self {
             VectorStore::F32 { values, .. } => metric::dot(prepared, &values[range]),
-            VectorStore::I8 { codes, scales, per_dim } => {
-                let raw = metric::dot_i8(prepared, &codes[range]);
-                if *per_dim { raw } else { raw * scales[item] }
+            VectorStore::I8 { codes, scales, per_dim: false } => {
+                metric::dot_i8(prepared, &codes[range]) * scales[item]
+            }
+            VectorStore::I8 { codes, per_dim: true, .. } => {
+                // The prepared query ends with the centres' constant.
+                let dims = dims - 1;
+                let range = item * dims..(item + 1) * dims;
+                metric::dot_i8(&prepared[..dims], &codes[range]) + prepared[dims]
             }
         }
+    }
+
+    /// Starts loading the first cache lines of item `item` (a graph walk
+    /// scores neighbours whose vectors are scattered over the store).
+    #[inline]
+    pub fn prefetch(&self, item: usize, dims: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let (start, bytes) = match self {
+                VectorStore::F32 { values, .. } => {
+                    (values.as_ptr().wrapping_add(item * dims) as *const i8, dims * 4)
+                }
+                VectorStore::I8 { codes, .. } => (codes.as_ptr().wrapping_add(item * dims), dims),
+            };
+            // A prefetch never faults; the address is inside the store anyway.
+            for line in (0..bytes.min(256)).step_by(64) {
+                // SAFETY: prefetching is a hint and cannot fault.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (item, dims);
     }
 
     /// Squared Euclidean distance of an unprepared query to item `item`.
@@ -240,8 +295,13 @@ impl VectorStore {
                 codes.make_mut().extend(vector.iter().map(|&v| quantize(v, scale)));
             }
             VectorStore::I8 { codes, scales, per_dim: true } => {
-                let quantized: Vec<i8> =
-                    vector.iter().zip(scales.iter()).map(|(&v, &s)| quantize(v, s)).collect();
+                let dims = vector.len();
+                let quantized: Vec<i8> = vector
+                    .iter()
+                    .zip(scales.iter())
+                    .enumerate()
+                    .map(|(d, (&v, &s))| quantize(v - centre(scales, dims, d), s))
+                    .collect();
                 codes.make_mut().extend(quantized);
             }
         }
@@ -254,6 +314,13 @@ impl VectorStore {
             VectorStore::I8 { codes, .. } => codes.is_shared(),
         }
     }
+}
+
+/// The centre of dimension `d` of a per-dimension store (zero in files
+/// from before centres).
+#[inline]
+fn centre(scales: &[f32], dims: usize, d: usize) -> f32 {
+    if scales.len() == 2 * dims { scales[dims + d] } else { 0.0 }
 }
 
 fn scale_for(values: impl Iterator<Item = f32>) -> f32 {
@@ -302,19 +369,45 @@ mod tests {
         assert_eq!(size(Encoding::F32), 64 * 16 * 4);
         assert_eq!(size(Encoding::F16), 64 * 16 * 2);
         assert_eq!(size(Encoding::I8PerVector), 64 * 16 + 64 * 4);
-        assert_eq!(size(Encoding::I8PerDim), 64 * 16 + 16 * 4);
+        assert_eq!(size(Encoding::I8PerDim), 64 * 16 + 2 * 16 * 4);
     }
 
     #[test]
     fn pushed_vectors_decode_like_built_ones() {
         let values = sample();
+        // Inside the range the first 63 vectors span (per-dimension codes
+        // clamp what lies outside it).
+        let pushed: Vec<f32> = values[63 * 16..].iter().map(|v| v * 0.9).collect();
         for encoding in [Encoding::F32, Encoding::F16, Encoding::I8PerVector, Encoding::I8PerDim] {
             let mut store = VectorStore::encode(values[..63 * 16].to_vec(), 16, encoding);
-            store.push(&values[63 * 16..]);
-            let built = VectorStore::encode(values.clone(), 16, encoding);
-            let (a, b) = (store.decode(63, 16), built.decode(63, 16));
-            let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            store.push(&pushed);
+            let decoded = store.decode(63, 16);
+            let diff = decoded.iter().zip(&pushed).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
             assert!(diff < 0.1, "{encoding:?}: {diff}");
         }
+    }
+
+    #[test]
+    fn per_dimension_codes_use_the_whole_range_of_non_negative_data() {
+        // Pixels: 0..=255. Centred codes step by about 1, where codes
+        // symmetric around zero would step by 2.
+        let values: Vec<f32> = (0..256 * 4).map(|i| (i / 4) as f32).collect();
+        let store = VectorStore::encode(values.clone(), 4, Encoding::I8PerDim);
+        let worst = (0..256)
+            .flat_map(|item| {
+                let decoded = store.decode(item, 4);
+                decoded.into_iter().zip(&values[item * 4..item * 4 + 4]).map(|(a, b)| (a - b).abs())
+            })
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 0.51, "worst error {worst}");
+        // Files from before centres (scales only) decode with zero centres.
+        let VectorStore::I8 { codes, scales, .. } = &store else { unreachable!() };
+        let legacy = VectorStore::I8 {
+            codes: codes.clone(),
+            scales: scales[..4].to_vec().into(),
+            per_dim: true,
+        };
+        assert!(legacy.holds(256, 4));
+        assert_eq!(legacy.decode(0, 4)[0], codes[0] as f32 * scales[0]);
     }
 }

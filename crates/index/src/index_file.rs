@@ -8,8 +8,8 @@
 
 use crate::appearance::{Layout, PartsTable};
 use lookalike_forest::{
-    Buf, Encoding, Forest, ForestError, ForestPart, ForestParts, Metric, NO_LABEL, Projection,
-    SharedBytes, VectorStore,
+    Buf, Encoding, Forest, ForestError, ForestPart, ForestParts, GraphParams, GraphPart,
+    MAX_DEGREE, Metric, NO_LABEL, NO_LINK, Projection, SharedBytes, VectorStore,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,9 +48,17 @@ pub enum Section {
     /// ([`crate::appearance::PartsTable`]): a u32 length, the layout as
     /// JSON, then one byte per value.
     Appearance = 16,
+    /// Optional: the neighbour graph. Degree (u32), entry item (u32),
+    /// alpha (f32) and build beam (u32), then `n * degree` links, each as
+    /// wide as a leaf list's item numbers (the "none" value marks an
+    /// unused slot).
+    Graph = 17,
 }
 
-const ALL_SECTIONS: [Section; 16] = [
+/// Bytes before a graph section's links.
+const GRAPH_PREFIX: usize = 16;
+
+const ALL_SECTIONS: [Section; 17] = [
     Section::Vectors,
     Section::Scales,
     Section::Labels,
@@ -67,6 +75,7 @@ const ALL_SECTIONS: [Section; 16] = [
     Section::RescoreVectors,
     Section::RescoreScales,
     Section::Appearance,
+    Section::Graph,
 ];
 /// Header byte 60 when there are no re-scoring vectors.
 const NO_RESCORE: u8 = 0xFF;
@@ -204,6 +213,18 @@ impl Index {
                     Some(p) => encode_floats(&p.basis, Encoding::F16),
                     None => continue,
                 },
+                Section::Graph => match &f.graph {
+                    Some(graph) => {
+                        let mut bytes = Vec::with_capacity(GRAPH_PREFIX + graph.links.len() * 4);
+                        bytes.extend((graph.params.degree as u32).to_le_bytes());
+                        bytes.extend(graph.entry.to_le_bytes());
+                        bytes.extend(graph.params.alpha.to_le_bytes());
+                        bytes.extend((graph.params.build_beam as u32).to_le_bytes());
+                        bytes.extend(narrow(&graph.links, item_width, NO_LINK));
+                        bytes
+                    }
+                    None => continue,
+                },
                 Section::Appearance => match &self.appearance {
                     Some(table) => appearance_bytes(table),
                     None => continue,
@@ -320,8 +341,18 @@ impl Index {
                     },
                     Encoding::I8PerVector | Encoding::I8PerDim => {
                         let n_scales = encoding.scale_count(h.n_items, dims);
-                        let scales =
-                            get(scales_section, Some(size(scales_section, &[n_scales, 4])?))?;
+                        let scales = get(scales_section, None)?;
+                        // Per-dimension stores written before centres hold scales only.
+                        let legacy = encoding == Encoding::I8PerDim
+                            && Some(scales.1 - scales.0) == dims.checked_mul(4);
+                        let expected = size(scales_section, &[n_scales, 4])?;
+                        if !legacy && scales.1 - scales.0 != expected {
+                            return Err(IndexFileError::SectionLength {
+                                section: scales_section,
+                                expected,
+                                found: scales.1 - scales.0,
+                            });
+                        }
                         VectorStore::I8 {
                             codes: Buf::view(&bytes, values.0, values.1),
                             scales: floats(scales, Encoding::F32),
@@ -408,6 +439,40 @@ impl Index {
             }
         };
 
+        let graph = match sections.get(&(Section::Graph as u32)) {
+            None => None,
+            Some(&(start, end)) => {
+                let prefix =
+                    data.get(start..start + GRAPH_PREFIX).filter(|_| start + GRAPH_PREFIX <= end);
+                let Some(prefix) = prefix else {
+                    return Err(IndexFileError::Malformed {
+                        section: Section::Graph,
+                        reason: "shorter than its 16-byte prefix".into(),
+                    });
+                };
+                let word =
+                    |at: usize| u32::from_le_bytes(prefix[at..at + 4].try_into().expect("4 bytes"));
+                let degree = word(0) as usize;
+                let expected = GRAPH_PREFIX
+                    + size(Section::Graph, &[h.n_items, degree.min(MAX_DEGREE + 1), h.item_width])?;
+                if end - start != expected {
+                    return Err(IndexFileError::SectionLength {
+                        section: Section::Graph,
+                        expected,
+                        found: end - start,
+                    });
+                }
+                Some(GraphPart {
+                    params: GraphParams {
+                        degree,
+                        alpha: f32::from_bits(word(8)),
+                        build_beam: word(12) as usize,
+                    },
+                    entry: word(4),
+                    links: numbers((start + GRAPH_PREFIX, end), h.item_width, NO_LINK),
+                })
+            }
+        };
         let forest = Forest::from_parts(ForestParts {
             metric: h.metric,
             input_dims: h.input_dims,
@@ -424,6 +489,7 @@ impl Index {
             planes,
             offsets,
             leaf_items,
+            graph,
         })
         .map_err(malformed_forest)?;
         let index = Index {
@@ -489,6 +555,7 @@ fn malformed_forest(error: ForestError) -> IndexFileError {
                 ForestPart::LeafItems => Section::LeafItems,
                 ForestPart::Projection => Section::ProjectionBasis,
                 ForestPart::Deleted => Section::Deleted,
+                ForestPart::Graph => Section::Graph,
             };
             IndexFileError::Malformed { section, reason }
         }
@@ -848,6 +915,7 @@ mod tests {
                 rescore: Some(Encoding::F16),
                 ..ForestParams::new(Metric::Angular)
             },
+            graph_params(),
         ];
         for params in configs {
             let mut index = sample_index_with(params.clone());
@@ -975,6 +1043,55 @@ mod tests {
             .0
     }
 
+    fn graph_params() -> ForestParams {
+        ForestParams {
+            encoding: Encoding::I8PerDim,
+            n_trees: 1,
+            graph: Some(lookalike_forest::GraphParams { degree: 8, build_beam: 24, alpha: 1.2 }),
+            ..ForestParams::new(Metric::Euclidean)
+        }
+    }
+
+    #[test]
+    fn hostile_graphs_are_refused_with_the_section_named() {
+        let bytes = sample_index_with(graph_params()).to_bytes();
+        let graph = section_start(&bytes, Section::Graph);
+        let word = |bytes: &mut Vec<u8>, at: usize, value: u32| {
+            bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        };
+        // A link to an item that does not exist (300 items; links are u16 here).
+        let mut bad_link = bytes.clone();
+        bad_link[graph + GRAPH_PREFIX..graph + GRAPH_PREFIX + 2].copy_from_slice(&300u16.to_le_bytes());
+        // An entry point that does not exist.
+        let mut bad_entry = bytes.clone();
+        word(&mut bad_entry, graph + 4, 5000);
+        // A degree that does not match the section's length, and an absurd one.
+        let mut bad_degree = bytes.clone();
+        word(&mut bad_degree, graph, 9);
+        let mut huge_degree = bytes.clone();
+        word(&mut huge_degree, graph, u32::MAX);
+        let mut bad_alpha = bytes.clone();
+        word(&mut bad_alpha, graph + 8, f32::NAN.to_bits());
+        for (what, mut damaged) in [
+            ("link", bad_link),
+            ("entry", bad_entry),
+            ("degree", bad_degree),
+            ("huge degree", huge_degree),
+            ("alpha", bad_alpha),
+        ] {
+            resign(&mut damaged);
+            let err = Index::from_bytes(&damaged).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    IndexFileError::Malformed { section: Section::Graph, .. }
+                        | IndexFileError::SectionLength { section: Section::Graph, .. }
+                ),
+                "{what}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn trees_that_share_a_node_are_refused() {
         let index = sample_index();
@@ -1056,6 +1173,22 @@ mod tests {
             if resigned && bytes.len() >= HEADER_LEN {
                 resign(&mut bytes);
             }
+            if let Ok(index) = Index::from_bytes(&bytes)
+                && !index.forest.is_empty() {
+                    let _ = index.forest.search_item(0, &lookalike_forest::Query::top(5));
+                }
+        }
+
+        /// The same for a file with a neighbour graph: a hostile graph is
+        /// refused or walked in bounded time.
+        #[test]
+        fn mutated_graph_files_never_panic(edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut bytes = sample_index_with(graph_params()).to_bytes();
+            for (at, value) in edits {
+                let len = bytes.len();
+                bytes[at % len] = value;
+            }
+            resign(&mut bytes);
             if let Ok(index) = Index::from_bytes(&bytes)
                 && !index.forest.is_empty() {
                     let _ = index.forest.search_item(0, &lookalike_forest::Query::top(5));
