@@ -169,10 +169,14 @@ fn our_configs(dataset: &Dataset, quick: bool) -> Vec<(String, ForestParams)> {
     // runs one configuration instead (for exploring).
     if let Ok(config) = std::env::var("LOOKALIKE_ANN_CONFIG") {
         let fields: Vec<&str> = config.split(',').collect();
-        let number = |i: usize, default: f32| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(default);
+        let number =
+            |i: usize, default: f32| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(default);
         let params = ForestParams {
             leaf_size: number(3, 32.0) as usize,
-            encoding: fields.get(4).and_then(|e| Encoding::from_name(e)).unwrap_or(Encoding::I8PerDim),
+            encoding: fields
+                .get(4)
+                .and_then(|e| Encoding::from_name(e))
+                .unwrap_or(Encoding::I8PerDim),
             rescore: fields.get(5).and_then(|e| Encoding::from_name(e)),
             graph: Some(GraphParams {
                 degree: number(0, 32.0) as usize,
@@ -321,7 +325,7 @@ fn run_peers(
     }
     let n = dataset.base.len() / dataset.dims;
     let mut runs = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
         let peer: Value = serde_json::from_str(line).context("reading a peer's result")?;
         runs.push(peer_run(&peer, n, truth, false)?);
     }
@@ -388,7 +392,8 @@ fn run_wasm(
     }
     let n = dataset.base.len() / dataset.dims;
     let mut runs = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    // Emscripten peers print their own lines to stdout: results are the JSON ones.
+    for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
         let result: Value = serde_json::from_str(line).context("reading a wasm result")?;
         let ours = result["peer"] == "lookalike";
         runs.push(peer_run(&result, n, truth, ours)?);

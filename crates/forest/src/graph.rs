@@ -306,7 +306,8 @@ mod tests {
         let forest =
             Forest::build(vectors, dims, None, &graph_params(Metric::Angular, Encoding::F32))
                 .unwrap();
-        let (small, large) = (recall(&forest, &queries, dims, 10), recall(&forest, &queries, dims, 128));
+        let (small, large) =
+            (recall(&forest, &queries, dims, 10), recall(&forest, &queries, dims, 128));
         assert!(large > small && large >= 0.97, "ef 10: {small}, ef 128: {large}");
     }
 
@@ -331,8 +332,17 @@ mod tests {
         let vectors = low_rank_vectors(n, 16, 8, 0.1, 4);
         // Label 1 is rare (every 150th item): the walk rarely meets 10, so
         // the trees answer, and still return 10.
-        let labels: Vec<u32> =
-            (0..n).map(|i| if i % 150 == 0 { 1 } else if i % 2 == 0 { 0 } else { NO_LABEL }).collect();
+        let labels: Vec<u32> = (0..n)
+            .map(|i| {
+                if i % 150 == 0 {
+                    1
+                } else if i % 2 == 0 {
+                    0
+                } else {
+                    NO_LABEL
+                }
+            })
+            .collect();
         let mut forest =
             Forest::build(vectors, 16, Some(labels), &graph_params(Metric::Angular, Encoding::F16))
                 .unwrap();
@@ -355,7 +365,8 @@ mod tests {
         let dims = 16;
         let vectors = low_rank_vectors(2200, dims, 8, 0.1, 12);
         let params = graph_params(Metric::Euclidean, Encoding::I8PerDim);
-        let mut forest = Forest::build(vectors[..2000 * dims].to_vec(), dims, None, &params).unwrap();
+        let mut forest =
+            Forest::build(vectors[..2000 * dims].to_vec(), dims, None, &params).unwrap();
         for v in vectors[2000 * dims..].chunks_exact(dims) {
             forest.add(v, NO_LABEL).unwrap();
         }

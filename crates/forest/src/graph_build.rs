@@ -71,7 +71,7 @@ pub(crate) fn build_graph(
     let params = GraphParams { degree, ..*params };
     let entry = points.medoid();
     let mut order: Vec<u32> = (0..n as u32).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x6772_6170_68));
+    order.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x0067_7261_7068));
     if let Some(at) = order.iter().position(|&i| i == entry) {
         order.swap(0, at);
     }

@@ -3,9 +3,12 @@
 //! - `add` appends an item and drops it down every tree by the existing
 //!   hyperplanes into a leaf. A leaf that grows past twice the leaf size is
 //!   split by a fresh 2-means hyperplane, so trees stay balanced locally.
+//!   With a graph, the item is linked as the build links one: a walk towards
+//!   it, robust prune, reverse links pruned where a row is full.
 //! - `remove` marks an item as removed: it is skipped by every search (which
 //!   then walks a little further to fill `search_k`), and its slot is kept so
-//!   item numbers stay stable until the next full build.
+//!   item numbers stay stable until the next full build. A graph keeps its
+//!   links: walks pass through it as before.
 //!
 //! What it costs: the hyperplanes were fitted to the items present at build
 //! time, so items added later are placed well but the splits do not adapt to
@@ -99,10 +102,8 @@ impl Forest {
         let mut rows: Vec<(u32, Vec<u32>)> = vec![(item, row.clone())];
         for &to in &row {
             let mut merged = graph.row(to).to_vec();
-            if merged.len() < params.degree {
-                merged.push(item);
-            } else {
-                merged.push(item);
+            merged.push(item);
+            if merged.len() > params.degree {
                 let candidates = merged.iter().map(|&m| (between(to, m), m)).collect();
                 merged = prune(to, candidates, params.degree, params.alpha, between);
             }

@@ -13,6 +13,13 @@
 //! dot metric augmented by one coordinate. Vectors are stored as f32, f16 or
 //! 8-bit codes ([`storage`]).
 //!
+//! Optionally the items are also linked into a neighbour graph
+//! ([`GraphParams`]): a query then walks the graph from the leaf one tree
+//! reaches, scoring only the neighbours of the best items seen, which at
+//! recall 0.95 is a small fraction of what the trees alone must score. The
+//! graph answers unfiltered queries; the trees answer what it cannot (a rare
+//! label).
+//!
 //! Label filters are applied *inside* the walk: a filtered query keeps walking
 //! until it has enough candidates that pass, so it still returns `k` results
 //! whenever `k` items pass the filter.

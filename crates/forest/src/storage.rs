@@ -85,18 +85,11 @@ impl Encoding {
 pub enum VectorStore {
     /// Exact values; F16 files are widened to this on load, trading memory
     /// for the fastest scoring.
-    F32 {
-        values: Buf<f32>,
-        from_f16: bool,
-    },
+    F32 { values: Buf<f32>, from_f16: bool },
     /// Per vector: one scale per vector. Per dimension: `dims` scales, then
     /// `dims` centres (files from before centres have only the scales; their
     /// centres are zero).
-    I8 {
-        codes: Buf<i8>,
-        scales: Buf<f32>,
-        per_dim: bool,
-    },
+    I8 { codes: Buf<i8>, scales: Buf<f32>, per_dim: bool },
 }
 
 impl VectorStore {
@@ -127,7 +120,8 @@ impl VectorStore {
                 // centred on that range: non-negative inputs (pixels, ReLU
                 // features) use all 255 levels, not just the positive half,
                 // and items added later between zero and the maximum fit.
-                let (mut scales, mut centres) = (Vec::with_capacity(dims), Vec::with_capacity(dims));
+                let (mut scales, mut centres) =
+                    (Vec::with_capacity(dims), Vec::with_capacity(dims));
                 for d in 0..dims {
                     let column = || values.iter().skip(d).step_by(dims).copied();
                     let low = column().fold(0.0f32, f32::min);

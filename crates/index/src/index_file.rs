@@ -1061,7 +1061,8 @@ mod tests {
         };
         // A link to an item that does not exist (300 items; links are u16 here).
         let mut bad_link = bytes.clone();
-        bad_link[graph + GRAPH_PREFIX..graph + GRAPH_PREFIX + 2].copy_from_slice(&300u16.to_le_bytes());
+        bad_link[graph + GRAPH_PREFIX..graph + GRAPH_PREFIX + 2]
+            .copy_from_slice(&300u16.to_le_bytes());
         // An entry point that does not exist.
         let mut bad_entry = bytes.clone();
         word(&mut bad_entry, graph + 4, 5000);
