@@ -199,6 +199,18 @@ fn a_bad_catalog_fails_with_file_and_line_and_keeps_the_built_site() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Recall@k of every item's query against brute force in the same forest.
+fn recall_by_item(forest: &lookalike_forest::Forest, query: &lookalike_forest::Query) -> f64 {
+    let n = forest.len();
+    let mut found = 0;
+    for item in 0..n as u32 {
+        let exact = forest.exact_search_item(item, query);
+        let approx = forest.search_item(item, query);
+        found += exact.iter().filter(|e| approx.iter().any(|a| a.item == e.item)).count();
+    }
+    found as f64 / (n * query.k) as f64
+}
+
 /// Recall against brute force on real embeddings, for every metric and
 /// encoding, at a generous search_k (half the catalog).
 #[test]
@@ -212,15 +224,40 @@ fn forest_recall_on_real_embeddings() {
         for encoding in [Encoding::F32, Encoding::F16, Encoding::I8PerVector] {
             let params = ForestParams { encoding, ..ForestParams::new(metric) };
             let forest = Forest::build(vectors.clone(), dims, None, &params).unwrap();
-            let query = Query::top(10).with_search_k(n / 2);
-            let mut found = 0;
-            for item in 0..n as u32 {
-                let exact = forest.exact_search_item(item, &query);
-                let approx = forest.search_item(item, &query);
-                found += exact.iter().filter(|e| approx.iter().any(|a| a.item == e.item)).count();
-            }
-            let recall = found as f64 / (n * 10) as f64;
+            let recall = recall_by_item(&forest, &Query::top(10).with_search_k(n / 2));
             assert!(recall >= 0.99, "{metric:?} {encoding:?}: recall@10 {recall}");
+        }
+    }
+}
+
+/// The neighbour graph on real embeddings: at its default pool it finds the
+/// exact neighbours, survives the index file, and keeps label filters.
+#[test]
+fn graph_recall_on_real_embeddings() {
+    use lookalike_forest::{Encoding, Forest, GraphParams, LabelFilter, Query};
+    let (index, _) = load_site(&built().dir).unwrap();
+    let n = index.forest.len();
+    let vectors: Vec<f32> = (0..n as u32).flat_map(|i| index.forest.stored_vector(i)).collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| index.forest.label(i)).collect();
+    let dims = index.forest.stored_dims();
+    for metric in [Metric::Angular, Metric::Euclidean] {
+        for encoding in [Encoding::F16, Encoding::I8PerDim] {
+            let params = ForestParams {
+                encoding,
+                n_trees: 1,
+                graph: Some(GraphParams { degree: 16, ..GraphParams::default() }),
+                ..ForestParams::new(metric)
+            };
+            let forest =
+                Forest::build(vectors.clone(), dims, Some(labels.clone()), &params).unwrap();
+            let file = lookalike_index::Index { forest, ..index.clone() }.to_bytes();
+            let forest = lookalike_index::Index::from_bytes(&file).unwrap().forest;
+            let query = Query::top(10);
+            let recall = recall_by_item(&forest, &query);
+            assert!(recall >= 0.97, "{metric:?} {encoding:?}: recall@10 {recall}");
+            let own = forest.label(3);
+            let same = forest.search_item(3, &query.clone().with_filter(LabelFilter::Equals(own)));
+            assert!(!same.is_empty() && same.iter().all(|h| forest.label(h.item) == own));
         }
     }
 }

@@ -315,6 +315,11 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
       }
     }
 
+    // The photo queries are done: what the main thread did meanwhile is what
+    // the long-task check judges (re-rendering the catalog for a category, or
+    // a screenshot, is not photo work).
+    const photoLongTasks = observesLongTasks ? await page.evaluate(() => window.longTasks.slice()) : [];
+
     // The category filter keeps results in one category.
     await page.selectOption('#category', 'Watches');
     await page.click(`#catalog button.product[data-id="${sample.find((r) => r.articleType === 'Tshirts').product_id}"]`);
@@ -337,7 +342,7 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
 
     // Two photos detected, embedded and searched: no long task on the page.
     if (observesLongTasks) {
-      const longTasks = await page.evaluate(() => window.longTasks);
+      const longTasks = photoLongTasks;
       check(`[${tag}] no long task over 50 ms on the main thread while photos are detected and searched`, longTasks.length === 0,
         longTasks.length ? `long tasks of ${longTasks.join(', ')} ms` : 'none');
     }

@@ -18,14 +18,12 @@
 //! index in pieces) each query also reports its sequential fetch rounds and
 //! the bytes it reads.
 
+use crate::truth::{exact_top_k, recall};
 use anyhow::{Context, Result, bail};
 use lookalike::npy;
-use lookalike_forest::{
-    Encoding, Forest, ForestParams, GraphParams, LabelFilter, Metric, Query, metric,
-};
+use lookalike_forest::{Encoding, Forest, ForestParams, GraphParams, LabelFilter, Metric, Query};
 use lookalike_index::Index;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
-use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Read;
@@ -124,7 +122,7 @@ fn bench_dataset(dataset: &Dataset, options: &AnnOptions) -> Result<DatasetRepor
     let n = dataset.base.len() / dims;
     eprintln!("== {} ({n} x {dims}, {} queries)", dataset.name, dataset.queries.len() / dims);
     let started = Instant::now();
-    let truth = exact_neighbors(dataset);
+    let truth = exact_top_k(&dataset.base, &dataset.queries, dataset.dims, dataset.metric, K);
     eprintln!("  exact ground truth in {:.1}s", started.elapsed().as_secs_f64());
 
     let scratch = options.cache_dir.join("bench").join("ann").join(dataset.name);
@@ -501,46 +499,6 @@ fn fmt_num(v: &Value) -> String {
 
 fn fmt_ratio(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |x| format!("{x:.2}"))
-}
-
-fn recall(truth: &[Vec<u32>], found: &[Vec<u32>]) -> f64 {
-    let hits: usize =
-        truth.iter().zip(found).map(|(t, f)| t.iter().filter(|i| f.contains(i)).count()).sum();
-    hits as f64 / (truth.len() * K) as f64
-}
-
-/// Exact top-k of every query by brute force, in the dataset's metric.
-fn exact_neighbors(dataset: &Dataset) -> Vec<Vec<u32>> {
-    let dims = dataset.dims;
-    let angular = dataset.metric == Metric::Angular;
-    let unit = |v: &[f32]| {
-        let mut v = v.to_vec();
-        if angular {
-            metric::normalize(&mut v);
-        }
-        v
-    };
-    let base: Vec<Vec<f32>> = dataset.base.par_chunks_exact(dims).map(unit).collect();
-    dataset
-        .queries
-        .par_chunks_exact(dims)
-        .map(|q| {
-            let q = unit(q);
-            let mut scored: Vec<(f32, u32)> = base
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let distance =
-                        if angular { -metric::dot(&q, v) } else { metric::squared_distance(&q, v) };
-                    (distance, i as u32)
-                })
-                .collect();
-            scored.select_nth_unstable_by(K, |a, b| a.0.total_cmp(&b.0));
-            scored.truncate(K);
-            scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            scored.into_iter().map(|(_, i)| i).collect()
-        })
-        .collect()
 }
 
 fn fashion_mnist() -> Result<Dataset> {

@@ -8,11 +8,10 @@
 //! which is how CNN embeddings behave; uniform noise would be a benchmark of
 //! nothing.
 
+use crate::truth::{exact_top_k, recall};
 use anyhow::{Context, Result};
 use lookalike::npy;
-use lookalike_forest::{
-    Encoding, Forest, ForestParams, GraphParams, LabelFilter, Metric, Query, metric,
-};
+use lookalike_forest::{Encoding, Forest, ForestParams, GraphParams, LabelFilter, Metric, Query};
 use lookalike_index::Index;
 use lookalike_vision::model::FEATURE_DIM;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -202,7 +201,7 @@ fn bench_dataset(dataset: &Dataset, options: &BenchOptions) -> Result<DatasetRep
     let dims = dataset.dims;
     let n = dataset.base.len() / dims;
     let n_queries = dataset.queries.len() / dims;
-    let truth = exact_neighbors(&dataset.base, &dataset.queries, dims);
+    let truth = exact_top_k(&dataset.base, &dataset.queries, dims, Metric::Angular, K);
     let mut report = DatasetReport {
         name: dataset.name.clone(),
         n,
@@ -283,34 +282,6 @@ fn bench_dataset(dataset: &Dataset, options: &BenchOptions) -> Result<DatasetRep
         report.wasm_ms_per_query = run_wasm(options, &index_path, &query_path, search_k, &truth)?;
     }
     Ok(report)
-}
-
-fn recall(truth: &[Vec<u32>], found: &[Vec<u32>]) -> f64 {
-    let hits: usize =
-        truth.iter().zip(found).map(|(t, f)| t.iter().filter(|i| f.contains(i)).count()).sum();
-    hits as f64 / (truth.len() * K) as f64
-}
-
-/// Exact cosine top-10 of each query (in parallel).
-fn exact_neighbors(base: &[f32], queries: &[f32], dims: usize) -> Vec<Vec<u32>> {
-    use rayon::prelude::*;
-    let norms: Vec<f32> =
-        base.par_chunks_exact(dims).map(|v| metric::dot(v, v).sqrt().max(1e-12)).collect();
-    queries
-        .par_chunks_exact(dims)
-        .map(|q| {
-            let mut scored: Vec<(f32, u32)> = base
-                .chunks_exact(dims)
-                .zip(&norms)
-                .enumerate()
-                .map(|(i, (v, norm))| (metric::dot(q, v) / norm, i as u32))
-                .collect();
-            scored.select_nth_unstable_by(K, |a, b| b.0.total_cmp(&a.0));
-            scored.truncate(K);
-            scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-            scored.into_iter().map(|(_, i)| i).collect()
-        })
-        .collect()
 }
 
 fn run_annoy(

@@ -22,6 +22,7 @@ mod build;
 mod detect;
 mod forest;
 mod quality;
+mod truth;
 mod web;
 
 use anyhow::Result;
