@@ -155,7 +155,7 @@ pub(crate) fn walk<'g>(
     mut expanded: Option<&mut Vec<(f32, u32)>>,
 ) -> Vec<(f32, u32)> {
     let ef = ef.max(1);
-    let mut pool: Vec<(f32, u32)> = Vec::with_capacity(ef + 1);
+    let mut pool: Vec<(f32, u32)> = Vec::with_capacity(ef.min(4096) + 1);
     for &seed in seeds {
         if visited.insert(seed) {
             insert(&mut pool, ef, distance(seed), seed);
@@ -296,6 +296,18 @@ mod tests {
                 assert!(stats.steps > 0 && stats.scored < 3000, "{stats:?}");
             }
         }
+    }
+
+    #[test]
+    fn hostile_pool_sizes_and_k_are_bounded_by_the_items() {
+        let vectors = low_rank_vectors(500, 8, 4, 0.1, 2);
+        let forest =
+            Forest::build(vectors, 8, None, &graph_params(Metric::Angular, Encoding::F16)).unwrap();
+        let query =
+            Query { k: usize::MAX / 2, search_k: Some(usize::MAX), filter: LabelFilter::Any };
+        let hits = forest.search_item(0, &query);
+        assert_eq!(hits.len(), 499);
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     }
 
     #[test]

@@ -206,9 +206,14 @@ impl Forest {
         exclude: Option<u32>,
         stats: Option<&mut WalkStats>,
     ) -> Option<Vec<Neighbor>> {
-        let ef = query.search_k.unwrap_or(DEFAULT_BEAM).max(query.k);
+        // A pool never holds more than every item: a hostile `search_k` or
+        // `k` (the page passes them through) cannot make it allocate more.
+        let n = self.len();
+        let ef = query.search_k.unwrap_or(DEFAULT_BEAM).max(query.k).min(n);
         let mut expanded = Vec::new();
-        let keep = if self.rescore.is_some() { query.k * RESCORE_POOL } else { query.k };
+        let keep =
+            if self.rescore.is_some() { query.k.saturating_mul(RESCORE_POOL) } else { query.k }
+                .min(n);
         let any_deleted = self.has_removed();
         let filtered = exclude.is_some() || any_deleted || query.filter != LabelFilter::Any;
         let mut passing: Vec<(f32, u32)> = Vec::with_capacity(keep + 1);
