@@ -579,8 +579,13 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     };
     let index_bytes = index.to_bytes();
     eprintln!(
-        "forest: {} trees over {} items in {}; index {:.1} MB, {:.0} bytes/item ({}{})",
+        "forest: {} trees{} over {} items in {}; index {:.1} MB, {:.0} bytes/item ({}{})",
         index.forest.n_trees(),
+        index
+            .forest
+            .graph_params()
+            .map(|g| format!(" and a graph of degree {}", g.degree))
+            .unwrap_or_default(),
         index.forest.len(),
         format_duration(forest_started.elapsed().as_secs_f64()),
         index_bytes.len() as f64 / 1e6,

@@ -38,6 +38,8 @@ const RECALLS: [f64; 3] = [0.90, 0.95, 0.99];
 /// Our walk's pool sizes (`search_k` with a graph), the peers' `ef` sweep.
 const EF_SWEEP: [usize; 20] =
     [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 512];
+/// Candidates a paged walk expands per step (DiskANN's beam width).
+const PAGED_WIDTH: usize = 4;
 const PEERS: &str = "annoy,hnswlib,faiss-hnsw,faiss-ivf,usearch,voyager";
 const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -66,12 +68,20 @@ struct Point {
     param: usize,
     recall_at_10: f64,
     qps: f64,
-    /// Paged setting, ours only: mean sequential fetch rounds per query
-    /// (walk steps) and mean bytes read (vectors scored, rows followed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rounds: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    kib_read: Option<f64>,
+    /// Paged setting, ours only: the walk expanding one candidate per step
+    /// (as timed) and [`PAGED_WIDTH`] per step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    paged: Vec<Paged>,
+}
+
+/// A paged walk's cost per query: sequential rounds of fetches (walk steps)
+/// and bytes read (the codes of every item scored, the rows followed).
+#[derive(Serialize, Clone)]
+struct Paged {
+    width: usize,
+    recall_at_10: f64,
+    rounds: f64,
+    kib_read: f64,
 }
 
 /// One index (ours or a peer) on one dataset.
@@ -258,29 +268,38 @@ fn bench_ours(
                 .collect();
             best_s = best_s.min(started.elapsed().as_secs_f64());
         }
-        let (mut rounds, mut bytes) = (0usize, 0usize);
-        for q in &queries {
-            let walk = index.forest.walk_stats(q, &query)?;
-            rounds += walk.steps;
-            bytes += walk.scored * item_bytes + walk.steps * walk.row_bytes;
-        }
         let per_query = queries.len() as f64;
+        let paged = |width: usize| -> Result<Paged> {
+            let (mut rounds, mut bytes, mut paged_found) = (0usize, 0usize, Vec::new());
+            for q in &queries {
+                let (hits, walk) = index.forest.search_vector_traced(q, &query, width)?;
+                rounds += walk.rounds;
+                bytes += walk.scored * item_bytes + walk.expanded * walk.row_bytes;
+                paged_found.push(hits.iter().map(|h| h.item).collect::<Vec<u32>>());
+            }
+            Ok(Paged {
+                width,
+                recall_at_10: recall(truth, &paged_found),
+                rounds: rounds as f64 / per_query,
+                kib_read: bytes as f64 / per_query / 1024.0,
+            })
+        };
         curve.push(Point {
             param: ef,
             recall_at_10: recall(truth, &found),
             qps: per_query / best_s,
-            rounds: Some(rounds as f64 / per_query),
-            kib_read: Some(bytes as f64 / per_query / 1024.0),
+            paged: vec![paged(1)?, paged(PAGED_WIDTH)?],
         });
     }
     for p in &curve {
-        eprintln!(
-            "      {:>4}: recall@10 {:.3} {:>8.0} q/s, {:.1} rounds",
-            p.param,
-            p.recall_at_10,
-            p.qps,
-            p.rounds.unwrap_or(0.0)
-        );
+        eprint!("      {:>4}: recall@10 {:.3} {:>8.0} q/s;", p.param, p.recall_at_10, p.qps);
+        for w in &p.paged {
+            eprint!(
+                " width {}: {:.3}, {:.1} rounds, {:.0} KiB;",
+                w.width, w.recall_at_10, w.rounds, w.kib_read
+            );
+        }
+        eprintln!();
     }
     let run = Run {
         name: "lookalike".into(),
@@ -343,8 +362,7 @@ fn peer_run(peer: &Value, n: usize, truth: &[Vec<u32>], ours: bool) -> Result<Ru
                 param: run["param"].as_u64().unwrap_or(0) as usize,
                 recall_at_10: recall(truth, &found),
                 qps: run["qps"].as_f64().unwrap_or(0.0),
-                rounds: None,
-                kib_read: None,
+                paged: Vec::new(),
             }
         })
         .collect();
@@ -472,8 +490,11 @@ fn print_report(report: &DatasetReport) {
         );
         for p in &run.curve {
             print!("      {:>6}: recall@10 {:.3}  {:>8.0} q/s", p.param, p.recall_at_10, p.qps);
-            if let (Some(rounds), Some(kib)) = (p.rounds, p.kib_read) {
-                print!("  paged: {rounds:>5.1} rounds {kib:>7.1} KiB");
+            for w in &p.paged {
+                print!(
+                    "  paged x{}: {:.3} in {:>5.1} rounds {:>6.1} KiB",
+                    w.width, w.recall_at_10, w.rounds, w.kib_read
+                );
             }
             println!();
         }

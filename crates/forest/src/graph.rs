@@ -139,58 +139,91 @@ impl Visited {
     }
 }
 
-/// The best `ef` items a greedy walk found, `(distance, item)` nearest first.
+/// A walk's pool size and how many candidates it expands per step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Beam {
+    /// Candidates kept (HNSW's `ef`).
+    pub(crate) ef: usize,
+    /// Candidates expanded together in one step. 1 is the cheapest search
+    /// in memory; more (DiskANN's beam width) trades a few more scored
+    /// items for fewer sequential steps, each a round of fetches when the
+    /// index is read page by page.
+    pub(crate) width: usize,
+}
+
+/// What a walk did, for graph construction and the paged walk's figures.
+#[derive(Debug, Default)]
+pub(crate) struct Trace {
+    /// Every item whose links were followed, with its distance.
+    pub(crate) expanded: Vec<(f32, u32)>,
+    /// Sequential steps.
+    pub(crate) rounds: usize,
+}
+
+/// The best `beam.ef` items a greedy walk found, `(distance, item)` nearest
+/// first.
 ///
 /// `links(item)` gives an item's neighbours (stopping at [`NO_LINK`]),
 /// `distance(item)` scores one (lower is nearer), and `prefetch(item)` may
-/// start loading its vector. `expanded`, when given, receives every item
-/// whose links were followed, which is what graph construction prunes.
+/// start loading its vector.
 pub(crate) fn walk<'g>(
     links: impl Fn(u32) -> &'g [u32],
     seeds: &[u32],
-    ef: usize,
+    beam: Beam,
     visited: &mut Visited,
     mut distance: impl FnMut(u32) -> f32,
     prefetch: impl Fn(u32),
-    mut expanded: Option<&mut Vec<(f32, u32)>>,
+    mut trace: Option<&mut Trace>,
 ) -> Vec<(f32, u32)> {
-    let ef = ef.max(1);
+    let (ef, width) = (beam.ef.max(1), beam.width.max(1));
     let mut pool: Vec<(f32, u32)> = Vec::with_capacity(ef.min(4096) + 1);
     for &seed in seeds {
         if visited.insert(seed) {
             insert(&mut pool, ef, distance(seed), seed);
         }
     }
+    let mut step: Vec<u32> = Vec::with_capacity(width);
     let mut cursor = 0;
     while cursor < pool.len() {
-        let (dist, node) = pool[cursor];
-        pool[cursor].1 |= EXPANDED;
-        if let Some(expanded) = expanded.as_deref_mut() {
-            expanded.push((dist, node));
+        // The nearest `width` candidates not yet expanded.
+        step.clear();
+        let mut at = cursor;
+        while at < pool.len() && step.len() < width {
+            let (dist, tagged) = pool[at];
+            if tagged & EXPANDED == 0 {
+                pool[at].1 |= EXPANDED;
+                step.push(tagged);
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.expanded.push((dist, tagged));
+                }
+            }
+            at += 1;
         }
-        let row = links(node);
-        for &next in row {
-            if next == NO_LINK {
-                break;
-            }
-            if !visited.contains(next) {
-                prefetch(next);
-            }
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.rounds += 1;
         }
-        let mut lowest = usize::MAX;
-        for &next in row {
-            if next == NO_LINK {
-                break;
-            }
-            if !visited.insert(next) {
-                continue;
-            }
-            let d = distance(next);
-            if let Some(at) = insert(&mut pool, ef, d, next) {
-                lowest = lowest.min(at);
+        for &node in &step {
+            for &next in links(node).iter().take_while(|&&l| l != NO_LINK) {
+                if !visited.contains(next) {
+                    prefetch(next);
+                }
             }
         }
-        cursor = if lowest <= cursor { lowest } else { cursor + 1 };
+        let mut lowest = cursor;
+        for &node in &step {
+            for &next in links(node).iter().take_while(|&&l| l != NO_LINK) {
+                if !visited.insert(next) {
+                    continue;
+                }
+                let d = distance(next);
+                if let Some(at) = insert(&mut pool, ef, d, next) {
+                    lowest = lowest.min(at);
+                }
+            }
+        }
+        // Everything before `cursor` was expanded, and nothing new lies
+        // before `lowest`: the next candidate is at or after the smaller.
+        cursor = lowest;
         while cursor < pool.len() && pool[cursor].1 & EXPANDED != 0 {
             cursor += 1;
         }
@@ -292,8 +325,9 @@ mod tests {
                         .unwrap();
                 let r = recall(&forest, &queries, dims, 64);
                 assert!(r >= 0.95, "{metric:?} {encoding:?}: recall@10 {r}");
-                let stats = forest.walk_stats(&queries[..dims], &Query::top(10)).unwrap();
-                assert!(stats.steps > 0 && stats.scored < 3000, "{stats:?}");
+                let (_, stats) =
+                    forest.search_vector_traced(&queries[..dims], &Query::top(10), 1).unwrap();
+                assert!(stats.rounds > 0 && stats.scored < 3000, "{stats:?}");
             }
         }
     }
@@ -308,6 +342,28 @@ mod tests {
         let hits = forest.search_item(0, &query);
         assert_eq!(hits.len(), 499);
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+
+    #[test]
+    fn wider_steps_take_fewer_rounds_and_find_as_much() {
+        let dims = 32;
+        let vectors = low_rank_vectors(4000, dims, 24, 0.2, 8);
+        let queries = low_rank_vectors(40, dims, 24, 0.2, 9);
+        let forest =
+            Forest::build(vectors, dims, None, &graph_params(Metric::Angular, Encoding::F32))
+                .unwrap();
+        let query = Query::top(10).with_search_k(48);
+        let (mut rounds, mut found) = ([0usize; 2], [0usize; 2]);
+        for q in queries.chunks_exact(dims) {
+            let want = forest.exact_search_vector(q, &query).unwrap();
+            for (i, width) in [1, 4].into_iter().enumerate() {
+                let (got, stats) = forest.search_vector_traced(q, &query, width).unwrap();
+                rounds[i] += stats.rounds;
+                found[i] += want.iter().filter(|w| got.iter().any(|g| g.item == w.item)).count();
+            }
+        }
+        assert!(rounds[1] * 2 < rounds[0], "rounds at width 1 and 4: {rounds:?}");
+        assert!(found[1] >= found[0], "found at width 1 and 4: {found:?}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Building the neighbour graph: Vamana's two passes, in deterministic
 //! batches (the method is described in [`graph`](super::graph)).
 
-use super::graph::{Graph, GraphParams, NO_LINK, Visited, prune, walk};
+use super::graph::{Beam, Graph, GraphParams, NO_LINK, Trace, Visited, prune, walk};
 use super::metric;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
@@ -111,19 +111,20 @@ fn link_batch(
 ) {
     let graph: &[Vec<u32>] = rows;
     let new_rows = map_with_visited(members, points.len(), |visited, &item| {
-        let mut expanded = Vec::new();
+        let mut trace = Trace::default();
         let mut starts = vec![entry];
         starts.extend(seeds(item));
         let pool = walk(
             |i| graph[i as usize].as_slice(),
             &starts,
-            params.build_beam,
+            Beam { ef: params.build_beam, width: 1 },
             visited,
             |other| points.between(item, other),
             |_| {},
-            Some(&mut expanded),
+            Some(&mut trace),
         );
         visited.clear();
+        let mut expanded = trace.expanded;
         expanded.extend(pool);
         expanded.extend(graph[item as usize].iter().map(|&j| (points.between(item, j), j)));
         prune(item, expanded, params.degree, alpha, |a, b| points.between(a, b))

@@ -17,7 +17,7 @@
 //! fifth of the catalog has changed.
 
 use super::build::{TreeGrower, append_parts};
-use super::graph::{NO_LINK, Visited, prune, walk};
+use super::graph::{Beam, NO_LINK, Trace, Visited, prune, walk};
 use super::{Forest, ForestError, Metric, Node, augment, metric};
 
 impl Forest {
@@ -87,16 +87,17 @@ impl Forest {
         let params = graph.params;
         graph.links.make_mut().extend(std::iter::repeat_n(NO_LINK, params.degree));
         let mut visited = Visited::new(item as usize + 1);
-        let mut expanded = Vec::new();
+        let mut trace = Trace::default();
         let pool = walk(
             |i| graph.row(i),
             &[graph.entry],
-            params.build_beam,
+            Beam { ef: params.build_beam, width: 1 },
             &mut visited,
             |other| between(item, other),
             |_| {},
-            Some(&mut expanded),
+            Some(&mut trace),
         );
+        let mut expanded = trace.expanded;
         expanded.extend(pool);
         let row = prune(item, expanded, params.degree, params.alpha, between);
         let mut rows: Vec<(u32, Vec<u32>)> = vec![(item, row.clone())];

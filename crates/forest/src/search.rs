@@ -1,7 +1,7 @@
 //! Querying the forest: best-first over all trees at once, as Annoy does,
 //! with the label filter applied while walking.
 
-use super::graph::{self, Graph, Visited};
+use super::graph::{self, Beam, Graph, Trace, Visited};
 use super::{Forest, ForestError, Metric, NO_LABEL, Node, RESCORE_POOL, VectorStore, metric};
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -65,8 +65,10 @@ pub const DEFAULT_BEAM: usize = 64;
 /// What one graph search did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct WalkStats {
-    /// Items whose links were followed: sequential steps.
-    pub steps: usize,
+    /// Sequential steps (rounds of fetches for a paged index).
+    pub rounds: usize,
+    /// Items whose links were followed.
+    pub expanded: usize,
     /// Items scored (each a stored vector read).
     pub scored: usize,
     /// Bytes of one item's row of links.
@@ -189,7 +191,7 @@ impl Forest {
             return Vec::new();
         }
         if let Some(graph) = &self.graph
-            && let Some(found) = self.graph_search(graph, tree_query, query, exclude, None)
+            && let Some(found) = self.graph_search(graph, tree_query, query, exclude, 1, None)
         {
             return found;
         }
@@ -204,13 +206,14 @@ impl Forest {
         tree_query: &TreeQuery,
         query: &Query,
         exclude: Option<u32>,
+        width: usize,
         stats: Option<&mut WalkStats>,
     ) -> Option<Vec<Neighbor>> {
         // A pool never holds more than every item: a hostile `search_k` or
         // `k` (the page passes them through) cannot make it allocate more.
         let n = self.len();
         let ef = query.search_k.unwrap_or(DEFAULT_BEAM).max(query.k).min(n);
-        let mut expanded = Vec::new();
+        let mut trace = Trace::default();
         let keep =
             if self.rescore.is_some() { query.k.saturating_mul(RESCORE_POOL) } else { query.k }
                 .min(n);
@@ -223,7 +226,7 @@ impl Forest {
         let pool = graph::walk(
             |item| graph.row(item),
             &seeds,
-            ef,
+            Beam { ef, width },
             &mut visited,
             |item| {
                 let distance = -self.walk_score(tree_query, item);
@@ -233,11 +236,12 @@ impl Forest {
                 distance
             },
             |item| self.store.prefetch(item as usize, self.dims),
-            stats.is_some().then_some(&mut expanded),
+            stats.is_some().then_some(&mut trace),
         );
         if let Some(stats) = stats {
             *stats = WalkStats {
-                steps: expanded.len(),
+                rounds: trace.rounds,
+                expanded: trace.expanded.len(),
                 scored: visited.count(),
                 row_bytes: graph.params.degree * 4,
             };
@@ -250,15 +254,26 @@ impl Forest {
         Some(self.rank(tree_query, best.iter().take(keep).map(|&(_, item)| item), query.k))
     }
 
-    /// What a graph search of `vector` costs: the measure of a paged index,
-    /// where each step is a round of fetches. Zero steps without a graph.
-    pub fn walk_stats(&self, vector: &[f32], query: &Query) -> Result<WalkStats, ForestError> {
+    /// A graph search of `vector` that expands `width` candidates per step,
+    /// with what it cost: the measure of a paged index, where each step is
+    /// one round of fetches. Without a graph, the trees answer and the
+    /// figures are zero.
+    pub fn search_vector_traced(
+        &self,
+        vector: &[f32],
+        query: &Query,
+        width: usize,
+    ) -> Result<(Vec<Neighbor>, WalkStats), ForestError> {
         let tree_query = self.vector_query(vector)?;
         let mut stats = WalkStats::default();
-        if let Some(graph) = &self.graph {
-            self.graph_search(graph, &tree_query, query, None, Some(&mut stats));
-        }
-        Ok(stats)
+        let found = match &self.graph {
+            Some(graph) if query.k > 0 && !self.is_empty() => {
+                self.graph_search(graph, &tree_query, query, None, width, Some(&mut stats))
+            }
+            _ => None,
+        };
+        let found = found.unwrap_or_else(|| self.search(&tree_query, query, None));
+        Ok((found, stats))
     }
 
     /// Bytes of one item's stored vector (codes and any per-item scale).
