@@ -332,6 +332,16 @@ mod tests {
         }
     }
 
+    /// 4,000 items in a 24-d subspace of 32-d with noise: hard enough that
+    /// the pool size matters. Returns the forest, 40 queries and the dims.
+    fn harder_set() -> (Forest, Vec<f32>, usize) {
+        let dims = 32;
+        let vectors = low_rank_vectors(4000, dims, 24, 0.2, 8);
+        let queries = low_rank_vectors(40, dims, 24, 0.2, 9);
+        let params = graph_params(Metric::Angular, Encoding::F32);
+        (Forest::build(vectors, dims, None, &params).unwrap(), queries, dims)
+    }
+
     #[test]
     fn hostile_pool_sizes_and_k_are_bounded_by_the_items() {
         let vectors = low_rank_vectors(500, 8, 4, 0.1, 2);
@@ -346,12 +356,7 @@ mod tests {
 
     #[test]
     fn wider_steps_take_fewer_rounds_and_find_as_much() {
-        let dims = 32;
-        let vectors = low_rank_vectors(4000, dims, 24, 0.2, 8);
-        let queries = low_rank_vectors(40, dims, 24, 0.2, 9);
-        let forest =
-            Forest::build(vectors, dims, None, &graph_params(Metric::Angular, Encoding::F32))
-                .unwrap();
+        let (forest, queries, dims) = harder_set();
         let query = Query::top(10).with_search_k(48);
         let (mut rounds, mut found) = ([0usize; 2], [0usize; 2]);
         for q in queries.chunks_exact(dims) {
@@ -368,12 +373,7 @@ mod tests {
 
     #[test]
     fn a_larger_pool_finds_more() {
-        let dims = 32;
-        let vectors = low_rank_vectors(4000, dims, 24, 0.2, 8);
-        let queries = low_rank_vectors(40, dims, 24, 0.2, 9);
-        let forest =
-            Forest::build(vectors, dims, None, &graph_params(Metric::Angular, Encoding::F32))
-                .unwrap();
+        let (forest, queries, dims) = harder_set();
         let (small, large) =
             (recall(&forest, &queries, dims, 10), recall(&forest, &queries, dims, 128));
         assert!(large > small && large >= 0.97, "ef 10: {small}, ef 128: {large}");
