@@ -254,6 +254,29 @@ pub(crate) fn insert(
     Some(at)
 }
 
+/// `row` with the reverse links from `from` added, robust-pruned back to
+/// `degree` when it overflows (the build's and `Forest::add`'s rule).
+pub(crate) fn with_reverse_links(
+    item: u32,
+    row: &[u32],
+    from: &[u32],
+    degree: usize,
+    alpha: f32,
+    mut between: impl FnMut(u32, u32) -> f32,
+) -> Vec<u32> {
+    let mut merged = row.to_vec();
+    for &f in from {
+        if !merged.contains(&f) {
+            merged.push(f);
+        }
+    }
+    if merged.len() <= degree {
+        return merged;
+    }
+    let candidates = merged.iter().map(|&m| (between(item, m), m)).collect();
+    prune(item, candidates, degree, alpha, between)
+}
+
 /// Robust prune: from `candidates` (`(squared distance to the item,
 /// candidate)`, any order, duplicates allowed), keeps up to `degree`, nearest
 /// first, dropping each candidate that a kept one is nearer to, by a factor

@@ -1,7 +1,9 @@
 //! Building the neighbour graph: Vamana's two passes, in deterministic
 //! batches (the method is described in [`graph`](super::graph)).
 
-use super::graph::{Beam, Graph, GraphParams, NO_LINK, Trace, Visited, prune, walk};
+use super::graph::{
+    Beam, Graph, GraphParams, NO_LINK, Trace, Visited, prune, walk, with_reverse_links,
+};
 use super::metric;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
@@ -148,17 +150,8 @@ fn link_batch(
     }
     let graph: &[Vec<u32>] = rows;
     let updated = map_with_visited(&groups, 0, |_, (to, froms)| {
-        let mut merged = graph[*to as usize].clone();
-        for &from in froms {
-            if !merged.contains(&from) {
-                merged.push(from);
-            }
-        }
-        if merged.len() <= params.degree {
-            return merged;
-        }
-        let candidates = merged.iter().map(|&m| (points.between(*to, m), m)).collect();
-        prune(*to, candidates, params.degree, alpha, |a, b| points.between(a, b))
+        let row = &graph[*to as usize];
+        with_reverse_links(*to, row, froms, params.degree, alpha, |a, b| points.between(a, b))
     });
     for ((to, _), row) in groups.iter().zip(updated) {
         rows[*to as usize] = row;

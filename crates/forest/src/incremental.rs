@@ -17,7 +17,7 @@
 //! fifth of the catalog has changed.
 
 use super::build::{TreeGrower, append_parts};
-use super::graph::{Beam, NO_LINK, Trace, Visited, prune, walk};
+use super::graph::{Beam, NO_LINK, Trace, Visited, prune, walk, with_reverse_links};
 use super::{Forest, ForestError, Metric, Node, augment, metric};
 
 impl Forest {
@@ -102,12 +102,14 @@ impl Forest {
         let row = prune(item, expanded, params.degree, params.alpha, between);
         let mut rows: Vec<(u32, Vec<u32>)> = vec![(item, row.clone())];
         for &to in &row {
-            let mut merged = graph.row(to).to_vec();
-            merged.push(item);
-            if merged.len() > params.degree {
-                let candidates = merged.iter().map(|&m| (between(to, m), m)).collect();
-                merged = prune(to, candidates, params.degree, params.alpha, between);
-            }
+            let merged = with_reverse_links(
+                to,
+                graph.row(to),
+                &[item],
+                params.degree,
+                params.alpha,
+                between,
+            );
             rows.push((to, merged));
         }
         let links = graph.links.make_mut();
