@@ -324,27 +324,40 @@ fn run_peers(
         return Ok(Vec::new());
     }
     let (base_path, query_path) = write_inputs(dataset, scratch)?;
-    let metric = match dataset.metric {
-        Metric::Euclidean => "euclidean",
-        _ => "angular",
-    };
-    let output = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .env("PYTHONPATH", options.cache_dir.join("pylib"))
         .arg(options.project.join("bench/ann_peers.py"))
         .args([base_path.as_os_str(), query_path.as_os_str()])
-        .args([metric, &K.to_string(), &peers, &sweep_arg()])
+        .args([dataset.metric.name(), &K.to_string(), &peers, &sweep_arg()]);
+    helper_runs(command, "peers", "./build.sh bench ann installs them", dataset, truth)
+}
+
+/// Runs a helper that prints one JSON result per index, one a line (among
+/// whatever else libraries print), as runs; none, with a note, when the
+/// helper could not run, so a missing reference skips a column, not the bench.
+fn helper_runs(
+    mut command: Command,
+    what: &str,
+    hint: &str,
+    dataset: &Dataset,
+    truth: &[Vec<u32>],
+) -> Result<Vec<Run>> {
+    let output = command
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("starting bench/ann_peers.py")?;
+        .with_context(|| format!("starting the {what} helper"))?;
     if !output.status.success() {
-        eprintln!("  peers: not run (./build.sh bench ann installs them)");
+        eprintln!("  {what}: not run ({hint})");
         return Ok(Vec::new());
     }
     let n = dataset.base.len() / dataset.dims;
     let mut runs = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
-        let peer: Value = serde_json::from_str(line).context("reading a peer's result")?;
-        runs.push(peer_run(&peer, n, truth, false)?);
+        let result: Value =
+            serde_json::from_str(line).with_context(|| format!("reading a {what} result"))?;
+        let ours = result["peer"] == "lookalike";
+        runs.push(peer_run(&result, n, truth, ours)?);
     }
     Ok(runs)
 }
@@ -386,7 +399,8 @@ fn run_wasm(
     truth: &[Vec<u32>],
 ) -> Result<Vec<Run>> {
     let (base_path, query_path) = write_inputs(dataset, scratch)?;
-    let output = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(options.project.join("bench/wasm_ann.mjs"))
         .args([index.as_os_str(), base_path.as_os_str(), query_path.as_os_str()])
         .args([dataset.metric.name(), &K.to_string(), &sweep_arg()])
@@ -398,23 +412,9 @@ fn run_wasm(
             std::env::var("LOOKALIKE_WASM_PEERS").unwrap_or_else(|_| {
                 if dataset.name.starts_with("fashion") { "1" } else { "0" }.into()
             }),
-        )
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("starting bench/wasm_ann.mjs")?;
-    if !output.status.success() {
-        eprintln!("  wasm: not run (./build.sh builds the wasm, bench ann installs the peers)");
-        return Ok(Vec::new());
-    }
-    let n = dataset.base.len() / dataset.dims;
-    let mut runs = Vec::new();
-    // Emscripten peers print their own lines to stdout: results are the JSON ones.
-    for line in String::from_utf8_lossy(&output.stdout).lines().filter(|l| l.starts_with('{')) {
-        let result: Value = serde_json::from_str(line).context("reading a wasm result")?;
-        let ours = result["peer"] == "lookalike";
-        runs.push(peer_run(&result, n, truth, ours)?);
-    }
-    Ok(runs)
+        );
+    let hint = "./build.sh builds the wasm, bench ann installs the peers";
+    helper_runs(command, "wasm", hint, dataset, truth)
 }
 
 /// The ef sweep as the helpers take it.
