@@ -276,9 +276,11 @@ mod cases {
         let mut rng = StdRng::seed_from_u64(7);
         let vectors: Vec<f32> = (0..n * 16).map(|_| rng.random_range(-1.0f32..1.0)).collect();
         let labels: Vec<u32> = (0..n as u32).map(|i| i % 5).collect();
+        // With a neighbour graph: its section is mutated and walked too.
         let params = ForestParams {
             pca_dims: Some(8),
             encoding: lookalike_forest::Encoding::I8PerDim,
+            graph: Some(lookalike_forest::GraphParams { degree: 8, build_beam: 32, alpha: 1.0 }),
             ..ForestParams::new(Metric::Angular)
         };
         let forest = Forest::build(vectors, 16, Some(labels), &params).unwrap();
