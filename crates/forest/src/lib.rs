@@ -39,6 +39,7 @@
 
 mod buf;
 mod build;
+mod clusters;
 mod graph;
 mod graph_build;
 mod incremental;
@@ -49,6 +50,7 @@ mod search;
 pub mod storage;
 
 pub use buf::{Buf, SharedBytes};
+pub use clusters::{TwoLevel, score_all};
 pub use graph::{GraphParams, MAX_DEGREE, NO_LINK};
 pub use metric::Metric;
 pub use parts::{ForestPart, ForestParts, GraphPart};

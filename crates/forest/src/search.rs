@@ -19,8 +19,9 @@ pub enum LabelFilter {
 }
 
 impl LabelFilter {
+    /// Whether an item with `label` may be returned.
     #[inline]
-    fn accepts(&self, label: u32) -> bool {
+    pub fn accepts(&self, label: u32) -> bool {
         match self {
             LabelFilter::Any => true,
             LabelFilter::Equals(wanted) => label == *wanted && label != NO_LABEL,

@@ -26,6 +26,7 @@ pub mod appearance;
 mod colour;
 mod index_file;
 mod label_head;
+pub mod paged;
 pub mod rank;
 
 pub use appearance::{AppearanceError, Layout, Part, PartsTable, Weights};

@@ -1,0 +1,491 @@
+//! Querying a paged index without doing any I/O: a query either answers
+//! from the pages it has, or says which pages it needs next. The caller
+//! fetches them (byte ranges in the browser, a file natively), hands them
+//! in, and asks again; each ask redoes the query's arithmetic, which is
+//! microseconds, while a round of fetches is tens of milliseconds.
+//!
+//! A product query takes three rounds: its lookup page, the lists its entry
+//! names, the metadata of the results. A vector query: the projection (once
+//! per session), the centroid pages of its best cells, its lists, the
+//! metadata.
+
+use super::PagedError;
+use super::layout::{
+    Head, ListPage, PageRef, decode_centroids, decode_projection, find_in_lookup, lookup_bucket,
+};
+use lookalike_forest::{LabelFilter, Metric, NO_LABEL, Projection, metric, score_all};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The smallest page cache: room for a few queries' pages, so that a query
+/// never evicts what it fetched a round earlier.
+pub const MIN_CACHE_BYTES: usize = 16 << 20;
+
+/// A query's answer so far.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step<T> {
+    /// Fetch these pages (one round), hand them in, and ask again.
+    Need(Vec<PageRef>),
+    Done(T),
+}
+
+/// One result, with the product's metadata record (a JSON object).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagedHit {
+    pub item: u32,
+    pub id: String,
+    pub score: f32,
+    pub record: String,
+}
+
+/// What to look for, and how much to read for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagedQuery {
+    pub k: usize,
+    pub filter: LabelFilter,
+    /// Keep only items with the query product's label (product queries).
+    pub same_label: bool,
+    /// Bytes of list pages a query reads before it widens; it widens (by
+    /// doubling) only while fewer than `k` items pass its filter.
+    pub list_bytes: usize,
+    /// Cells whose centroid pages a vector query reads to choose its lists
+    /// (product queries need none: their lists are in their lookup entry).
+    pub cells: usize,
+}
+
+impl PagedQuery {
+    pub fn top(k: usize) -> Self {
+        PagedQuery {
+            k,
+            filter: LabelFilter::Any,
+            same_label: false,
+            list_bytes: DEFAULT_LIST_BYTES,
+            cells: DEFAULT_CELLS,
+        }
+    }
+}
+
+/// List bytes a query reads by default: on a million items, about five
+/// lists of 256 items at 128 dimensions, recall@10 about 0.9 (bench scale).
+pub const DEFAULT_LIST_BYTES: usize = 160 << 10;
+/// Cells a vector query reads by default: a centroid page is about 16 KB
+/// on a million items, and is kept for the queries after.
+pub const DEFAULT_CELLS: usize = 4;
+/// Widening stops after this many doublings.
+const MAX_WIDENINGS: u32 = 3;
+/// Lists a vector query considers, best first.
+const VECTOR_CANDIDATE_LISTS: usize = 64;
+
+/// A paged index's head and the pages fetched so far (bounded).
+pub struct PagedIndex {
+    head: Head,
+    cache: PageCache,
+    projection: Option<Projection>,
+    /// Ids already looked up: (page offset, entry).
+    lookups: HashMap<String, Option<super::LookupEntry>>,
+}
+
+impl PagedIndex {
+    /// Parses the head; `cache_bytes` bounds the pages kept (at least
+    /// [`MIN_CACHE_BYTES`]).
+    pub fn from_head(bytes: &[u8], cache_bytes: usize) -> Result<PagedIndex, PagedError> {
+        Ok(PagedIndex {
+            head: Head::decode(bytes)?,
+            cache: PageCache::new(cache_bytes.max(MIN_CACHE_BYTES)),
+            projection: None,
+            lookups: HashMap::new(),
+        })
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Bytes of pages held now.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.used
+    }
+
+    /// Hands in `bytes` fetched from `start` of the pages file: every
+    /// page of `wanted` inside that range is checked and kept. A page that
+    /// fails its check is an error (and is not kept).
+    pub fn accept(
+        &mut self,
+        wanted: &[PageRef],
+        start: u64,
+        bytes: &[u8],
+    ) -> Result<usize, PagedError> {
+        let end = start + bytes.len() as u64;
+        let mut kept = 0;
+        for page in wanted {
+            if page.offset >= start && page.end() <= end {
+                let slice = &bytes[(page.offset - start) as usize..(page.end() - start) as usize];
+                page.verify(slice)?;
+                self.cache.insert(page.offset, slice.into());
+                kept += 1;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The look-alikes of catalog product `id`; `Done(None)` when the
+    /// index has no such id.
+    pub fn query_item(
+        &mut self,
+        id: &str,
+        query: &PagedQuery,
+    ) -> Result<Step<Option<Vec<PagedHit>>>, PagedError> {
+        let entry = match self.lookup(id)? {
+            Step::Need(pages) => return Ok(Step::Need(pages)),
+            Step::Done(None) => return Ok(Step::Done(None)),
+            Step::Done(Some(entry)) => entry,
+        };
+        let own_list = self.head.list_of(entry.item);
+        let own = match self.list(own_list)? {
+            Some(page) => page,
+            // The own list is the first probe: fetch it with the others.
+            None => return Ok(Step::Need(self.lists_to_read(&entry.probes, query.list_bytes, 0))),
+        };
+        let (vector, label) = {
+            let page = ListPage::decode(&own, &self.head, own_list)?;
+            let i = (entry.item - self.head.lists[own_list].first_item) as usize;
+            (page.vector(i), page.label(i))
+        };
+        let filter = match (&query.filter, query.same_label && label != NO_LABEL) {
+            (LabelFilter::Any, true) => LabelFilter::Equals(label),
+            (filter, _) => filter.clone(),
+        };
+        let candidates: Vec<u32> = entry.probes.iter().map(|&p| p).collect();
+        self.rank(&vector, &candidates, &PagedQuery { filter, ..query.clone() }, Some(entry.item))
+            .map(|step| match step {
+                Step::Need(p) => Step::Need(p),
+                Step::Done(hits) => Step::Done(Some(hits)),
+            })
+    }
+
+    /// The look-alikes of a vector: the embedder's (projected here when the
+    /// index was built with PCA) or one already in the index's space.
+    pub fn query_vector(
+        &mut self,
+        vector: &[f32],
+        query: &PagedQuery,
+    ) -> Result<Step<Vec<PagedHit>>, PagedError> {
+        if vector.iter().any(|v| !v.is_finite()) {
+            return Err(PagedError::BadQuery("the vector has a non-finite value".into()));
+        }
+        let mut vector = if vector.len() == self.head.dims {
+            vector.to_vec()
+        } else {
+            match self.head.projection {
+                Some((in_dims, page)) if vector.len() == in_dims => {
+                    if self.projection.is_none() {
+                        let Some(bytes) = self.cache.get(page.offset) else {
+                            return Ok(Step::Need(vec![page]));
+                        };
+                        self.projection = Some(decode_projection(&bytes, &self.head, &page)?);
+                    }
+                    self.projection.as_ref().unwrap().apply(vector)
+                }
+                _ => {
+                    return Err(PagedError::BadQuery(format!(
+                        "the vector has {} values, the index takes {}{}",
+                        vector.len(),
+                        self.head.dims,
+                        self.head
+                            .projection
+                            .map_or(String::new(), |(d, _)| format!(" (or {d} before projection)"))
+                    )));
+                }
+            }
+        };
+        if self.head.metric == Metric::Angular {
+            let norm = metric::dot(&vector, &vector).sqrt();
+            if norm > 0.0 {
+                vector.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+        let cells = score_all(
+            &self.head.coarse,
+            self.head.dims,
+            self.head.metric,
+            &vector,
+            query.cells.clamp(1, 64),
+        );
+        let missing: Vec<PageRef> = cells
+            .iter()
+            .map(|&(c, _)| self.head.centroid_pages[c as usize])
+            .filter(|p| !self.cache.contains(p.offset))
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Step::Need(missing));
+        }
+        let mut lists = Vec::new();
+        for &(cell, _) in &cells {
+            let page = self.head.centroid_pages[cell as usize];
+            let centroids = decode_centroids(&self.cache.get(page.offset).unwrap());
+            let first = self.head.cell_lists[cell as usize];
+            for (list, score) in score_all(
+                &centroids,
+                self.head.dims,
+                self.head.metric,
+                &vector,
+                VECTOR_CANDIDATE_LISTS,
+            ) {
+                lists.push((first + list, score));
+            }
+        }
+        lists.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        lists.truncate(VECTOR_CANDIDATE_LISTS);
+        let candidates: Vec<u32> = lists.into_iter().map(|(l, _)| l).collect();
+        self.rank(&vector, &candidates, query, None)
+    }
+
+    /// The lookup entry of `id`.
+    pub fn lookup(&mut self, id: &str) -> Result<Step<Option<super::LookupEntry>>, PagedError> {
+        if let Some(found) = self.lookups.get(id) {
+            return Ok(Step::Done(found.clone()));
+        }
+        let page = self.head.lookup_pages[lookup_bucket(id, self.head.lookup_pages.len())];
+        let Some(bytes) = self.cache.get(page.offset) else {
+            return Ok(Step::Need(vec![page]));
+        };
+        let found = find_in_lookup(&bytes, &self.head, &page, id)?;
+        if self.lookups.len() > 4096 {
+            self.lookups.clear();
+        }
+        self.lookups.insert(id.to_string(), found.clone());
+        Ok(Step::Done(found))
+    }
+
+    /// The pages of the first candidate lists that fit `budget` bytes
+    /// (at least one), shifted by `skip` doublings of the budget; the ones
+    /// not held yet.
+    fn lists_to_read(&self, candidates: &[u32], budget: usize, widenings: u32) -> Vec<PageRef> {
+        self.chosen(candidates, budget << widenings)
+            .into_iter()
+            .map(|l| self.head.lists[l].page)
+            .filter(|p| !self.cache.contains(p.offset))
+            .collect()
+    }
+
+    /// Candidate lists (deduplicated, in order) within `budget` bytes.
+    fn chosen(&self, candidates: &[u32], budget: usize) -> Vec<usize> {
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut bytes = 0usize;
+        for &list in candidates {
+            let list = list as usize;
+            if chosen.contains(&list) {
+                continue;
+            }
+            let len = self.head.lists[list].page.len as usize;
+            if !chosen.is_empty() && bytes + len > budget {
+                break;
+            }
+            bytes += len;
+            chosen.push(list);
+        }
+        chosen
+    }
+
+    /// Scores the items of the chosen lists, widening while fewer than `k`
+    /// pass the filter, then fetches the winners' metadata.
+    fn rank(
+        &mut self,
+        vector: &[f32],
+        candidates: &[u32],
+        query: &PagedQuery,
+        exclude: Option<u32>,
+    ) -> Result<Step<Vec<PagedHit>>, PagedError> {
+        let k = query.k.min(self.head.items as usize);
+        // A widened query's pages must fit the cache twice over, or a
+        // round could evict what the last one fetched.
+        let budget = query.list_bytes.clamp(1, self.cache.budget / (2 << MAX_WIDENINGS));
+        let mut widenings = 0;
+        let scored = loop {
+            let lists = self.chosen(candidates, budget << widenings);
+            let missing = self.lists_to_read(candidates, budget, widenings);
+            if !missing.is_empty() {
+                return Ok(Step::Need(missing));
+            }
+            let mut scored = Vec::new();
+            for &list in &lists {
+                let bytes = self.list(list)?.expect("checked above");
+                let page = ListPage::decode(&bytes, &self.head, list)?;
+                score_list(
+                    &page,
+                    vector,
+                    self.head.metric,
+                    self.head.lists[list].first_item,
+                    &query.filter,
+                    exclude,
+                    &mut scored,
+                );
+            }
+            let all_read =
+                lists.len() == candidates.iter().collect::<std::collections::HashSet<_>>().len();
+            if scored.len() >= k || all_read || widenings >= MAX_WIDENINGS {
+                break scored;
+            }
+            widenings += 1;
+        };
+        let mut scored = scored;
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.truncate(k);
+        self.with_records(&scored)
+    }
+
+    /// The hits with their metadata records, or the metadata pages needed.
+    fn with_records(&mut self, scored: &[(u32, f32)]) -> Result<Step<Vec<PagedHit>>, PagedError> {
+        let mut missing = Vec::new();
+        let mut found = Vec::with_capacity(scored.len());
+        for &(item, score) in scored {
+            let list = self.head.list_of(item);
+            let bytes = self.list(list)?.expect("a scored list is held");
+            let page = ListPage::decode(&bytes, &self.head, list)?;
+            let position = (item - self.head.lists[list].first_item) as usize;
+            let per = self.head.meta_per_page as usize;
+            let meta = page.meta_pages[position / per];
+            match self.cache.get(meta.offset) {
+                None => {
+                    if !missing.contains(&meta) {
+                        missing.push(meta);
+                    }
+                }
+                Some(text) => found.push(PagedHit {
+                    item,
+                    score,
+                    record: record_at(&text, position % per, &meta)?,
+                    id: String::new(),
+                }),
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(Step::Need(missing));
+        }
+        for hit in &mut found {
+            hit.id = id_of(&hit.record).ok_or_else(|| PagedError::BadPage {
+                offset: 0,
+                reason: format!("item {}'s record has no string id", hit.item),
+            })?;
+        }
+        Ok(Step::Done(found))
+    }
+
+    /// A held list page.
+    fn list(&mut self, list: usize) -> Result<Option<Arc<[u8]>>, PagedError> {
+        Ok(self.cache.get(self.head.lists[list].page.offset))
+    }
+}
+
+/// Scores every item of a list page that passes `filter`.
+fn score_list(
+    page: &ListPage<'_>,
+    query: &[f32],
+    metric: Metric,
+    first_item: u32,
+    filter: &LabelFilter,
+    exclude: Option<u32>,
+    out: &mut Vec<(u32, f32)>,
+) {
+    let dims = query.len();
+    // Decoded value j = offset[j] + step[j] * code[j].
+    let offset: Vec<f32> = (0..dims).map(|j| page.centroid[j] + page.base[j]).collect();
+    let weighted: Vec<f32> = query.iter().zip(&page.step).map(|(q, s)| q * s).collect();
+    let constant = metric::dot(query, &offset);
+    for i in 0..page.count {
+        let item = first_item + i as u32;
+        if Some(item) == exclude || !filter.accepts(page.label(i)) {
+            continue;
+        }
+        let code = page.code(i);
+        let score = match metric {
+            Metric::Angular | Metric::Dot => {
+                constant + code.iter().zip(&weighted).map(|(&c, w)| c as f32 * w).sum::<f32>()
+            }
+            Metric::Euclidean => {
+                let d2: f32 = (0..dims)
+                    .map(|j| {
+                        let d = query[j] - (offset[j] + page.step[j] * code[j] as f32);
+                        d * d
+                    })
+                    .sum();
+                -d2.sqrt()
+            }
+        };
+        out.push((item, score));
+    }
+}
+
+/// Line `line` of a metadata page.
+fn record_at(text: &[u8], line: usize, page: &PageRef) -> Result<String, PagedError> {
+    let bad = |reason: &str| PagedError::BadPage { offset: page.offset, reason: reason.into() };
+    let text = std::str::from_utf8(text).map_err(|_| bad("metadata is not UTF-8"))?;
+    text.split_terminator('\n')
+        .nth(line)
+        .map(str::to_string)
+        .ok_or_else(|| bad("metadata page is short"))
+}
+
+fn id_of(record: &str) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(record).ok()?.get("id")? {
+        serde_json::Value::String(id) => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// Pages by offset, least recently used evicted past a byte budget.
+struct PageCache {
+    budget: usize,
+    used: usize,
+    tick: u64,
+    pages: HashMap<u64, (Arc<[u8]>, u64)>,
+}
+
+impl PageCache {
+    fn new(budget: usize) -> Self {
+        PageCache { budget, used: 0, tick: 0, pages: HashMap::new() }
+    }
+
+    fn contains(&self, offset: u64) -> bool {
+        self.pages.contains_key(&offset)
+    }
+
+    fn get(&mut self, offset: u64) -> Option<Arc<[u8]>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.pages.get_mut(&offset).map(|(bytes, used)| {
+            *used = tick;
+            bytes.clone()
+        })
+    }
+
+    fn insert(&mut self, offset: u64, bytes: Arc<[u8]>) {
+        if self.pages.contains_key(&offset) {
+            return;
+        }
+        while self.used + bytes.len() > self.budget && !self.pages.is_empty() {
+            let (&oldest, _) = self.pages.iter().min_by_key(|(_, (_, used))| *used).unwrap();
+            let (gone, _) = self.pages.remove(&oldest).unwrap();
+            self.used -= gone.len();
+        }
+        self.tick += 1;
+        self.used += bytes.len();
+        self.pages.insert(offset, (bytes, self.tick));
+    }
+}
+
+/// Byte ranges that fetch `pages` in few requests: pages sorted by offset,
+/// and merged when the gap between them is at most `max_gap` bytes (a gap
+/// costs bytes, a request costs a round trip's share of the connections).
+pub fn coalesce(pages: &[PageRef], max_gap: u64) -> Vec<(u64, u64)> {
+    let mut sorted: Vec<&PageRef> = pages.iter().collect();
+    sorted.sort_by_key(|p| p.offset);
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for page in sorted {
+        match ranges.last_mut() {
+            Some((_, end)) if page.offset <= *end + max_gap => *end = (*end).max(page.end()),
+            _ => ranges.push((page.offset, page.end())),
+        }
+    }
+    ranges
+}
