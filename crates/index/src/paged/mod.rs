@@ -22,7 +22,7 @@
 //! use lookalike_forest::Metric;
 //! use lookalike_index::paged::{PagedIndex, PagedParams, PagedQuery, PagedSource, Step, write_paged};
 //! let ids: Vec<String> = (0..300).map(|i| format!("p{i}")).collect();
-//! let vectors: Vec<f32> = (0..300).flat_map(|i| [(i as f32).cos(), (i as f32).sin(), 1.0]).collect();
+//! let vectors: Vec<f32> = (0..300).flat_map(|i| { let a = i as f32 / 60.0; [a.cos(), a.sin(), 1.0] }).collect();
 //! let record = |i: usize| format!("{{\"id\":\"p{i}\"}}");
 //! let source = PagedSource { metric: Metric::Angular, dims: 3, vectors, ids: &ids,
 //!     labels: &vec![u32::MAX; 300], label_names: &[], projection: None, record: &record };
