@@ -14,13 +14,13 @@
 // Usage: LOOKALIKE_BIN=... node bench/web.mjs SITE_DIR PHOTO1 PHOTO2
 // (BENCH_ENGINES: a comma-separated subset of chromium, chromium-webgpu,
 // firefox, webkit). Prints one JSON array, an object per engine.
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // The drivers are installed for the browser tests (tests/browser).
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { launch } = await import(path.join(here, '../tests/browser/engines.mjs'));
+const { serve: serveSite } = await import(path.join(here, 'serve.mjs'));
 
 const [site, photoA, photoB] = process.argv.slice(2);
 const RUNS = {
@@ -30,31 +30,7 @@ const RUNS = {
   webkit: ['webkit', 'cpu'],
 };
 
-function serve() {
-  return new Promise((resolve, reject) => {
-    const server = spawn(process.env.LOOKALIKE_BIN, ['serve', site, '--port', '0'], {
-      stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOOKALIKE_SERVE_LOG: '1' },
-    });
-    const counter = { bytes: 0, requests: 0, code: 0 };
-    let buffered = '';
-    server.stderr.on('data', (chunk) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop();
-      for (const line of lines) {
-        const served = /^served (\S+) \d+ (\d+)$/.exec(line);
-        if (served) {
-          counter.bytes += Number(served[2]);
-          counter.requests++;
-          if (/\.(js|wasm)$/.test(served[1])) counter.code += Number(served[2]);
-        }
-        const ready = /http:\/\/(127\.0\.0\.1:\d+)\//.exec(line);
-        if (ready) resolve({ server, url: `http://${ready[1]}/`, counter });
-      }
-    });
-    server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-}
+const serve = () => serveSite(process.env.LOOKALIKE_BIN, site);
 
 const settle = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -52,6 +52,12 @@ enum Command {
         /// private or link-local one (refused by default).
         #[arg(long)]
         allow_private_redirects: bool,
+        /// Embed only share I of N (0-based) of the catalog: the products
+        /// of rows `I*n/N..(I+1)*n/N`, so N machines split the work and
+        /// `build --vectors` takes their outputs in order
+        /// (cluster/ray_embed.py runs them on a Ray cluster).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
     },
     /// Train the label head: names crops with a catalog column's values (e.g. articleType).
     TrainLabels {
@@ -234,6 +240,25 @@ struct BuildArgs {
     /// or link-local one (refused by default).
     #[arg(long)]
     allow_private_redirects: bool,
+    /// Build from vectors embedded elsewhere (`embed`, or its shards):
+    /// float32 .npy files, concatenated in order. Repeatable; each needs
+    /// its --ids. The catalog then gives only metadata and thumbnails.
+    #[arg(long, value_name = "NPY", requires = "ids")]
+    vectors: Vec<PathBuf>,
+    /// The ids of a --vectors file's rows, one per line (embed's ids.txt).
+    #[arg(long, value_name = "TXT", requires = "vectors")]
+    ids: Vec<PathBuf>,
+    /// The index's layout: one file, paged for byte-range reads, or paged
+    /// from 20,000 products (auto; --vectors builds).
+    #[arg(long, value_enum, default_value_t = crate::paged_site::LayoutChoice::Auto)]
+    layout: crate::paged_site::LayoutChoice,
+    /// Also cut a paged index into chunk files of this many bytes, for
+    /// hosts that do not answer byte-range requests.
+    #[arg(long, value_name = "BYTES")]
+    chunk_size: Option<u64>,
+    /// Items per list of a paged index.
+    #[arg(long, default_value_t = lookalike_index::paged::PagedParams::default().list_size)]
+    list_size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -319,6 +344,23 @@ fn model_or_default(given: Option<PathBuf>, default: &str) -> Result<PathBuf> {
     }
 }
 
+/// `I/N` with `I < N`.
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (i, n) = text.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let i: usize = i.trim().parse().map_err(|_| format!("'{i}' is not a shard number"))?;
+    let n: usize = n.trim().parse().map_err(|_| format!("'{n}' is not a shard count"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// The catalog rows shard `index` of `count` embeds: contiguous, so the
+/// shards' outputs in order are the catalog's order.
+pub fn shard_rows(rows: usize, index: usize, count: usize) -> std::ops::Range<usize> {
+    rows * index / count..rows * (index + 1) / count
+}
+
 fn parse_encoding(name: &str) -> Result<Encoding, String> {
     Encoding::from_name(name)
         .ok_or_else(|| format!("unknown encoding '{name}' (f32, f16, i8-vector, i8-dim)"))
@@ -390,7 +432,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { dir, port } => crate::serve::serve(&dir, port, |addr| {
             eprintln!("serving {} on http://{addr}/ (Ctrl-C to stop)", dir.display());
         }),
-        Command::Embed { input, out, model, batch_size, crops, allow_private_redirects } => {
+        Command::Embed { input, out, model, batch_size, crops, allow_private_redirects, shard } => {
             let columns = Columns { id: input.id_col, image: input.image_col, label: None };
             let crops = match crops {
                 CropSpec::Whole => crate::crops::CropMode::Whole,
@@ -411,6 +453,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 batch_size,
                 &crops,
                 fetch,
+                shard,
             )
         }
         Command::ConvertModel { from, to } => {
@@ -425,6 +468,9 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn build(args: BuildArgs) -> Result<()> {
+    if !args.vectors.is_empty() {
+        return build_from_vectors(args);
+    }
     let options = BuildOptions {
         catalog: args.input.catalog,
         out: args.out,
@@ -487,6 +533,41 @@ fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
+fn build_from_vectors(args: BuildArgs) -> Result<()> {
+    use crate::paged_site::{VectorsBuild, build_from_vectors};
+    let options = VectorsBuild {
+        catalog: args.input.catalog,
+        columns: Columns { id: args.input.id_col, image: args.input.image_col, label: args.label_col },
+        out: args.out,
+        vectors: args.vectors,
+        ids: args.ids,
+        metric: Metric::Angular,
+        pca_dims: args.pca_dims,
+        layout: args.layout,
+        chunk_size: args.chunk_size,
+        paged: lookalike_index::paged::PagedParams {
+            list_size: args.list_size,
+            seed: args.seed,
+            ..Default::default()
+        },
+        thumb_size: args.thumb_size,
+        cache_dir: args.cache.unwrap_or_else(default_cache_dir),
+        assets: args.assets,
+        model: model_or_default(args.model, DEFAULT_MODEL)?,
+        seed: args.seed,
+        allow_private_redirects: args.allow_private_redirects,
+    };
+    let report = build_from_vectors(&options)?;
+    eprintln!(
+        "built {} with {} products ({} index) in {}",
+        options.out.display(),
+        report.items,
+        if report.paged { "paged" } else { "one-file" },
+        crate::progress::format_duration(report.seconds)
+    );
+    Ok(())
+}
+
 fn embed(
     catalog_path: &Path,
     out: &Path,
@@ -495,8 +576,14 @@ fn embed(
     batch_size: usize,
     crops: &crate::crops::CropMode,
     fetch: FetchOptions,
+    shard: Option<(usize, usize)>,
 ) -> Result<()> {
-    let catalog = read_catalog(catalog_path, columns)?;
+    let mut catalog = read_catalog(catalog_path, columns)?;
+    if let Some((index, count)) = shard {
+        let rows = shard_rows(catalog.products.len(), index, count);
+        eprintln!("shard {index}/{count}: catalog rows {}..{} of {}", rows.start, rows.end, catalog.products.len());
+        catalog.products = catalog.products.drain(rows).collect();
+    }
     let device = Device::flex();
     let model = weights::from_file(model, &device)
         .with_context(|| format!("loading the embedder from {}", model.display()))?;

@@ -24,6 +24,7 @@ pub mod fsutil;
 pub mod labels;
 pub mod memory;
 pub mod npy;
+pub mod paged_site;
 pub mod progress;
 pub mod serve;
 pub mod site;

@@ -9,6 +9,14 @@ const MAGIC: &[u8] = b"\x93NUMPY\x01\x00";
 /// Encodes a row-major `rows x cols` float32 matrix.
 pub fn encode_f32(values: &[f32], rows: usize, cols: usize) -> Vec<u8> {
     assert_eq!(values.len(), rows * cols);
+    let mut out = header_f32(rows, cols);
+    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    out
+}
+
+/// The bytes before the values of a `rows x cols` float32 matrix, for
+/// writers that stream the values after it.
+pub fn header_f32(rows: usize, cols: usize) -> Vec<u8> {
     let mut header =
         format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (8) + length (2) + header + newline, padded to a multiple of 64.
@@ -18,13 +26,54 @@ pub fn encode_f32(values: &[f32], rows: usize, cols: usize) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     out
+}
+
+/// A float32 `.npy` matrix mapped from its file, not read into memory: a
+/// million 1280-d embeddings are 5 GB, and a build only walks through them.
+pub struct MappedMatrix {
+    map: memmap2::Mmap,
+    start: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl MappedMatrix {
+    /// Row-major values (the data is 4-byte aligned: headers pad to 64).
+    pub fn values(&self) -> &[f32] {
+        bytemuck_f32(&self.map[self.start..self.start + self.rows * self.cols * 4])
+    }
+}
+
+fn bytemuck_f32(bytes: &[u8]) -> &[f32] {
+    assert!(bytes.as_ptr() as usize % 4 == 0 && bytes.len() % 4 == 0, "npy data is aligned");
+    assert!(cfg!(target_endian = "little"));
+    // SAFETY: aligned, whole f32s, every bit pattern is a valid f32, and the
+    // map lives as long as the returned slice's borrow.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4) }
+}
+
+/// Maps a float32 `.npy` matrix written by [`encode_f32`] (or NumPy).
+pub fn map_f32(path: &Path) -> Result<MappedMatrix> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: the file is only read; a file truncated under the map would
+    // fault, which the build accepts for its own input files.
+    let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+    let (start, rows, cols) = parse_header(&map, path)?;
+    if start % 4 != 0 {
+        bail!("{}: data does not start on a 4-byte boundary", path.display());
+    }
+    Ok(MappedMatrix { map, start, rows, cols })
 }
 
 /// Reads a float32 `.npy` matrix written by [`encode_f32`] (or NumPy).
 pub fn read_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let matrix = map_f32(path)?;
+    Ok((matrix.values().to_vec(), matrix.rows, matrix.cols))
+}
+
+/// Where the data starts, and the shape; checks the data's length.
+fn parse_header(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize)> {
     if bytes.len() < 10 || &bytes[..8] != MAGIC {
         bail!("{}: not a version 1.0 .npy file", path.display());
     }
@@ -43,13 +92,12 @@ pub fn read_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     let [rows, cols] = dims[..] else {
         bail!("{}: expected a 2-d matrix, shape ({shape})", path.display())
     };
-    let data = &bytes[10 + header_len..];
-    if data.len() != rows * cols * 4 {
-        bail!("{}: {} data bytes for shape ({rows}, {cols})", path.display(), data.len());
+    let start = 10 + header_len;
+    let expected = rows.checked_mul(cols).and_then(|v| v.checked_mul(4));
+    if expected != Some(bytes.len() - start.min(bytes.len())) {
+        bail!("{}: {} data bytes for shape ({rows}, {cols})", path.display(), bytes.len().saturating_sub(start));
     }
-    let values =
-        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Ok((values, rows, cols))
+    Ok((start, rows, cols))
 }
 
 #[cfg(test)]

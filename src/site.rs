@@ -15,6 +15,10 @@ pub const THUMBS_DIR: &str = "thumbs";
 pub const LABELS_PATH: &str = "data/labels.json";
 pub const DETECTOR_DIR: &str = "data/detector";
 pub const ATTRIBUTES_PATH: &str = "data/attributes.json";
+/// A paged site's index (docs/index-format.md, "The paged index").
+pub const PAGED_HEAD_PATH: &str = "data/paged/head.lkh";
+pub const PAGED_PAGES_PATH: &str = "data/paged/pages.lkp";
+pub const PAGED_CHUNKS_DIR: &str = "data/paged/chunks";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SiteManifest {
@@ -24,8 +28,12 @@ pub struct SiteManifest {
     pub index: String,
     pub id_column: String,
     pub label_column: Option<String>,
-    /// In index order: item `i` of the index is `products[i]`.
+    /// In index order: item `i` of the index is `products[i]`. Empty for a
+    /// paged site, whose products are in its metadata pages.
     pub products: Vec<SiteProduct>,
+    /// Set for a paged site: where its head and pages are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged: Option<PagedInfo>,
     /// The detector the page runs on a shopper's photo, when shipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detector: Option<DetectorInfo>,
@@ -37,6 +45,26 @@ pub struct SiteManifest {
     /// a shopper's photo needs them to be described like the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<String>,
+}
+
+/// A paged site's index files. `index` then names the head.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PagedInfo {
+    pub head: String,
+    /// The pages file, read by byte range.
+    pub pages: String,
+    pub pages_bytes: u64,
+    pub items: u32,
+    /// The same bytes as fixed-size chunk files (`NNNNNN.bin`), for hosts
+    /// that do not honour byte ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChunkInfo {
+    pub dir: String,
+    pub size: u64,
 }
 
 /// The detector's TF.js files in the site, and the options to run it with.

@@ -647,6 +647,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         detector,
         labels: labels_file,
         attributes: attributes_file,
+        paged: None,
     };
     write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?)
         .context("writing the manifest")?;
@@ -762,7 +763,7 @@ const COMPRESSIBLE: &[&str] = &["html", "js", "css", "json", "wasm", "lkf"];
 /// `gzip_static` and most static hosts serve, and `lookalike serve` too), so
 /// the first visit downloads a quarter of the bytes. Unchanged files keep
 /// their `.gz`.
-fn precompress(out: &Path) -> Result<()> {
+pub(crate) fn precompress(out: &Path) -> Result<()> {
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
     let mut stack = vec![out.to_path_buf()];
@@ -893,7 +894,7 @@ fn remove_stale_thumbnails(out: &Path, content_keys: &[String]) -> Result<()> {
 
 /// Ships the embedder as a Burnpack record: copied when it already is one,
 /// converted (without the ImageNet head) when it is a PyTorch checkpoint.
-fn write_model_record(
+pub(crate) fn write_model_record(
     source: &Path,
     source_bytes: &[u8],
     model: &lookalike_vision::model::EfficientNetLite,
@@ -909,13 +910,13 @@ fn write_model_record(
 
 /// The page: `index.html` and the `www/` folder with the wasm packages,
 /// from a folder or from the binary.
-enum WebAssets {
+pub(crate) enum WebAssets {
     Folder { index_html: PathBuf, www: PathBuf },
     Embedded,
 }
 
 impl WebAssets {
-    fn locate(root: Option<&Path>) -> Result<WebAssets> {
+    pub(crate) fn locate(root: Option<&Path>) -> Result<WebAssets> {
         let Some(root) = root else {
             crate::assets::check_page()?;
             return Ok(WebAssets::Embedded);
@@ -938,7 +939,7 @@ impl WebAssets {
         Ok(WebAssets::Folder { index_html, www })
     }
 
-    fn copy_into(&self, out: &Path) -> Result<()> {
+    pub(crate) fn copy_into(&self, out: &Path) -> Result<()> {
         match self {
             WebAssets::Folder { index_html, www } => {
                 // Copies onto themselves (assets taken from the site being

@@ -18,6 +18,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   manifest: null,
   index: null,
+  paged: null, // a paged site's search (www/paged.js), instead of `index`
   backend: null, // where the photo worker runs the embedder: 'webgpu' or 'cpu'
   detectorBackend: null, // ... and the detector
   weights: undefined, // the shopper's weights of the similarity's parts
@@ -121,6 +122,20 @@ function productLink(product) {
   return a;
 }
 
+/// A paged site's catalog is too large to list: the first products are shown.
+async function renderPagedCatalog() {
+  const { hits } = await state.paged.browse(0, 60);
+  const fragment = document.createDocumentFragment();
+  for (const hit of hits) {
+    const li = document.createElement('li');
+    const card = productCard(hit.product);
+    card.addEventListener('click', () => showPagedLookalikes(hit.product).catch(reportError));
+    li.append(card);
+    fragment.append(li);
+  }
+  $('catalog').replaceChildren(fragment);
+}
+
 function renderCatalog() {
   const list = $('catalog');
   const fragment = document.createDocumentFragment();
@@ -162,9 +177,9 @@ function renderResults(title, hits, millis, extra) {
   const fragment = document.createDocumentFragment();
   for (const hit of hits) {
     const li = document.createElement('li');
-    const product = state.manifest.products[hit.item];
+    const product = hit.product || state.manifest.products[hit.item];
     const card = productCard(product, { score: hit.score });
-    card.addEventListener('click', () => showLookalikes(hit.item));
+    card.addEventListener('click', () => (state.paged ? showPagedLookalikes(product).catch(reportError) : showLookalikes(hit.item)));
     li.append(card);
     const link = productLink(product);
     if (link) li.append(link);
@@ -179,7 +194,7 @@ function renderResults(title, hits, millis, extra) {
 /// attributes), starting at the index's defaults; moving one re-runs the
 /// last search with the new weights.
 function renderWeights() {
-  const appearance = state.index.appearance;
+  const appearance = state.index && state.index.appearance;
   const fieldset = $('weights');
   if (!appearance) return;
   const parts = [{ name: 'visual', weight: appearance.visual_weight }, ...appearance.parts];
@@ -217,6 +232,27 @@ function showLookalikes(item) {
   preview.src = product.thumb;
   preview.alt = product.title || `Product ${product.id}`;
   renderResults(`Looks like: ${product.title || product.id}`, hits, millis, preview);
+}
+
+/// A paged site's product query: fetches what it needs (three rounds of
+/// byte-range requests when cold, none when warm).
+async function showPagedLookalikes(product) {
+  state.rerun = async () => showPagedLookalikes(product);
+  const { k, sameLabel, category } = options();
+  const { hits, stats } = await state.paged.item(product.id, { k, sameLabel, label: category });
+  if (!hits) throw new Error(`no product '${product.id}' in this catalog`);
+  state.lastQuery = { kind: 'item', id: product.id, hits, millis: stats.ms, stats };
+  const preview = document.createElement('img');
+  preview.className = 'query-photo';
+  preview.alt = product.title || `Product ${product.id}`;
+  if (product.thumb) preview.src = product.thumb;
+  renderResults(`Looks like: ${product.title || product.id}`, hits, stats.ms, preview);
+}
+
+/// Look-alikes of a vector, from the whole index or the paged one.
+async function queryVector(vector, k, label, parts) {
+  if (state.paged) return (await state.paged.vector(vector, { k, label })).hits;
+  return state.index.queryVector(vector, k, undefined, label, parts, state.weights);
 }
 
 /// The photo worker (worker.js), started with the first photo: it owns the
@@ -354,7 +390,7 @@ async function searchRegion(box, what, extra = {}) {
   const known = prediction && state.labelNames.includes(prediction.label);
   const label = category || (sameLabel && known ? prediction.label : undefined);
   const searchStarted = performance.now();
-  const hits = state.index.queryVector(vector, k, undefined, label, parts, state.weights);
+  const hits = await queryVector(vector, k, label, parts);
   const millis = performance.now() - searchStarted;
   state.rerun = async () => searchRegion(box, what, extra);
   state.lastQuery = { kind: 'crop', what, box, prediction, label, hits, millis, embedMillis, detectMillis: state.photo.detectMillis, weights: state.weights, ...extra };
@@ -371,7 +407,7 @@ async function searchWhole() {
   const { vector, parts } = await call('describe', { box: null });
   const embedMillis = performance.now() - started;
   const searchStarted = performance.now();
-  const hits = state.index.queryVector(vector, k, undefined, category, parts, state.weights);
+  const hits = await queryVector(vector, k, category, parts);
   const millis = performance.now() - searchStarted;
   state.rerun = searchWhole;
   state.lastQuery = { kind: 'photo', name: state.photo.name, vector: Array.from(vector), parts: Array.from(parts), hits, millis, embedMillis, weights: state.weights };
@@ -493,21 +529,27 @@ async function main() {
   Object.assign(state.timings, engine.timings);
   state.manifest = engine.manifest;
   state.index = engine.index;
-  state.labelNames = state.index.labelNames(); // fixed for the index's life
-  renderCatalog();
+  state.paged = engine.paged;
+  const search = state.paged || state.index;
+  state.labelNames = search.labelNames(); // fixed for the index's life
+  if (state.paged) await renderPagedCatalog(); else renderCatalog();
   renderCategories();
   renderWeights();
   document.body.dataset.ready = 'index';
   // Deep links (the widget's default target): ?product=ID shows its look-alikes.
-  const linked = params.get('product') && state.index.itemOf(params.get('product'));
-  if (linked !== undefined && linked !== null && linked !== '') showLookalikes(linked);
+  if (state.paged && params.get('product')) {
+    await showPagedLookalikes({ id: params.get('product') });
+  } else {
+    const linked = params.get('product') && state.index.itemOf(params.get('product'));
+    if (linked !== undefined && linked !== null && linked !== '') showLookalikes(linked);
+  }
   enablePhotoSources();
   enableDrawing();
   warmUpOnIntent();
   $('photo').disabled = false;
   $('camera').disabled = false;
   setProgress(null);
-  setStatus(`Ready: ${state.index.length} items. Choose a product, or search by photo.`);
+  setStatus(`Ready: ${search.length} items. Choose a product, or search by photo.`);
 }
 
 function reportError(error) {

@@ -51,7 +51,8 @@ const engines = new Map(); // site URL -> Promise<{ index, manifest, site }>
 
 /// The browsing engine of the site at `site` (a URL ending in `/`): the
 /// wasm module, the manifest (`data/catalog.json`) and the parsed index,
-/// loaded once per site and page. `download` options go to `fetchBytes`.
+/// loaded once per site and page. A paged site (`manifest.paged`) gives
+/// `paged` (www/paged.js) instead of `index`: its queries are async. `download` options go to `fetchBytes`.
 export function loadEngine(site, download = {}) {
   if (!engines.has(site)) {
     const promise = (async () => {
@@ -62,6 +63,13 @@ export function loadEngine(site, download = {}) {
       await timed(timings, 'engine_start_ms', pkg.default({ module_or_path: module }));
       const manifestBytes = await fetchBytes(at('data/catalog.json'), { label: 'catalog', ...download });
       const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+      if (manifest.paged) {
+        // A paged site: the head now, pages as queries need them.
+        const { PagedSearch } = await import(at('www/paged.js'));
+        const head = await fetchBytes(at(manifest.paged.head), { label: 'index head', ...download });
+        const paged = new PagedSearch(new pkg.PagedLookalike(head, 32 << 20), site, manifest.paged);
+        return { paged, manifest, site, timings };
+      }
       const indexBytes = await fetchBytes(at(manifest.index), { label: 'index', ...download });
       return { index: pkg.LookalikeIndex.fromBytes(indexBytes), manifest, site, timings };
     })();

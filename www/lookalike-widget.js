@@ -74,14 +74,22 @@ class LookalikeSimilar extends HTMLElement {
     const site = new URL(this.getAttribute('site') || new URL('..', import.meta.url).href, document.baseURI).href;
     const ticket = (this.ticket = {});
     try {
-      const { index, manifest } = await loadEngine(site.endsWith('/') ? site : `${site}/`);
+      const { index, paged, manifest } = await loadEngine(site.endsWith('/') ? site : `${site}/`);
       if (ticket !== this.ticket) return; // a newer render started
-      const item = index.itemOf(product);
-      if (item === undefined) throw new Error(`no product "${product}" in this catalog`);
-      const hits = index.queryItem(item, k, undefined, this.hasAttribute('same-label'), undefined, parseWeights(this.getAttribute('weights')));
+      let hits;
+      if (paged) {
+        // A paged site: the lookup, lists and metadata come by byte range.
+        ({ hits } = await paged.item(product, { k, sameLabel: this.hasAttribute('same-label') }));
+        if (ticket !== this.ticket) return;
+        if (!hits) throw new Error(`no product "${product}" in this catalog`);
+      } else {
+        const item = index.itemOf(product);
+        if (item === undefined) throw new Error(`no product "${product}" in this catalog`);
+        hits = index.queryItem(item, k, undefined, this.hasAttribute('same-label'), undefined, parseWeights(this.getAttribute('weights')));
+      }
       const fragment = document.createDocumentFragment();
       for (const hit of hits) {
-        const p = manifest.products[hit.item];
+        const p = hit.product || manifest.products[hit.item];
         const li = document.createElement('li');
         const a = document.createElement('a');
         a.href = productLink(p, site);

@@ -14,11 +14,10 @@
 // If-Modified-Since), so an unchanged file costs a 304 on every engine,
 // whatever the engine's HTTP cache does with a worker's requests.
 
-const CACHE = 'lookalike-v3';
+const CACHE = 'lookalike-v4';
 const SHELL = [
   './', 'index.html', 'www/app.js', 'www/engine.js', 'www/links.js', 'www/style.css',
-  'www/pkg/lookalike_web.js', 'www/pkg/lookalike_web_bg.wasm',
-  'data/catalog.json', 'data/index.lkf',
+  'www/pkg/lookalike_web.js', 'www/pkg/lookalike_web_bg.wasm', 'data/catalog.json',
 ];
 
 self.addEventListener('install', (event) => {
@@ -41,10 +40,37 @@ self.addEventListener('activate', (event) => {
 self.addEventListener('fetch', (event) => {
   const request = event.request;
   if (request.method !== 'GET' || new URL(request.url).origin !== self.location.origin) return;
-  event.respondWith(request.mode === 'navigate' || request.headers.has('Range') ? passThrough(request) : revalidate(request));
+  if (request.headers.has('Range')) event.respondWith(rangeThrough(request));
+  else event.respondWith(request.mode === 'navigate' ? passThrough(request) : revalidate(request));
 });
 
-/// Network first, the cache when offline (pages and byte ranges).
+/// Byte ranges (a paged index's pages): network first; each range fetched
+/// is kept under its own key (the Cache API stores no 206 responses), so
+/// the parts of a catalog a shopper visited answer offline.
+async function rangeThrough(request) {
+  const range = request.headers.get('Range').replace(/[^0-9=,-]/g, '');
+  const url = new URL(request.url);
+  url.hash = '';
+  url.searchParams.set('lookalike-range', range);
+  try {
+    const response = await fetch(request);
+    if (response.status === 206) {
+      const copy = response.clone();
+      const contentRange = response.headers.get('Content-Range') || '';
+      copy.arrayBuffer().then(async (body) => {
+        const cache = await caches.open(CACHE);
+        await cache.put(url.href, new Response(body, { headers: { 'Content-Range': contentRange, 'Content-Type': 'application/octet-stream' } }));
+      }).catch(() => {});
+    }
+    return response;
+  } catch {
+    const cached = await caches.match(url.href);
+    if (!cached) return Response.error();
+    return new Response(await cached.arrayBuffer(), { status: 206, headers: { 'Content-Range': cached.headers.get('Content-Range') } });
+  }
+}
+
+/// Network first, the cache when offline (pages).
 async function passThrough(request) {
   try {
     const response = await fetch(request);

@@ -12,6 +12,7 @@
 //! lookalike-bench quality                     retrieval quality on the shared catalogs
 //! lookalike-bench detect                      garment detection on street photos
 //! lookalike-bench web                         the demo site in three browsers
+//! lookalike-bench scale [--quick] [--json]    a paged site of 1,000,000 products over a slow network
 //! ```
 //!
 //! With `--json` a run prints one JSON document; the runs a doc quotes are
@@ -22,6 +23,7 @@ mod build;
 mod detect;
 mod forest;
 mod quality;
+mod scale;
 mod truth;
 mod web;
 
@@ -69,6 +71,8 @@ enum BenchKind {
     Detect,
     /// The demo site in headless Chromium: bytes, time to results, photo queries.
     Web,
+    /// Paged sites of 100,000 and 1,000,000 synthetic products: build, recall, bytes and latency per query.
+    Scale,
 }
 
 fn main() {
@@ -117,6 +121,13 @@ fn run(Bench { what, quick, json, dataset }: Bench) -> Result<()> {
             data_dir,
             cache_dir: default_cache_dir(),
             model: project_path(DEFAULT_MODEL),
+            project: project_path("."),
+        }),
+        BenchKind::Scale => scale::run(&scale::ScaleOptions {
+            quick,
+            json,
+            only: dataset,
+            cache_dir: default_cache_dir(),
             project: project_path("."),
         }),
         BenchKind::Detect => detect::run(&detect::DetectBenchOptions {

@@ -263,7 +263,7 @@ impl References {
 
 /// The `lookalike` tool that serves the site: built beside this benchmark
 /// (`./build.sh` builds both into one target folder).
-fn lookalike_binary() -> Result<std::path::PathBuf> {
+pub fn lookalike_binary() -> Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
     let tool = exe.with_file_name(format!("lookalike{}", std::env::consts::EXE_SUFFIX));
     if !tool.is_file() {

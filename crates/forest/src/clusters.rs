@@ -34,6 +34,8 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 /// Training rows per centroid: k-means needs a few dozen per centroid to
 /// place it; more only adds time.
 const SAMPLE_PER_CENTROID: usize = 48;
+/// Cells whose lists an item may be assigned to.
+pub const ASSIGN_CELLS: usize = 4;
 /// Lloyd iterations; centroids of a sample settle within a handful.
 const ITERATIONS: usize = 8;
 
@@ -81,8 +83,15 @@ impl TwoLevel {
         let cells = ((lists as f64).sqrt().round() as usize).clamp(1, lists);
         let mut rng = StdRng::seed_from_u64(seed ^ 0xc1a5_7e25);
 
-        let sample = sample_rows(n, cells * SAMPLE_PER_CENTROID * 8, &mut rng);
-        let coarse = kmeans(vectors, dims, &sample, cells, metric, &mut rng);
+        // The fine level needs its own rows per centroid: a sample sized
+        // for the cells alone would leave each list a handful.
+        let sample = sample_rows(n, lists * SAMPLE_PER_CENTROID, &mut rng);
+        let coarse_rows = if sample.len() > cells * SAMPLE_PER_CENTROID * 8 {
+            sample_of(&sample, cells * SAMPLE_PER_CENTROID * 8, &mut rng)
+        } else {
+            sample.clone()
+        };
+        let coarse = kmeans(vectors, dims, &coarse_rows, cells, metric, &mut rng);
         // Which cell each sampled row belongs to decides how many lists each
         // cell gets, in proportion to its share of the items.
         let sample_cells: Vec<u32> = sample
@@ -130,13 +139,23 @@ impl TwoLevel {
         self.cell_lists.partition_point(|&start| start <= list) - 1
     }
 
-    /// The list `vector` belongs to: the nearest fine centroid of its
-    /// nearest cell.
+    /// The list `vector` belongs to: the nearest fine centroid among the
+    /// lists of its [`ASSIGN_CELLS`] nearest cells. Looking in one cell
+    /// only would put items near a cell's border into a list that a query
+    /// (which ranks lists across cells) does not expect them in.
     pub fn assign(&self, vector: &[f32]) -> u32 {
-        let (cell, _) = nearest(&self.coarse, self.dims, self.metric, vector);
-        let (start, end) = self.cell_range(cell as usize);
-        let lists = &self.fine[start * self.dims..end * self.dims];
-        start as u32 + nearest(lists, self.dims, self.metric, vector).0
+        let mut best = (0u32, f32::NEG_INFINITY);
+        for (cell, _) in self.nearest_cells(vector, ASSIGN_CELLS) {
+            let (start, end) = self.cell_range(cell as usize);
+            if start == end {
+                continue;
+            }
+            let (list, score) = nearest(&self.fine[start * self.dims..end * self.dims], self.dims, self.metric, vector);
+            if score > best.1 {
+                best = (start as u32 + list, score);
+            }
+        }
+        best.0
     }
 
     /// [`Self::assign`] for every row (in parallel natively).
@@ -187,6 +206,32 @@ impl TwoLevel {
         }
         #[cfg(target_arch = "wasm32")]
         vectors.chunks_exact(self.dims).zip(own).flat_map(one).collect()
+    }
+
+    /// Drops the lists no item was assigned to (k-means trained on a
+    /// sample can leave a few), renumbering `own` to match.
+    pub fn without_empty_lists(mut self, mut own: Vec<u32>) -> (TwoLevel, Vec<u32>) {
+        let mut counts = vec![0usize; self.list_count()];
+        own.iter().for_each(|&l| counts[l as usize] += 1);
+        if counts.iter().all(|&c| c > 0) {
+            return (self, own);
+        }
+        let mut renumber = vec![u32::MAX; counts.len()];
+        let mut fine = Vec::with_capacity(self.fine.len());
+        let mut cell_lists = vec![0u32];
+        for cell in 0..self.cell_count() {
+            for list in self.cell_lists[cell] as usize..self.cell_lists[cell + 1] as usize {
+                if counts[list] > 0 {
+                    renumber[list] = (fine.len() / self.dims) as u32;
+                    fine.extend_from_slice(&self.fine[list * self.dims..(list + 1) * self.dims]);
+                }
+            }
+            cell_lists.push((fine.len() / self.dims) as u32);
+        }
+        own.iter_mut().for_each(|l| *l = renumber[*l as usize]);
+        self.fine = fine;
+        self.cell_lists = cell_lists;
+        (self, own)
     }
 
     /// The `count` best cells for `vector`, best first.

@@ -15,6 +15,9 @@
 //! const blended = index.queryVector(vector, 10, undefined, undefined, parts, { colour: 0.3 });
 //! ```
 
+mod paged;
+pub use paged::PagedLookalike;
+
 use lookalike_forest::{LabelFilter, NO_LABEL, Neighbor, Query};
 use lookalike_index::Index;
 use lookalike_index::Weights;

@@ -10,8 +10,9 @@
 //! lengths, in the order the pages are written, so they cannot disagree.
 //!
 //! Pages file order: the projection page (optional), one centroid page per
-//! cell, then per list a block (the list page, then its metadata pages),
-//! then the lookup pages.
+//! cell, the metadata pages (list by list), the list pages, the lookup
+//! pages. List pages are adjacent, in an order that keeps neighbouring
+//! lists together, so a query's lists often arrive in one range.
 
 use super::PagedError;
 use lookalike_forest::Metric;
@@ -25,7 +26,7 @@ const MAX_PROBES: usize = 64;
 const NO_LABEL_U16: u16 = u16::MAX;
 
 /// Where a page is in the pages file, and what it must hash to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PageRef {
     pub offset: u64,
     pub len: u32,
@@ -60,8 +61,9 @@ impl PageRef {
 pub struct ListEntry {
     pub first_item: u32,
     pub page: PageRef,
-    /// The list page plus its metadata pages.
-    pub block_len: u64,
+    /// Where the list's metadata pages start, and their total length.
+    pub meta_start: u64,
+    pub meta_len: u64,
 }
 
 /// What the head says; everything a query needs before its first fetch.
@@ -70,6 +72,9 @@ pub struct Head {
     pub metric: Metric,
     pub dims: usize,
     pub items: u32,
+    /// Bits per residual code value: 8, or 4 (two values a byte, low
+    /// nibble first).
+    pub code_bits: u32,
     /// Items per metadata page (the last page of a list may hold fewer).
     pub meta_per_page: u32,
     /// Lists each lookup entry names for its item's query, best first.
@@ -94,6 +99,11 @@ impl Head {
         self.label_names.len() >= NO_LABEL_U16 as usize
     }
 
+    /// Bytes of one item's code.
+    pub fn code_bytes(&self) -> usize {
+        (self.dims * self.code_bits as usize).div_ceil(8)
+    }
+
     pub fn cells(&self) -> usize {
         self.cell_lists.len() - 1
     }
@@ -116,6 +126,7 @@ impl Head {
         out.u32(self.metric.to_code() as u32);
         out.u32(self.dims as u32);
         out.u32(self.items);
+        out.u32(self.code_bits);
         out.u32(self.meta_per_page);
         out.u32(self.probes);
         out.u64(self.pages_len);
@@ -142,7 +153,7 @@ impl Head {
         for list in &self.lists {
             out.u32(list.first_item);
             out.page(&list.page);
-            out.u64(list.block_len);
+            out.u64(list.meta_len);
         }
         out.u32(self.lookup_pages.len() as u32);
         for page in &self.lookup_pages {
@@ -176,6 +187,10 @@ impl Head {
             return Err(bad(&format!("{dims} dimensions (1 to {MAX_DIMS})")));
         }
         let items = r.u32()?;
+        let code_bits = r.u32()?;
+        if code_bits != 4 && code_bits != 8 {
+            return Err(bad(&format!("{code_bits}-bit codes (4 or 8)")));
+        }
         let meta_per_page = r.u32()?;
         let probes = r.u32()?;
         if meta_per_page == 0 || probes == 0 || probes as usize > MAX_PROBES {
@@ -213,7 +228,7 @@ impl Head {
                 .ok_or_else(|| bad("list count overflows"))?;
             cell_lists.push(next);
             let page = r.page(&mut offset)?;
-            if page.len as u64 != count as u64 * dims as u64 * 2 {
+            if page.len as u64 != 4 + count as u64 * dims as u64 {
                 return Err(bad("a centroid page's length does not match its lists"));
             }
             centroid_pages.push(page);
@@ -222,22 +237,25 @@ impl Head {
         if list_count != *cell_lists.last().unwrap() as usize || list_count == 0 {
             return Err(bad("the cells' lists do not add up to the list count"));
         }
+        // Entries first: the list pages come after all the metadata, so
+        // their offsets need the metadata's total length.
         let mut lists: Vec<ListEntry> = Vec::with_capacity(list_count);
         for _ in 0..list_count {
             let first_item = r.u32()?;
-            let start = offset;
-            let page = r.page(&mut offset)?;
-            let block_len = r.u64()?;
-            if block_len < page.len as u64 {
-                return Err(bad("a list block is shorter than its page"));
-            }
-            offset = start.checked_add(block_len).ok_or_else(|| bad("offsets overflow"))?;
+            let len = r.u32()?;
+            let crc = r.u32()?;
+            let meta_len = r.u64()?;
             let previous = lists.last().map_or(0, |l| l.first_item + 1);
-            if first_item < previous || first_item >= items || (lists.is_empty() && first_item != 0)
-            {
+            if first_item < previous || first_item >= items || (lists.is_empty() && first_item != 0) {
                 return Err(bad("list item ranges are not increasing from 0"));
             }
-            lists.push(ListEntry { first_item, page, block_len });
+            let meta_start = offset;
+            offset = offset.checked_add(meta_len).ok_or_else(|| bad("offsets overflow"))?;
+            lists.push(ListEntry { first_item, page: PageRef { offset: 0, len, crc }, meta_start, meta_len });
+        }
+        for list in &mut lists {
+            list.page.offset = offset;
+            offset += list.page.len as u64;
         }
         let lookup_count = r.count(8)?;
         if lookup_count == 0 {
@@ -255,6 +273,7 @@ impl Head {
             metric,
             dims,
             items,
+            code_bits,
             meta_per_page,
             probes,
             label_names,
@@ -275,7 +294,7 @@ impl Head {
 /// Bytes: `count` (u32), the list's centroid (`dims` f32), the residuals'
 /// per-dimension `base` and `step` (`dims` f32 each: value = centroid +
 /// base + step * code), `count` labels (u16, or u32 when the head says
-/// so), `count * dims` codes (u8), the metadata page count (u32) and their
+/// so), `count` codes of [`Head::code_bytes`] each, the metadata page count (u32) and their
 /// `(len, crc)` (u32 each; the pages follow the list page in its block).
 pub struct ListPage<'a> {
     pub count: usize,
@@ -285,6 +304,8 @@ pub struct ListPage<'a> {
     labels: &'a [u8],
     wide_labels: bool,
     pub codes: &'a [u8],
+    code_bytes: usize,
+    code_bits: u32,
     pub meta_pages: Vec<PageRef>,
 }
 
@@ -338,16 +359,17 @@ impl<'a> ListPage<'a> {
         }
         let wide_labels = head.wide_labels();
         let labels = r.take(count * if wide_labels { 4 } else { 2 })?;
-        let codes = r.take(count * dims)?;
+        let code_bytes = head.code_bytes();
+        let codes = r.take(count * code_bytes)?;
         let meta_count = r.count(8)?;
         if meta_count != count.div_ceil(head.meta_per_page as usize) {
             return Err(bad(format!("{meta_count} metadata pages for {count} items")));
         }
-        let mut meta_offset = entry.page.end();
+        let mut meta_offset = entry.meta_start;
         let meta_pages =
             (0..meta_count).map(|_| r.page(&mut meta_offset)).collect::<Result<Vec<_>, _>>()?;
-        if !r.is_empty() || meta_offset != offset + entry.block_len {
-            return Err(bad("the metadata pages do not fill the list's block".into()));
+        if !r.is_empty() || meta_offset != entry.meta_start + entry.meta_len {
+            return Err(bad("the metadata pages do not fill the list's metadata".into()));
         }
         let labelled = ListPage {
             count,
@@ -357,6 +379,8 @@ impl<'a> ListPage<'a> {
             labels,
             wide_labels,
             codes,
+            code_bytes,
+            code_bits: head.code_bits,
             meta_pages,
         };
         if let Some(i) = (0..count).find(|&i| {
@@ -379,14 +403,22 @@ impl<'a> ListPage<'a> {
         }
     }
 
-    pub fn code(&self, i: usize) -> &'a [u8] {
-        let dims = self.centroid.len();
-        &self.codes[i * dims..(i + 1) * dims]
+    /// Item `i`'s code levels, one per dimension, into `levels`.
+    pub fn levels(&self, i: usize, levels: &mut [u8]) {
+        let code = &self.codes[i * self.code_bytes..(i + 1) * self.code_bytes];
+        if self.code_bits == 8 {
+            levels.copy_from_slice(code);
+        } else {
+            for (j, level) in levels.iter_mut().enumerate() {
+                *level = (code[j / 2] >> (4 * (j % 2))) & 0x0f;
+            }
+        }
     }
 
     /// Item `i`'s vector as stored (decoded from its code).
     pub fn vector(&self, i: usize) -> Vec<f32> {
-        let code = self.code(i);
+        let mut code = vec![0u8; self.centroid.len()];
+        self.levels(i, &mut code);
         (0..self.centroid.len())
             .map(|j| self.centroid[j] + self.base[j] + self.step[j] * code[j] as f32)
             .collect()
@@ -398,11 +430,14 @@ impl<'a> ListPage<'a> {
 pub struct LookupEntry {
     pub id: String,
     pub item: u32,
+    /// How many of the probes hold one of the item's neighbours found at
+    /// build time (at least 1): what an unfiltered query reads.
+    pub held: u8,
     pub probes: Vec<u32>,
 }
 
 /// Lookup page bytes: `count` (u32), then per entry the item (u32), the id
-/// (u16 length, UTF-8) and `probes` list numbers (u32 each).
+/// (u16 length, UTF-8), `held` (u8) and `probes` list numbers (u32 each).
 pub fn encode_lookup(entries: &[LookupEntry]) -> Vec<u8> {
     let mut out = Writer::default();
     out.u32(entries.len() as u32);
@@ -410,6 +445,7 @@ pub fn encode_lookup(entries: &[LookupEntry]) -> Vec<u8> {
         out.u32(entry.item);
         out.0.extend_from_slice(&(entry.id.len() as u16).to_le_bytes());
         out.bytes(entry.id.as_bytes());
+        out.0.push(entry.held);
         entry.probes.iter().for_each(|&p| out.u32(p));
     }
     out.0
@@ -425,11 +461,12 @@ pub fn find_in_lookup(
 ) -> Result<Option<LookupEntry>, PagedError> {
     let bad = |reason: String| PagedError::BadPage { offset: page.offset, reason };
     let mut r = Reader::new(bytes, "lookup page");
-    let count = r.count(6)?;
+    let count = r.count(7)?;
     for _ in 0..count {
         let item = r.u32()?;
         let len = u16::from_le_bytes(r.take(2)?.try_into().unwrap()) as usize;
         let name = r.take(len)?;
+        let held = r.take(1)?[0];
         let probes = r.take(4 * head.probes as usize)?;
         if name == id.as_bytes() {
             if item >= head.items {
@@ -440,7 +477,10 @@ pub fn find_in_lookup(
             if probes.iter().any(|&p| p as usize >= head.lists.len()) {
                 return Err(bad("a probe names a list past the last".into()));
             }
-            return Ok(Some(LookupEntry { id: id.to_string(), item, probes }));
+            if held == 0 || held as u32 > head.probes {
+                return Err(bad(format!("{held} probes hold neighbours, of {}", head.probes)));
+            }
+            return Ok(Some(LookupEntry { id: id.to_string(), item, held, probes }));
         }
     }
     if !r.is_empty() {
@@ -458,13 +498,22 @@ pub fn lookup_bucket(id: &str, pages: usize) -> usize {
     (hash % pages as u64) as usize
 }
 
-/// Centroid page bytes: the cell's list centroids as f16.
+/// Centroid page bytes: the cell's list centroids as 8-bit values and one
+/// scale (f32, first): enough to rank lists, at a byte per value.
 pub fn encode_centroids(centroids: &[f32]) -> Vec<u8> {
-    centroids.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
+    let largest = centroids.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
+    let mut out = scale.to_le_bytes().to_vec();
+    out.extend(centroids.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8 as u8));
+    out
 }
 
-pub fn decode_centroids(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+pub fn decode_centroids(bytes: &[u8], page: &PageRef) -> Result<Vec<f32>, PagedError> {
+    let scale = f32::from_le_bytes(bytes[..4].try_into().expect("length checked by the head"));
+    if !scale.is_finite() {
+        return Err(PagedError::BadPage { offset: page.offset, reason: "centroid scale is not finite".into() });
+    }
+    Ok(bytes[4..].iter().map(|&b| b as i8 as f32 * scale).collect())
 }
 
 /// Projection page bytes: the mean (`in_dims` f32), then the basis

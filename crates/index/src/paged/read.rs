@@ -144,7 +144,10 @@ impl PagedIndex {
         let own = match self.list(own_list)? {
             Some(page) => page,
             // The own list is the first probe: fetch it with the others.
-            None => return Ok(Step::Need(self.lists_to_read(&entry.probes, query.list_bytes, 0))),
+            None => {
+                let first = &entry.probes[..entry.held as usize];
+                return Ok(Step::Need(self.lists_to_read(first, query.list_bytes, 0)));
+            }
         };
         let (vector, label) = {
             let page = ListPage::decode(&own, &self.head, own_list)?;
@@ -155,7 +158,13 @@ impl PagedIndex {
             (LabelFilter::Any, true) => LabelFilter::Equals(label),
             (filter, _) => filter.clone(),
         };
-        let candidates: Vec<u32> = entry.probes.iter().map(|&p| p).collect();
+        // Unfiltered, the lists that held the item's neighbours at build
+        // time are enough; a filter may need the others too.
+        let candidates = match filter {
+            LabelFilter::Any => &entry.probes[..entry.held as usize],
+            _ => &entry.probes[..],
+        };
+        let candidates = candidates.to_vec();
         self.rank(&vector, &candidates, &PagedQuery { filter, ..query.clone() }, Some(entry.item))
             .map(|step| match step {
                 Step::Need(p) => Step::Need(p),
@@ -222,7 +231,7 @@ impl PagedIndex {
         let mut lists = Vec::new();
         for &(cell, _) in &cells {
             let page = self.head.centroid_pages[cell as usize];
-            let centroids = decode_centroids(&self.cache.get(page.offset).unwrap());
+            let centroids = decode_centroids(&self.cache.get(page.offset).unwrap(), &page)?;
             let first = self.head.cell_lists[cell as usize];
             for (list, score) in score_all(
                 &centroids,
@@ -238,6 +247,24 @@ impl PagedIndex {
         lists.truncate(VECTOR_CANDIDATE_LISTS);
         let candidates: Vec<u32> = lists.into_iter().map(|(l, _)| l).collect();
         self.rank(&vector, &candidates, query, None)
+    }
+
+    /// The records of items `first..first + count` (clamped to the index):
+    /// a page of the catalog to show before any query.
+    pub fn browse(&mut self, first: u32, count: u32) -> Result<Step<Vec<PagedHit>>, PagedError> {
+        let end = first.saturating_add(count.min(1000)).min(self.head.items);
+        let items: Vec<(u32, f32)> = (first.min(end)..end).map(|i| (i, 0.0)).collect();
+        let missing: Vec<PageRef> = items
+            .iter()
+            .map(|&(i, _)| self.head.lists[self.head.list_of(i)].page)
+            .filter(|p| !self.cache.contains(p.offset))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Step::Need(missing));
+        }
+        self.with_records(&items)
     }
 
     /// The lookup entry of `id`.
@@ -392,12 +419,13 @@ fn score_list(
     let offset: Vec<f32> = (0..dims).map(|j| page.centroid[j] + page.base[j]).collect();
     let weighted: Vec<f32> = query.iter().zip(&page.step).map(|(q, s)| q * s).collect();
     let constant = metric::dot(query, &offset);
+    let mut code = vec![0u8; dims];
     for i in 0..page.count {
         let item = first_item + i as u32;
         if Some(item) == exclude || !filter.accepts(page.label(i)) {
             continue;
         }
-        let code = page.code(i);
+        page.levels(i, &mut code);
         let score = match metric {
             Metric::Angular | Metric::Dot => {
                 constant + code.iter().zip(&weighted).map(|(&c, w)| c as f32 * w).sum::<f32>()

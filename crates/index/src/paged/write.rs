@@ -14,8 +14,12 @@ use std::io::Write;
 /// 200 KB on a million items (docs/index-format.md, "The paged index").
 #[derive(Debug, Clone, PartialEq)]
 pub struct PagedParams {
-    /// Items per list: a list page is about `list_size * (dims + 2)` bytes.
+    /// Items per list: a list page is about `list_size * (dims * code_bits
+    /// / 8 + 2)` bytes.
     pub list_size: usize,
+    /// Bits per code value, 4 or 8: 4 scans twice the items per byte
+    /// fetched, 8 ranks them more exactly.
+    pub code_bits: u32,
     /// Lists each item's lookup entry names, best first: the most a
     /// product query can probe.
     pub probes: usize,
@@ -31,11 +35,12 @@ pub struct PagedParams {
 impl Default for PagedParams {
     fn default() -> Self {
         PagedParams {
-            list_size: 256,
-            probes: 12,
+            list_size: 128,
+            code_bits: 8,
+            probes: 8,
             probe_cells: PROBE_CELLS,
-            meta_per_page: 16,
-            ids_per_lookup_page: 256,
+            meta_per_page: 8,
+            ids_per_lookup_page: 128,
             seed: 0x9a6e_d1d3,
         }
     }
@@ -80,7 +85,7 @@ pub fn write_paged<W: Write>(
         parts.list_count(),
         parts.cell_count()
     ));
-    let probes = parts.probes_all(&source.vectors, &own, params.probes, params.probe_cells);
+    let (parts, own) = parts.without_empty_lists(own);
 
     // New item numbers run list by list; `order[new] = old`.
     let mut order: Vec<u32> = (0..n as u32).collect();
@@ -88,6 +93,24 @@ pub fn write_paged<W: Write>(
     let mut renumbered = vec![0u32; n];
     for (new, &old) in order.iter().enumerate() {
         renumbered[old as usize] = new as u32;
+    }
+    let mut list_starts = vec![0usize; parts.list_count() + 1];
+    own.iter().for_each(|&l| list_starts[l as usize + 1] += 1);
+    for l in 0..parts.list_count() {
+        list_starts[l + 1] += list_starts[l];
+    }
+    let members = |list: usize| &order[list_starts[list]..list_starts[list + 1]];
+    progress(&format!(
+        "{} lists in {} cells; finding each item's neighbours to choose its probes",
+        parts.list_count(),
+        parts.cell_count()
+    ));
+    // In blocks, to show progress: this is the build's longest stage.
+    let mut probes = Vec::with_capacity(n * (params.probes + 1));
+    for block in (0..n).step_by(PROGRESS_BLOCK) {
+        let rows = block..(block + PROGRESS_BLOCK).min(n);
+        probes.extend(neighbour_probes(&source, &parts, &own, &members, params, rows.clone()));
+        progress(&format!("neighbours of {} of {n} items", rows.end));
     }
 
     let mut out = PageWriter { out: pages, offset: 0 };
@@ -103,55 +126,39 @@ pub fn write_paged<W: Write>(
             .push(out.put(&encode_centroids(&parts.fine[lists.start * dims..lists.end * dims]))?);
     }
 
-    progress("writing list pages and metadata");
-    let mut lists = Vec::with_capacity(parts.list_count());
-    let mut start = 0usize;
-    for list in 0..parts.list_count() as u32 {
-        let end = start + order[start..].iter().take_while(|&&i| own[i as usize] == list).count();
-        let members = &order[start..end];
-        if members.is_empty() {
-            // A list that received no item is dropped (it would be an
-            // empty page); its centroid stays, and no item names it.
-            return Err(PagedError::Build(format!("list {list} received no items")));
-        }
-        let centroid = &parts.fine[list as usize * dims..(list as usize + 1) * dims];
-        let (base, step, codes) = quantise(&source.vectors, dims, members, centroid);
-        let labels: Vec<u32> = members.iter().map(|&i| source.labels[i as usize]).collect();
-        let meta: Vec<Vec<u8>> = members
-            .chunks(params.meta_per_page)
-            .map(|chunk| {
-                let mut page = String::new();
-                for &i in chunk {
-                    page.push_str(&(source.record)(i as usize));
-                    page.push('\n');
+    // Metadata first, so that each list page can carry its pages' checks.
+    progress("writing metadata pages");
+    let mut meta_refs: Vec<Vec<(u32, u32)>> = Vec::with_capacity(parts.list_count());
+    let mut meta_spans = Vec::with_capacity(parts.list_count());
+    for list in 0..parts.list_count() {
+        let start = out.offset;
+        let mut refs = Vec::new();
+        for chunk in members(list).chunks(params.meta_per_page) {
+            let mut page = String::new();
+            for &i in chunk {
+                let record = (source.record)(i as usize);
+                if record.contains('\n') {
+                    return Err(PagedError::Build(format!("the record of '{}' spans lines", source.ids[i as usize])));
                 }
-                page.into_bytes()
-            })
-            .collect();
-        let refs: Vec<(u32, u32)> =
-            meta.iter().map(|m| (m.len() as u32, crc32fast::hash(m))).collect();
-        let block_start = out.offset;
-        let page = out.put(&ListPage::encode(
-            centroid,
-            &base,
-            &step,
-            &labels,
-            &codes,
-            wide_labels,
-            &refs,
-        ))?;
-        for m in &meta {
-            out.put(m)?;
+                page.push_str(&record);
+                page.push('\n');
+            }
+            let written = out.put(page.as_bytes())?;
+            refs.push((written.len, written.crc));
         }
-        lists.push(ListEntry {
-            first_item: start as u32,
-            page,
-            block_len: out.offset - block_start,
-        });
-        start = end;
+        meta_refs.push(refs);
+        meta_spans.push((start, out.offset - start));
     }
-    if lists.len() != parts.list_count() {
-        return Err(PagedError::Build("lists do not cover the items".into()));
+    progress("writing list pages");
+    let mut lists = Vec::with_capacity(parts.list_count());
+    for list in 0..parts.list_count() {
+        let members = members(list);
+        let centroid = &parts.fine[list * dims..(list + 1) * dims];
+        let (base, step, codes) = quantise(&source.vectors, dims, members, centroid, params.code_bits);
+        let labels: Vec<u32> = members.iter().map(|&i| source.labels[i as usize]).collect();
+        let page = out.put(&ListPage::encode(centroid, &base, &step, &labels, &codes, wide_labels, &meta_refs[list]))?;
+        let (meta_start, meta_len) = meta_spans[list];
+        lists.push(ListEntry { first_item: list_starts[list] as u32, page, meta_start, meta_len });
     }
 
     progress("writing the id lookup");
@@ -169,7 +176,8 @@ pub fn write_paged<W: Write>(
             .map(|&(_, i)| LookupEntry {
                 id: source.ids[i as usize].clone(),
                 item: renumbered[i as usize],
-                probes: probes[i as usize * params.probes..(i as usize + 1) * params.probes]
+                held: probes[i as usize * (params.probes + 1)] as u8,
+                probes: probes[i as usize * (params.probes + 1) + 1..(i as usize + 1) * (params.probes + 1)]
                     .to_vec(),
             })
             .collect();
@@ -181,6 +189,7 @@ pub fn write_paged<W: Write>(
         metric: source.metric,
         dims,
         items: n as u32,
+        code_bits: params.code_bits,
         meta_per_page: params.meta_per_page as u32,
         probes: params.probes as u32,
         label_names: source.label_names.to_vec(),
@@ -193,6 +202,85 @@ pub fn write_paged<W: Write>(
         pages_len: out.offset,
     })
 }
+
+/// Each item's probes, best first, each run led by how many hold a
+/// neighbour (`probes + 1` values per item): the lists that hold its nearest
+/// neighbours (found at build time by scoring every item of its
+/// `2 * probes` nearest lists), the list holding the most first, then the
+/// nearest lists by centroid. A product query reads exactly where its
+/// look-alikes are, instead of guessing from centroids.
+fn neighbour_probes<'m>(
+    source: &PagedSource<'_>,
+    parts: &TwoLevel,
+    own: &[u32],
+    members: &(dyn Fn(usize) -> &'m [u32] + Sync),
+    params: &PagedParams,
+    rows: std::ops::Range<usize>,
+) -> Vec<u32> {
+    let dims = source.dims;
+    let first = rows.start;
+    let by_centroid = parts.probes_all(
+        &source.vectors[rows.start * dims..rows.end * dims],
+        &own[rows.clone()],
+        2 * params.probes,
+        params.probe_cells,
+    );
+    let one = |i: usize| -> Vec<u32> {
+        let vector = &source.vectors[i * dims..(i + 1) * dims];
+        let near = &by_centroid[(i - first) * 2 * params.probes..(i - first + 1) * 2 * params.probes];
+        let mut best: Vec<(f32, u32)> = Vec::with_capacity(NEIGHBOURS + 1);
+        let mut seen = Vec::new();
+        for &list in near {
+            if seen.contains(&list) {
+                continue;
+            }
+            seen.push(list);
+            for &m in members(list as usize) {
+                if m as usize == i {
+                    continue;
+                }
+                let score = source.metric.score(vector, &source.vectors[m as usize * dims..(m as usize + 1) * dims]);
+                if best.len() < NEIGHBOURS || score > best[best.len() - 1].0 {
+                    let at = best.partition_point(|b| b.0 >= score);
+                    best.insert(at, (score, list));
+                    best.truncate(NEIGHBOURS);
+                }
+            }
+        }
+        // Lists by how many of the neighbours they hold, then by centroid.
+        let mut counted: Vec<(usize, usize, u32)> = Vec::new();
+        for (rank, &list) in seen.iter().enumerate() {
+            let count = best.iter().filter(|b| b.1 == list).count();
+            counted.push((count, rank, list));
+        }
+        counted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut probes = vec![own[i]];
+        let mut held = 1;
+        for (count, _, list) in counted {
+            if list != own[i] && probes.len() < params.probes {
+                probes.push(list);
+                if count > 0 {
+                    held = probes.len();
+                }
+            }
+        }
+        probes.resize(params.probes, own[i]);
+        // The count rides in front of the probes.
+        std::iter::once(held as u32).chain(probes).collect::<Vec<u32>>()
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        rows.into_par_iter().flat_map_iter(one).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    rows.flat_map(one).collect()
+}
+
+/// Items per progress report of the neighbour search.
+const PROGRESS_BLOCK: usize = 100_000;
+/// Neighbours found per item to choose its probes.
+const NEIGHBOURS: usize = 10;
 
 /// Checks the source and normalises its vectors; returns the item count.
 fn check(source: &mut PagedSource<'_>, params: &PagedParams) -> Result<usize, PagedError> {
@@ -251,34 +339,38 @@ fn check(source: &mut PagedSource<'_>, params: &PagedParams) -> Result<usize, Pa
     Ok(n)
 }
 
-/// 8-bit codes of the members' residuals from the list centroid, with each
-/// dimension's own range: residuals inside a list span a small part of a
-/// vector's range, so 256 levels over them are far finer than over the raw
-/// values.
+/// Codes of the members' residuals from the list centroid, `bits` per
+/// value, with each dimension's own range: residuals inside a list span a
+/// small part of a vector's range, so even 16 levels over them are fine.
 fn quantise(
     vectors: &[f32],
     dims: usize,
     members: &[u32],
     centroid: &[f32],
+    bits: u32,
 ) -> (Vec<f32>, Vec<f32>, Vec<u8>) {
+    let top = ((1u32 << bits) - 1) as f32;
     let mut low = vec![f32::INFINITY; dims];
     let mut high = vec![f32::NEG_INFINITY; dims];
     for &i in members {
-        for (j, (v, c)) in
-            vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate()
-        {
+        for (j, (v, c)) in vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate() {
             low[j] = low[j].min(v - c);
             high[j] = high[j].max(v - c);
         }
     }
-    let step: Vec<f32> = low.iter().zip(&high).map(|(l, h)| (h - l) / 255.0).collect();
-    let mut codes = Vec::with_capacity(members.len() * dims);
-    for &i in members {
-        for (j, (v, c)) in
-            vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate()
-        {
+    let step: Vec<f32> = low.iter().zip(&high).map(|(l, h)| (h - l) / top).collect();
+    let code_bytes = (dims * bits as usize).div_ceil(8);
+    let mut codes = vec![0u8; members.len() * code_bytes];
+    for (m, &i) in members.iter().enumerate() {
+        let code = &mut codes[m * code_bytes..(m + 1) * code_bytes];
+        for (j, (v, c)) in vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate() {
             let q = if step[j] > 0.0 { ((v - c - low[j]) / step[j]).round() } else { 0.0 };
-            codes.push(q.clamp(0.0, 255.0) as u8);
+            let level = q.clamp(0.0, top) as u8;
+            if bits == 8 {
+                code[j] = level;
+            } else {
+                code[j / 2] |= level << (4 * (j % 2));
+            }
         }
     }
     (low, step, codes)

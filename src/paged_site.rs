@@ -1,0 +1,425 @@
+//! `lookalike build --vectors`: a site from vectors embedded elsewhere
+//! (`embed`, or its shards run on a cluster), laid out for its size.
+//!
+//! Below [`PAGED_FROM`] items the site ships one index file and one
+//! manifest, as a catalog build does. From there on it is paged
+//! (`lookalike_index::paged`): a head the page downloads first and a pages
+//! file it reads by byte range, optionally also cut into fixed-size chunk
+//! files for hosts that ignore ranges.
+//!
+//! Memory stays bounded on a million products: the vectors are mapped
+//! from their `.npy` files (projected by PCA in blocks when they are wider
+//! than the index), the catalog is held once (its rows become the
+//! metadata records as the pages are written), and pages stream to disk.
+
+use crate::catalog::{Catalog, Columns, Product};
+use crate::fetch::{FetchOptions, Fetcher};
+use crate::fsutil::write_atomic;
+use crate::progress::format_duration;
+use crate::site::{self, ChunkInfo, ModelInfo, PagedInfo, SiteManifest, SiteProduct};
+use crate::site_builder::{WebAssets, precompress, read_catalog, thumb_path, write_model_record};
+use anyhow::{Context, Result, bail};
+use lookalike_forest::{Forest, ForestParams, Metric, NO_LABEL, Projection};
+use lookalike_index::Index;
+use lookalike_index::paged::{PagedParams, PagedSource, write_paged};
+use lookalike_vision::preprocess;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Items from which a site is paged: below this the whole index is a
+/// couple of megabytes (about 1 KB per item with its manifest row), which a
+/// first visit downloads in about a second; above it the download grows
+/// with the catalog while a paged query stays near 200 KB.
+pub const PAGED_FROM: usize = 20_000;
+/// Dimensions a wide embedding is projected to (as a catalog build does).
+pub const DEFAULT_PCA_DIMS: usize = 128;
+/// Rows projected at a time: bounds the projection's working memory.
+const PROJECT_BLOCK: usize = 8192;
+
+/// Which layout to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutChoice {
+    /// Paged from [`PAGED_FROM`] items.
+    Auto,
+    Whole,
+    Paged,
+}
+
+#[derive(Debug, Clone)]
+pub struct VectorsBuild {
+    pub catalog: PathBuf,
+    pub columns: Columns,
+    pub out: PathBuf,
+    /// `.npy` float32 matrices, concatenated in order; `ids[i]` names the
+    /// rows of `vectors[i]`.
+    pub vectors: Vec<PathBuf>,
+    pub ids: Vec<PathBuf>,
+    pub metric: Metric,
+    /// `None`: [`DEFAULT_PCA_DIMS`] when the vectors are wider; `Some(0)`: none.
+    pub pca_dims: Option<usize>,
+    pub layout: LayoutChoice,
+    /// Also write the pages as chunk files of this many bytes.
+    pub chunk_size: Option<u64>,
+    pub paged: PagedParams,
+    pub thumb_size: u32,
+    pub cache_dir: PathBuf,
+    pub assets: Option<PathBuf>,
+    /// The embedder the vectors came from, shipped for photo search.
+    pub model: PathBuf,
+    pub seed: u64,
+    pub allow_private_redirects: bool,
+}
+
+pub struct VectorsReport {
+    pub items: usize,
+    pub paged: bool,
+    pub seconds: f64,
+}
+
+pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
+    let started = Instant::now();
+    if options.vectors.is_empty() || options.vectors.len() != options.ids.len() {
+        bail!("give one --ids file per --vectors file ({} and {})", options.ids.len(), options.vectors.len());
+    }
+    let web_assets = WebAssets::locate(options.assets.as_deref())?;
+    let catalog = read_catalog(&options.catalog, &options.columns)?;
+    let (ids, rows_of) = read_ids(&options.ids)?;
+    let by_id: HashMap<&str, usize> =
+        catalog.products.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+    let products: Vec<&Product> = ids
+        .iter()
+        .zip(&rows_of)
+        .map(|(id, (file, line))| {
+            by_id.get(id.as_str()).map(|&i| &catalog.products[i]).with_context(|| {
+                format!("{}:{line}: id '{id}' is not in the catalog {}", file.display(), options.catalog.display())
+            })
+        })
+        .collect::<Result<_>>()?;
+    let missing = catalog.products.len() - products.len();
+    eprintln!(
+        "vectors: {} items from {} file(s); {} catalog products have no vector{}",
+        ids.len(),
+        options.vectors.len(),
+        missing,
+        if missing > 0 { " and are left out" } else { "" }
+    );
+    let (labels, label_names) = labels_of(&catalog, &products);
+
+    let out = &options.out;
+    std::fs::create_dir_all(out.join(site::THUMBS_DIR)).with_context(|| format!("creating {}", out.display()))?;
+    let thumbs = write_thumbnails(options, &catalog, &products)?;
+    let paged = match options.layout {
+        LayoutChoice::Auto => ids.len() >= PAGED_FROM,
+        LayoutChoice::Whole => false,
+        LayoutChoice::Paged => true,
+    };
+    let product_of = |i: usize| SiteProduct {
+        id: products[i].id.clone(),
+        label: products[i].label.clone(),
+        thumb: thumbs.get(&products[i].image).cloned().unwrap_or_default(),
+        title: site::title_of(&products[i].metadata),
+        metadata: products[i].metadata.clone(),
+        crop: None,
+    };
+    let index_started = Instant::now();
+    // A rebuild that changes layout removes the other layout's files.
+    let (index_path, paged_info, manifest_products) = if paged {
+        let (vectors, dims, projection) = read_vectors(options, ids.len(), true)?;
+        let record = |i: usize| serde_json::to_string(&product_of(i)).expect("a product serialises");
+        let info = write_paged_index(options, vectors, dims, &ids, &labels, &label_names, projection.as_ref(), &record)?;
+        remove_file_if_present(&out.join(site::INDEX_PATH))?;
+        (site::PAGED_HEAD_PATH.to_string(), Some(info), Vec::new())
+    } else {
+        // The forest projects by itself, as in a catalog build.
+        let (vectors, dims, _) = read_vectors(options, ids.len(), false)?;
+        let mut params = ForestParams::new(options.metric);
+        params.seed = options.seed;
+        let storage = crate::site_builder::Storage { encoding: None, pca_dims: options.pca_dims };
+        let params = storage.resolve(params, ids.len());
+        let forest = Forest::build(vectors, dims, Some(labels), &params)?;
+        let index = Index { forest, ids: ids.clone(), label_names, appearance: None };
+        write_atomic(&out.join(site::INDEX_PATH), &index.to_bytes()).context("writing the index")?;
+        remove_paged_files(out)?;
+        (site::INDEX_PATH.to_string(), None, (0..ids.len()).map(product_of).collect())
+    };
+    eprintln!(
+        "index: {} layout over {} items in {}",
+        if paged { "paged" } else { "one-file" },
+        ids.len(),
+        format_duration(index_started.elapsed().as_secs_f64())
+    );
+
+    let model_bytes = std::fs::read(&options.model).with_context(|| format!("reading {}", options.model.display()))?;
+    let device = burn::tensor::Device::flex();
+    let model = lookalike_vision::model::weights::from_file_bytes(&options.model, &model_bytes, &device)
+        .with_context(|| format!("loading the embedder from {}", options.model.display()))?;
+    write_model_record(&options.model, &model_bytes, &model, &out.join(site::MODEL_PATH))?;
+    let manifest = SiteManifest {
+        version: site::MANIFEST_VERSION,
+        model: ModelInfo {
+            name: format!("efficientnet-{}", model.variant().name()),
+            file: site::MODEL_PATH.into(),
+            input_size: preprocess::EMBED_INPUT_SIZE,
+            dims: projection_input_dims(options)?,
+        },
+        index: index_path,
+        id_column: catalog.id_column.clone(),
+        label_column: catalog.label_column.clone(),
+        products: manifest_products,
+        detector: None,
+        labels: None,
+        attributes: None,
+        paged: paged_info,
+    };
+    write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?).context("writing the manifest")?;
+    web_assets.copy_into(out)?;
+    precompress(out)?;
+    Ok(VectorsReport { items: ids.len(), paged, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The ids files' lines, with where each came from (for messages).
+fn read_ids(files: &[PathBuf]) -> Result<(Vec<String>, Vec<(PathBuf, usize)>)> {
+    let mut ids = Vec::new();
+    let mut origin = Vec::new();
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+    for (f, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        for (line, id) in text.lines().enumerate() {
+            if id.is_empty() {
+                bail!("{}:{}: empty id", file.display(), line + 1);
+            }
+            if let Some((f0, l0)) = seen.insert(id.to_string(), (f, line + 1)) {
+                bail!("{}:{}: id '{id}' also on {}:{l0}", file.display(), line + 1, files[f0].display());
+            }
+            ids.push(id.to_string());
+            origin.push((file.clone(), line + 1));
+        }
+    }
+    Ok((ids, origin))
+}
+
+/// The embedder's width the site's vectors came from (what the page's
+/// photo worker produces).
+fn projection_input_dims(options: &VectorsBuild) -> Result<usize> {
+    Ok(crate::npy::map_f32(&options.vectors[0])?.cols)
+}
+
+/// All vectors, concatenated and projected; with the projection.
+fn read_vectors(options: &VectorsBuild, items: usize, project: bool) -> Result<(Vec<f32>, usize, Option<Projection>)> {
+    let matrices = options.vectors.iter().map(|p| crate::npy::map_f32(p)).collect::<Result<Vec<_>>>()?;
+    let cols = matrices[0].cols;
+    for (m, path) in matrices.iter().zip(&options.vectors) {
+        if m.cols != cols {
+            bail!("{}: {} columns, {} has {cols}", path.display(), m.cols, options.vectors[0].display());
+        }
+    }
+    for ((m, path), ids) in matrices.iter().zip(&options.vectors).zip(&options.ids) {
+        let lines = std::fs::read_to_string(ids)?.lines().count();
+        if m.rows != lines {
+            bail!("{}: {} rows, but {} has {lines} ids", path.display(), m.rows, ids.display());
+        }
+    }
+    let rows: usize = matrices.iter().map(|m| m.rows).sum();
+    debug_assert_eq!(rows, items);
+    let dims = match options.pca_dims {
+        Some(0) => cols,
+        Some(d) if d > cols => bail!("--pca-dims {d} is more than the vectors' {cols}"),
+        Some(d) => d,
+        None => cols.min(DEFAULT_PCA_DIMS),
+    };
+    for (m, path) in matrices.iter().zip(&options.vectors) {
+        if let Some(row) = m.values().chunks_exact(cols).position(|r| r.iter().any(|v| !v.is_finite())) {
+            bail!("{}: row {row} has a non-finite value", path.display());
+        }
+    }
+    if dims == cols || !project {
+        let mut all = Vec::with_capacity(rows * cols);
+        matrices.iter().for_each(|m| all.extend_from_slice(m.values()));
+        return Ok((all, cols, None));
+    }
+    // Fitted on a sample of the first file (the fit samples 8,192 rows).
+    let centre = options.metric == Metric::Euclidean;
+    let projection = Projection::fit(matrices[0].values(), cols, dims, centre, options.seed);
+    let mut all = Vec::with_capacity(rows * dims);
+    for m in &matrices {
+        for block in m.values().chunks(PROJECT_BLOCK * cols) {
+            all.extend(projection.apply_all(block));
+        }
+    }
+    Ok((all, dims, Some(projection)))
+}
+
+fn labels_of(catalog: &Catalog, products: &[&Product]) -> (Vec<u32>, Vec<String>) {
+    let names = catalog.label_names();
+    let number: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+    let labels = products
+        .iter()
+        .map(|p| p.label.as_deref().and_then(|l| number.get(l).copied()).unwrap_or(NO_LABEL))
+        .collect();
+    (labels, names)
+}
+
+/// One thumbnail per distinct image of the products (a catalog that
+/// shows one picture for many products makes it once); returns each
+/// image's thumbnail path. An image that cannot be read leaves its
+/// products without a thumbnail, reported, not fatal: their vectors exist.
+fn write_thumbnails(options: &VectorsBuild, catalog: &Catalog, products: &[&Product]) -> Result<HashMap<String, String>> {
+    let mut images: Vec<&str> = products.iter().map(|p| p.image.as_str()).collect();
+    images.sort_unstable();
+    images.dedup();
+    let catalog_dir = options.catalog.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let fetcher = Fetcher::new(FetchOptions {
+        allow_private_redirects: options.allow_private_redirects,
+        ..FetchOptions::new(options.cache_dir.join("images"))
+    });
+    let mut progress = crate::progress::Progress::new("thumbnails", images.len());
+    let done = std::sync::Mutex::new(&mut progress);
+    let made: Vec<(String, Result<String, String>)> = images
+        .par_iter()
+        .map(|image| {
+            let made = thumbnail(&fetcher, &catalog_dir, image, &options.out, options.thumb_size);
+            done.lock().unwrap().advance(1);
+            (image.to_string(), made)
+        })
+        .collect();
+    progress.finish();
+    let failed: Vec<String> = made.iter().filter_map(|(i, r)| r.as_ref().err().map(|e| format!("{i}: {e}"))).collect();
+    if !failed.is_empty() {
+        eprintln!("{} images could not be made into thumbnails ({} of {}), e.g. {}", failed.len(), catalog.source, images.len(), failed[0]);
+    }
+    Ok(made.into_iter().filter_map(|(i, r)| r.ok().map(|t| (i, t))).collect())
+}
+
+fn thumbnail(fetcher: &Fetcher, base: &Path, image: &str, out: &Path, size: u32) -> Result<String, String> {
+    let bytes = fetcher.bytes(base, image)?;
+    let path = thumb_path(&format!("{:x}", Sha256::digest(&bytes)));
+    if out.join(&path).exists() {
+        return Ok(path);
+    }
+    let decoded = preprocess::open(&bytes).and_then(|i| i.decode()).map_err(|e| e.to_string())?;
+    let mut jpeg = Vec::new();
+    preprocess::thumbnail(&decoded, size)
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
+    write_atomic(&out.join(&path), &jpeg).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// Writes the pages (streamed into a temporary file that replaces the old
+/// one only when complete), the head, and the chunk files if asked.
+#[allow(clippy::too_many_arguments)]
+fn write_paged_index(
+    options: &VectorsBuild,
+    vectors: Vec<f32>,
+    dims: usize,
+    ids: &[String],
+    labels: &[u32],
+    label_names: &[String],
+    projection: Option<&Projection>,
+    record: &(dyn Fn(usize) -> String + Sync),
+) -> Result<PagedInfo> {
+    let out = &options.out;
+    let pages_path = out.join(site::PAGED_PAGES_PATH);
+    let dir = pages_path.parent().expect("a nested path");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = tempfile::Builder::new().prefix(".lookalike-").suffix(".tmp").tempfile_in(dir)?;
+    let source = PagedSource {
+        metric: options.metric,
+        dims,
+        vectors,
+        ids,
+        labels,
+        label_names,
+        projection,
+        record,
+    };
+    let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file());
+    let head = write_paged(source, &options.paged, &mut writer, &mut |stage| eprintln!("paged index: {stage}"))?;
+    writer.flush()?;
+    drop(writer);
+    tmp.as_file().sync_all()?;
+    set_readable(tmp.path())?;
+    tmp.persist(&pages_path).map_err(|e| e.error).with_context(|| format!("writing {}", pages_path.display()))?;
+    let head_bytes = head.encode();
+    write_atomic(&out.join(site::PAGED_HEAD_PATH), &head_bytes).context("writing the paged head")?;
+    let chunks = match options.chunk_size {
+        Some(size) => Some(write_chunks(out, &pages_path, size)?),
+        None => {
+            let _ = std::fs::remove_dir_all(out.join(site::PAGED_CHUNKS_DIR));
+            None
+        }
+    };
+    eprintln!(
+        "paged index: {} lists in {} cells; head {:.0} KB, pages {:.1} MB",
+        head.lists.len(),
+        head.cells(),
+        head_bytes.len() as f64 / 1e3,
+        head.pages_len as f64 / 1e6
+    );
+    Ok(PagedInfo {
+        head: site::PAGED_HEAD_PATH.into(),
+        pages: site::PAGED_PAGES_PATH.into(),
+        pages_bytes: head.pages_len,
+        items: head.items,
+        chunks,
+    })
+}
+
+#[cfg(unix)]
+fn set_readable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?)
+}
+
+#[cfg(not(unix))]
+fn set_readable(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Cuts the pages file into `size`-byte files `000000.bin`, `000001.bin`...
+/// (the last one shorter), replacing any earlier set.
+fn write_chunks(out: &Path, pages: &Path, size: u64) -> Result<ChunkInfo> {
+    if !(4096..=64 << 20).contains(&size) {
+        bail!("--chunk-size {size}: use 4 KiB to 64 MiB");
+    }
+    let dir = out.join(site::PAGED_CHUNKS_DIR);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file = std::fs::File::open(pages)?;
+    let mut buffer = vec![0u8; size as usize];
+    for n in 0.. {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match file.read(&mut buffer[filled..])? {
+                0 => break,
+                read => filled += read,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        write_atomic(&dir.join(format!("{n:06}.bin")), &buffer[..filled])?;
+        if filled < buffer.len() {
+            break;
+        }
+    }
+    Ok(ChunkInfo { dir: site::PAGED_CHUNKS_DIR.into(), size })
+}
+
+fn remove_paged_files(out: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(out.join("data/paged")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn remove_file_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
