@@ -236,6 +236,16 @@ ensure_ann_bench_deps() {
 # The label head names detected crops (and shoppers' photos) with the
 # fashion catalog's articleTypes; trained once from the shared data.
 LABEL_HEAD="models/labels.json"
+# Ray runs the embedding shards (cluster/ray_embed.py); its test starts a
+# local cluster. Kept in the cache, outside the clone.
+RAY=ray==2.60.0
+ensure_ray() {
+  if ! PYTHONPATH="$CACHE/pyray" python3 -c "import ray; assert ray.__version__ == '${RAY#*==}'" 2>/dev/null; then
+    log "installing $RAY (the cluster test's engine)"
+    python3 -m pip install --quiet --target "$CACHE/pyray" "$RAY"
+  fi
+}
+
 train_label_head() {
   [ -f "$LABEL_HEAD" ] && [ "$LABEL_HEAD" -nt "$MODEL_RECORD" ] && return
   if [ ! -f "$DATA/fashion-product-images/labels.csv" ]; then
@@ -286,12 +296,15 @@ case "${1:-build}" in
     log "Rust tests"
     CARGO_TARGET_DIR="$CACHE/target-native" LOOKALIKE_FIXTURES="$CACHE/fixtures" LOOKALIKE_DATA="$DATA" \
       cargo test --release --locked --no-fail-fast
+    log "embedding in shards on a local Ray cluster (a head and two worker nodes)"
+    ensure_ray
+    LOOKALIKE_BIN="$LOOKALIKE" LOOKALIKE_DATA="$DATA" PYTHONPATH="$CACHE/pyray" python3 cluster/test_ray_embed.py
     log "browser tests (Chromium on CPU wasm and WebGPU via SwiftShader, Firefox ESR, WebKitGTK)"
     LOOKALIKE_BIN="$LOOKALIKE" LOOKALIKE_DATA="$DATA" LOOKALIKE_CACHE="$CACHE" node tests/browser/e2e.mjs
     ;;
   bench)
     build_all
-    [ "${2:-}" = web ] && ensure_browser_test_deps
+    case "${2:-}" in web | scale) ensure_browser_test_deps ;; esac
     [ "${2:-}" = ann ] && ensure_ann_bench_deps
     # Annoy and numpy are the benchmark's reference, never a dependency.
     if ! PYTHONPATH="$CACHE/pylib" python3 -c "import annoy, numpy" 2>/dev/null; then

@@ -34,6 +34,8 @@ async function throttled(browser) {
   const cdp = await browser.raw.context().newCDPSession(browser.raw);
   await cdp.send('Network.enable');
   await cdp.send('Network.emulateNetworkConditions', NETWORK);
+  // Cold means cold: no query is answered from the browser's HTTP cache.
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
   return cdp;
 }
 
@@ -50,11 +52,12 @@ async function firstVisit(browser, url, served) {
 }
 
 async function pagedRuns(browser, kind, items) {
-  const cold = { ms: [], bytes: [], requests: [], rounds: [] };
+  const cold = { ms: [], bytes: [], requests: [], rounds: [], round_ms: [] };
   const warm = { ms: [] };
   for (const item of items) {
     const run = await browser.evaluate(async ([kind, item]) => {
       const search = window.lookalike.paged;
+      search.clearCache(); // the pages earlier queries fetched
       const ask = () => (kind === 'product' ? search.item(item, { k: 10 }) : search.vector(new Float32Array(item), { k: 10 }));
       const first = await ask();
       const again = await ask();
@@ -65,11 +68,14 @@ async function pagedRuns(browser, kind, items) {
     cold.bytes.push(run.cold.bytes);
     cold.requests.push(run.cold.requests);
     cold.rounds.push(run.cold.rounds);
+    run.cold.round_ms.forEach((ms, i) => { (cold.round_ms[i] ||= []).push(ms); });
     warm.ms.push(run.warm.ms);
   }
   return {
     cold_ms: summary(cold.ms), cold_bytes: summary(cold.bytes), cold_requests: summary(cold.requests),
     cold_rounds: summary(cold.rounds), warm_ms: summary(warm.ms),
+    // Median time of each round of requests, in order.
+    cold_round_ms_median: cold.round_ms.map((values) => quantile(values, 0.5)),
   };
 }
 

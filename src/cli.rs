@@ -537,7 +537,11 @@ fn build_from_vectors(args: BuildArgs) -> Result<()> {
     use crate::paged_site::{VectorsBuild, build_from_vectors};
     let options = VectorsBuild {
         catalog: args.input.catalog,
-        columns: Columns { id: args.input.id_col, image: args.input.image_col, label: args.label_col },
+        columns: Columns {
+            id: args.input.id_col,
+            image: args.input.image_col,
+            label: args.label_col,
+        },
         out: args.out,
         vectors: args.vectors,
         ids: args.ids,
@@ -581,7 +585,12 @@ fn embed(
     let mut catalog = read_catalog(catalog_path, columns)?;
     if let Some((index, count)) = shard {
         let rows = shard_rows(catalog.products.len(), index, count);
-        eprintln!("shard {index}/{count}: catalog rows {}..{} of {}", rows.start, rows.end, catalog.products.len());
+        eprintln!(
+            "shard {index}/{count}: catalog rows {}..{} of {}",
+            rows.start,
+            rows.end,
+            catalog.products.len()
+        );
         catalog.products = catalog.products.drain(rows).collect();
     }
     let device = Device::flex();
@@ -629,6 +638,31 @@ pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
 }
 
 fn query(args: QueryArgs) -> Result<()> {
+    if let Some(paged) = crate::paged_site::open_paged(&args.site)? {
+        let Some(id) = &args.id else {
+            bail!(
+                "{} is a paged site: query it with --id here (photos are searched in its page)",
+                args.site.display()
+            );
+        };
+        let query = lookalike_index::paged::PagedQuery {
+            same_label: args.same_label,
+            ..lookalike_index::paged::PagedQuery::top(args.k)
+        };
+        let hits = paged
+            .query_item(id, &query)?
+            .with_context(|| format!("no product with id '{id}' in {}", args.site.display()))?;
+        let results: Vec<lookalike_index::rank::Recommendation> = hits
+            .into_iter()
+            .map(|h| lookalike_index::rank::Recommendation {
+                original_product_id: id.clone(),
+                similar_product_id: h.id,
+                score: h.score,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
     let (index, manifest) = load_site(&args.site)?;
     let weights = query_weights(&index, &args.weights, &args.site)?;
     let options = RecommendOptions {

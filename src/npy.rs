@@ -58,7 +58,8 @@ pub fn map_f32(path: &Path) -> Result<MappedMatrix> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: the file is only read; a file truncated under the map would
     // fault, which the build accepts for its own input files.
-    let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("mapping {}", path.display()))?;
     let (start, rows, cols) = parse_header(&map, path)?;
     if start % 4 != 0 {
         bail!("{}: data does not start on a 4-byte boundary", path.display());
@@ -95,7 +96,11 @@ fn parse_header(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize)> {
     let start = 10 + header_len;
     let expected = rows.checked_mul(cols).and_then(|v| v.checked_mul(4));
     if expected != Some(bytes.len() - start.min(bytes.len())) {
-        bail!("{}: {} data bytes for shape ({rows}, {cols})", path.display(), bytes.len().saturating_sub(start));
+        bail!(
+            "{}: {} data bytes for shape ({rows}, {cols})",
+            path.display(),
+            bytes.len().saturating_sub(start)
+        );
     }
     Ok((start, rows, cols))
 }

@@ -83,7 +83,11 @@ pub struct VectorsReport {
 pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
     let started = Instant::now();
     if options.vectors.is_empty() || options.vectors.len() != options.ids.len() {
-        bail!("give one --ids file per --vectors file ({} and {})", options.ids.len(), options.vectors.len());
+        bail!(
+            "give one --ids file per --vectors file ({} and {})",
+            options.ids.len(),
+            options.vectors.len()
+        );
     }
     let web_assets = WebAssets::locate(options.assets.as_deref())?;
     let catalog = read_catalog(&options.catalog, &options.columns)?;
@@ -95,7 +99,11 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
         .zip(&rows_of)
         .map(|(id, (file, line))| {
             by_id.get(id.as_str()).map(|&i| &catalog.products[i]).with_context(|| {
-                format!("{}:{line}: id '{id}' is not in the catalog {}", file.display(), options.catalog.display())
+                format!(
+                    "{}:{line}: id '{id}' is not in the catalog {}",
+                    file.display(),
+                    options.catalog.display()
+                )
             })
         })
         .collect::<Result<_>>()?;
@@ -109,14 +117,19 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
     );
     let (labels, label_names) = labels_of(&catalog, &products);
 
-    let out = &options.out;
-    std::fs::create_dir_all(out.join(site::THUMBS_DIR)).with_context(|| format!("creating {}", out.display()))?;
-    let thumbs = write_thumbnails(options, &catalog, &products)?;
     let paged = match options.layout {
         LayoutChoice::Auto => ids.len() >= PAGED_FROM,
         LayoutChoice::Whole => false,
         LayoutChoice::Paged => true,
     };
+    // Every input is read and checked before anything is written: bad
+    // vectors fail the build with the site as it was. A paged index takes
+    // them projected; the forest projects by itself, as in a catalog build.
+    let (vectors, dims, projection) = read_vectors(options, ids.len(), paged)?;
+    let out = &options.out;
+    std::fs::create_dir_all(out.join(site::THUMBS_DIR))
+        .with_context(|| format!("creating {}", out.display()))?;
+    let thumbs = write_thumbnails(options, &catalog, &products)?;
     let product_of = |i: usize| SiteProduct {
         id: products[i].id.clone(),
         label: products[i].label.clone(),
@@ -128,21 +141,29 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
     let index_started = Instant::now();
     // A rebuild that changes layout removes the other layout's files.
     let (index_path, paged_info, manifest_products) = if paged {
-        let (vectors, dims, projection) = read_vectors(options, ids.len(), true)?;
-        let record = |i: usize| serde_json::to_string(&product_of(i)).expect("a product serialises");
-        let info = write_paged_index(options, vectors, dims, &ids, &labels, &label_names, projection.as_ref(), &record)?;
+        let record =
+            |i: usize| serde_json::to_string(&product_of(i)).expect("a product serialises");
+        let info = write_paged_index(
+            options,
+            vectors,
+            dims,
+            &ids,
+            &labels,
+            &label_names,
+            projection.as_ref(),
+            &record,
+        )?;
         remove_file_if_present(&out.join(site::INDEX_PATH))?;
         (site::PAGED_HEAD_PATH.to_string(), Some(info), Vec::new())
     } else {
-        // The forest projects by itself, as in a catalog build.
-        let (vectors, dims, _) = read_vectors(options, ids.len(), false)?;
         let mut params = ForestParams::new(options.metric);
         params.seed = options.seed;
         let storage = crate::site_builder::Storage { encoding: None, pca_dims: options.pca_dims };
         let params = storage.resolve(params, ids.len());
         let forest = Forest::build(vectors, dims, Some(labels), &params)?;
         let index = Index { forest, ids: ids.clone(), label_names, appearance: None };
-        write_atomic(&out.join(site::INDEX_PATH), &index.to_bytes()).context("writing the index")?;
+        write_atomic(&out.join(site::INDEX_PATH), &index.to_bytes())
+            .context("writing the index")?;
         remove_paged_files(out)?;
         (site::INDEX_PATH.to_string(), None, (0..ids.len()).map(product_of).collect())
     };
@@ -153,10 +174,12 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
         format_duration(index_started.elapsed().as_secs_f64())
     );
 
-    let model_bytes = std::fs::read(&options.model).with_context(|| format!("reading {}", options.model.display()))?;
+    let model_bytes = std::fs::read(&options.model)
+        .with_context(|| format!("reading {}", options.model.display()))?;
     let device = burn::tensor::Device::flex();
-    let model = lookalike_vision::model::weights::from_file_bytes(&options.model, &model_bytes, &device)
-        .with_context(|| format!("loading the embedder from {}", options.model.display()))?;
+    let model =
+        lookalike_vision::model::weights::from_file_bytes(&options.model, &model_bytes, &device)
+            .with_context(|| format!("loading the embedder from {}", options.model.display()))?;
     write_model_record(&options.model, &model_bytes, &model, &out.join(site::MODEL_PATH))?;
     let manifest = SiteManifest {
         version: site::MANIFEST_VERSION,
@@ -175,7 +198,8 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
         attributes: None,
         paged: paged_info,
     };
-    write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?).context("writing the manifest")?;
+    write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?)
+        .context("writing the manifest")?;
     web_assets.copy_into(out)?;
     precompress(out)?;
     Ok(VectorsReport { items: ids.len(), paged, seconds: started.elapsed().as_secs_f64() })
@@ -187,13 +211,19 @@ fn read_ids(files: &[PathBuf]) -> Result<(Vec<String>, Vec<(PathBuf, usize)>)> {
     let mut origin = Vec::new();
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
     for (f, file) in files.iter().enumerate() {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         for (line, id) in text.lines().enumerate() {
             if id.is_empty() {
                 bail!("{}:{}: empty id", file.display(), line + 1);
             }
             if let Some((f0, l0)) = seen.insert(id.to_string(), (f, line + 1)) {
-                bail!("{}:{}: id '{id}' also on {}:{l0}", file.display(), line + 1, files[f0].display());
+                bail!(
+                    "{}:{}: id '{id}' also on {}:{l0}",
+                    file.display(),
+                    line + 1,
+                    files[f0].display()
+                );
             }
             ids.push(id.to_string());
             origin.push((file.clone(), line + 1));
@@ -209,12 +239,22 @@ fn projection_input_dims(options: &VectorsBuild) -> Result<usize> {
 }
 
 /// All vectors, concatenated and projected; with the projection.
-fn read_vectors(options: &VectorsBuild, items: usize, project: bool) -> Result<(Vec<f32>, usize, Option<Projection>)> {
-    let matrices = options.vectors.iter().map(|p| crate::npy::map_f32(p)).collect::<Result<Vec<_>>>()?;
+fn read_vectors(
+    options: &VectorsBuild,
+    items: usize,
+    project: bool,
+) -> Result<(Vec<f32>, usize, Option<Projection>)> {
+    let matrices =
+        options.vectors.iter().map(|p| crate::npy::map_f32(p)).collect::<Result<Vec<_>>>()?;
     let cols = matrices[0].cols;
     for (m, path) in matrices.iter().zip(&options.vectors) {
         if m.cols != cols {
-            bail!("{}: {} columns, {} has {cols}", path.display(), m.cols, options.vectors[0].display());
+            bail!(
+                "{}: {} columns, {} has {cols}",
+                path.display(),
+                m.cols,
+                options.vectors[0].display()
+            );
         }
     }
     for ((m, path), ids) in matrices.iter().zip(&options.vectors).zip(&options.ids) {
@@ -232,7 +272,9 @@ fn read_vectors(options: &VectorsBuild, items: usize, project: bool) -> Result<(
         None => cols.min(DEFAULT_PCA_DIMS),
     };
     for (m, path) in matrices.iter().zip(&options.vectors) {
-        if let Some(row) = m.values().chunks_exact(cols).position(|r| r.iter().any(|v| !v.is_finite())) {
+        if let Some(row) =
+            m.values().chunks_exact(cols).position(|r| r.iter().any(|v| !v.is_finite()))
+        {
             bail!("{}: row {row} has a non-finite value", path.display());
         }
     }
@@ -255,7 +297,8 @@ fn read_vectors(options: &VectorsBuild, items: usize, project: bool) -> Result<(
 
 fn labels_of(catalog: &Catalog, products: &[&Product]) -> (Vec<u32>, Vec<String>) {
     let names = catalog.label_names();
-    let number: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+    let number: HashMap<&str, u32> =
+        names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
     let labels = products
         .iter()
         .map(|p| p.label.as_deref().and_then(|l| number.get(l).copied()).unwrap_or(NO_LABEL))
@@ -267,7 +310,11 @@ fn labels_of(catalog: &Catalog, products: &[&Product]) -> (Vec<u32>, Vec<String>
 /// shows one picture for many products makes it once); returns each
 /// image's thumbnail path. An image that cannot be read leaves its
 /// products without a thumbnail, reported, not fatal: their vectors exist.
-fn write_thumbnails(options: &VectorsBuild, catalog: &Catalog, products: &[&Product]) -> Result<HashMap<String, String>> {
+fn write_thumbnails(
+    options: &VectorsBuild,
+    catalog: &Catalog,
+    products: &[&Product],
+) -> Result<HashMap<String, String>> {
     let mut images: Vec<&str> = products.iter().map(|p| p.image.as_str()).collect();
     images.sort_unstable();
     images.dedup();
@@ -287,14 +334,27 @@ fn write_thumbnails(options: &VectorsBuild, catalog: &Catalog, products: &[&Prod
         })
         .collect();
     progress.finish();
-    let failed: Vec<String> = made.iter().filter_map(|(i, r)| r.as_ref().err().map(|e| format!("{i}: {e}"))).collect();
+    let failed: Vec<String> =
+        made.iter().filter_map(|(i, r)| r.as_ref().err().map(|e| format!("{i}: {e}"))).collect();
     if !failed.is_empty() {
-        eprintln!("{} images could not be made into thumbnails ({} of {}), e.g. {}", failed.len(), catalog.source, images.len(), failed[0]);
+        eprintln!(
+            "{} images could not be made into thumbnails ({} of {}), e.g. {}",
+            failed.len(),
+            catalog.source,
+            images.len(),
+            failed[0]
+        );
     }
     Ok(made.into_iter().filter_map(|(i, r)| r.ok().map(|t| (i, t))).collect())
 }
 
-fn thumbnail(fetcher: &Fetcher, base: &Path, image: &str, out: &Path, size: u32) -> Result<String, String> {
+fn thumbnail(
+    fetcher: &Fetcher,
+    base: &Path,
+    image: &str,
+    out: &Path,
+    size: u32,
+) -> Result<String, String> {
     let bytes = fetcher.bytes(base, image)?;
     let path = thumb_path(&format!("{:x}", Sha256::digest(&bytes)));
     if out.join(&path).exists() {
@@ -338,14 +398,19 @@ fn write_paged_index(
         record,
     };
     let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file());
-    let head = write_paged(source, &options.paged, &mut writer, &mut |stage| eprintln!("paged index: {stage}"))?;
+    let head = write_paged(source, &options.paged, &mut writer, &mut |stage| {
+        eprintln!("paged index: {stage}")
+    })?;
     writer.flush()?;
     drop(writer);
     tmp.as_file().sync_all()?;
     set_readable(tmp.path())?;
-    tmp.persist(&pages_path).map_err(|e| e.error).with_context(|| format!("writing {}", pages_path.display()))?;
+    tmp.persist(&pages_path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", pages_path.display()))?;
     let head_bytes = head.encode();
-    write_atomic(&out.join(site::PAGED_HEAD_PATH), &head_bytes).context("writing the paged head")?;
+    write_atomic(&out.join(site::PAGED_HEAD_PATH), &head_bytes)
+        .context("writing the paged head")?;
     let chunks = match options.chunk_size {
         Some(size) => Some(write_chunks(out, &pages_path, size)?),
         None => {
@@ -421,5 +486,66 @@ fn remove_file_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+/// A paged site opened natively: the head in memory, pages read from the
+/// file as queries ask for them (the same reader the page drives).
+pub struct PagedSite {
+    index: std::cell::RefCell<lookalike_index::paged::PagedIndex>,
+    pages: std::fs::File,
+    path: PathBuf,
+}
+
+/// Opens `site` when its manifest says it is paged.
+pub fn open_paged(site_dir: &Path) -> Result<Option<PagedSite>> {
+    let manifest_path = site_dir.join(site::MANIFEST_PATH);
+    let text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let manifest: SiteManifest = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}", manifest_path.display()))?;
+    let Some(info) = manifest.paged else { return Ok(None) };
+    let head_path = site_dir.join(&info.head);
+    let head =
+        std::fs::read(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
+    let index = lookalike_index::paged::PagedIndex::from_head(&head, 64 << 20)
+        .with_context(|| head_path.display().to_string())?;
+    let path = site_dir.join(&info.pages);
+    let pages =
+        std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let length = pages.metadata()?.len();
+    if length != index.head().pages_len {
+        bail!("{}: {length} bytes, its head says {}", path.display(), index.head().pages_len);
+    }
+    Ok(Some(PagedSite { index: index.into(), pages, path }))
+}
+
+impl PagedSite {
+    /// A product's look-alikes; `None` for an id the site lacks.
+    pub fn query_item(
+        &self,
+        id: &str,
+        query: &lookalike_index::paged::PagedQuery,
+    ) -> Result<Option<Vec<lookalike_index::paged::PagedHit>>> {
+        use lookalike_index::paged::Step;
+        use std::os::unix::fs::FileExt;
+        let mut index = self.index.borrow_mut();
+        for _ in 0..16 {
+            match index.query_item(id, query).with_context(|| self.path.display().to_string())? {
+                Step::Done(hits) => return Ok(hits),
+                Step::Need(pages) => {
+                    for (start, end) in lookalike_index::paged::coalesce(&pages, 0) {
+                        let mut bytes = vec![0u8; (end - start) as usize];
+                        self.pages
+                            .read_exact_at(&mut bytes, start)
+                            .with_context(|| format!("reading {}", self.path.display()))?;
+                        index
+                            .accept(&pages, start, &bytes)
+                            .with_context(|| self.path.display().to_string())?;
+                    }
+                }
+            }
+        }
+        bail!("{}: a query that does not end", self.path.display())
     }
 }

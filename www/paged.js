@@ -41,8 +41,11 @@ export class PagedSearch {
     return this.run(() => this.index.stepBrowse(first, count));
   }
 
+  /// Forgets the pages fetched so far (the next query is cold again).
+  clearCache() { this.index.clearCache(); }
+
   async run(step) {
-    const stats = { rounds: 0, requests: 0, bytes: 0, started: performance.now() };
+    const stats = { rounds: 0, requests: 0, bytes: 0, round_ms: [], started: performance.now() };
     for (let round = 0; round <= MAX_ROUNDS; round++) {
       const out = step();
       if (out.missing) return { hits: null, stats: this.finish(stats) };
@@ -51,10 +54,12 @@ export class PagedSearch {
         return { hits, stats: this.finish(stats) };
       }
       stats.rounds++;
+      const roundStarted = performance.now();
       await Promise.all(out.need.map(async ([start, end]) => {
         const bytes = await this.fetchRange(start, end, stats);
         this.index.accept(start, bytes);
       }));
+      stats.round_ms.push(Math.round(performance.now() - roundStarted));
     }
     throw new Error(`a paged query needed more than ${MAX_ROUNDS} rounds of requests`);
   }

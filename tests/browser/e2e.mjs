@@ -12,7 +12,10 @@
 //     the page's vector matches the native build's (cosine >= 0.999);
 //   - colour weighed at query time (wasm API, the page's slider, the widget's
 //     `weights` attribute) finds more products of the same colour;
-//   - a hostile product name renders as text.
+//   - a hostile product name renders as text;
+//   - the same sample built as a paged site (`build --vectors --layout
+//     paged`) is read by byte range: a product's look-alikes as the native
+//     tool gives them, in three rounds, from chunk files too, and a photo.
 // Every search goes through the wasm module, so a broken wasm path fails here.
 //
 // Environment: LOOKALIKE_BIN (native tool), LOOKALIKE_DATA (shared data),
@@ -425,6 +428,70 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
   }
 }
 
+/// A paged site (the same sample, embedded by `embed` and built with
+/// `build --vectors --layout paged`): the page reads it by byte range.
+function buildPaged(file, work) {
+  const vectors = path.join(work, 'vectors');
+  execFileSync(BIN, ['embed', '--catalog', file, '--out', vectors, '--id-col', 'product_id', '--image-col', 'file', '--crops', 'foreground'], { stdio: 'inherit' });
+  const site = path.join(work, 'paged-site');
+  execFileSync(BIN, ['build', '--catalog', file, '--out', site, '--id-col', 'product_id', '--image-col', 'file',
+    '--label-col', 'articleType', '--vectors', path.join(vectors, 'vectors.npy'), '--ids', path.join(vectors, 'ids.txt'),
+    '--layout', 'paged', '--list-size', '8', '--chunk-size', '8192'], { stdio: 'inherit' });
+  return site;
+}
+
+async function runPaged(run, url, site, sample) {
+  const page = await launch(run.engine, run.mode);
+  const tag = `${page.name} paged`;
+  try {
+    const labelOf = new Map(sample.map((r) => [r.product_id, r.articleType]));
+    const watch = sample.find((r) => r.articleType === 'Watches');
+    await page.goto(`${url}?sw=off&product=${watch.product_id}`);
+    await page.waitFor(() => (document.body.dataset.ready && !document.querySelector('#results').hidden) || document.body.dataset.error, null, 120_000);
+    const loaded = await page.evaluate(() => ({
+      error: document.body.dataset.error, cards: document.querySelectorAll('#catalog .product').length,
+      q: window.lookalike.lastQuery, ranged: performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/pages.lkp')).length,
+      whole: performance.getEntriesByType('resource').some((e) => e.name.endsWith('.lkf')),
+    }));
+    check(`[${tag}] the page loads a paged site and shows its first products`, !loaded.error && loaded.cards > 0 && !loaded.whole, loaded.error || `${loaded.cards} products`);
+    if (loaded.error) return;
+    const watches = loaded.q.hits.filter((h) => labelOf.get(h.id) === 'Watches').length;
+    check(`[${tag}] a watch's look-alikes come by byte range, mostly watches, in 3 rounds`,
+      loaded.q.hits.length === 10 && watches >= 6 && loaded.q.stats.rounds <= 3 && loaded.ranged > 0,
+      `${watches}/10 watches, ${loaded.q.stats.rounds} rounds, ${loaded.q.stats.requests} requests, ${loaded.q.stats.bytes} bytes`);
+    const native = JSON.parse(execFileSync(BIN, ['query', '--site', site, '--id', watch.product_id, '-k', '10']).toString());
+    const same = JSON.stringify(native.map((r) => r.similar_product_id)) === JSON.stringify(loaded.q.hits.map((h) => h.id));
+    check(`[${tag}] the page and the native tool give the same look-alikes`, same);
+    const again = await page.evaluate(async (id) => {
+      const search = window.lookalike.paged;
+      const warm = await search.item(id, { k: 10 });
+      search.clearCache();
+      search.useChunks = true; // as on a host that ignores ranges
+      const chunked = await search.item(id, { k: 10 });
+      search.useChunks = false;
+      return { warm: warm.stats.requests, warmIds: warm.hits.map((h) => h.id), chunkIds: chunked.hits.map((h) => h.id), chunkRequests: chunked.stats.requests };
+    }, watch.product_id);
+    const ids = loaded.q.hits.map((h) => h.id).join();
+    check(`[${tag}] a repeated query fetches nothing; chunk files give the same answer`,
+      again.warm === 0 && again.warmIds.join() === ids && again.chunkIds.join() === ids && again.chunkRequests > 0, JSON.stringify({ warm: again.warm, chunks: again.chunkRequests }));
+    const missing = await page.evaluate(async () => (await window.lookalike.paged.item('no-such-product', { k: 5 })).hits);
+    check(`[${tag}] an unknown product id answers none`, missing === null);
+    if (run.engine === 'chromium') {
+      // A photo: the projection page, the cells' centroids, the lists.
+      await page.evaluate(() => { window.lookalike.lastQuery = null; });
+      await page.setInputFiles('#photo', watch.file);
+      await page.waitFor(() => window.lookalike.lastQuery || document.body.dataset.error, null, 300_000);
+      const photo = await page.evaluate(() => ({ error: document.body.dataset.error, hits: window.lookalike.lastQuery && window.lookalike.lastQuery.hits.map((h) => h.id) }));
+      check(`[${tag}] a photo of a product finds that product first`, !photo.error && photo.hits && photo.hits[0] === watch.product_id,
+        photo.error || `first ${photo.hits && photo.hits[0]}`);
+    }
+    const errors = await page.errors();
+    check(`[${tag}] no errors in the page`, errors.length === 0, errors.slice(0, 3).join(' | '));
+  } finally {
+    await page.close();
+  }
+}
+
 async function main() {
   if (!BIN || !DATA) throw new Error('set LOOKALIKE_BIN and LOOKALIKE_DATA (./build.sh test does)');
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lookalike-e2e-'));
@@ -434,8 +501,19 @@ async function main() {
   execFileSync(BIN, ['build', '--catalog', file, '--out', site, '--id-col', 'product_id', '--image-col', 'file',
     '--label-col', 'articleType', '--pca-dims', '64', '--learn', 'articleType=0.4', '--learn', 'baseColour=0.2'], { stdio: 'inherit' });
   console.log(`built a ${sample.length}-product site in ${((Date.now() - built) / 1000).toFixed(1)} s`);
+  const pagedSite = buildPaged(file, work);
   try {
     const runs = (process.env.E2E_ENGINES || Object.keys(RUNS).join(',')).split(',');
+    for (const name of runs.filter((n) => n !== 'chromium-webgpu')) {
+      const { server, url } = await startServer(pagedSite);
+      try {
+        await runPaged(RUNS[name], url, pagedSite, sample);
+      } catch (error) {
+        check(`[${name} paged] the run completes`, false, String(error && error.stack || error).split('\n').slice(0, 3).join(' '));
+      } finally {
+        server.kill();
+      }
+    }
     for (const name of runs) {
       if (!RUNS[name]) throw new Error(`unknown engine ${name}; E2E_ENGINES takes ${Object.keys(RUNS).join(', ')}`);
       // A server per run: the offline check stops it.

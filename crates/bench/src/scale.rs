@@ -73,11 +73,14 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
         let site = data.join("site");
         // LOOKALIKE_SCALE_REUSE=1 measures the last build again (when
         // trying query settings).
-        let reuse = std::env::var_os("LOOKALIKE_SCALE_REUSE").is_some() && site.join(lookalike::site::PAGED_HEAD_PATH).is_file();
-        let (build_seconds, build_peak_mb) = if reuse { (f64::NAN, f64::NAN) } else { build(&data, &site)? };
+        let reuse = std::env::var_os("LOOKALIKE_SCALE_REUSE").is_some()
+            && site.join(lookalike::site::PAGED_HEAD_PATH).is_file();
+        let (build_seconds, build_peak_mb) =
+            if reuse { (f64::NAN, f64::NAN) } else { build(&data, &site)? };
         let (mut run, queries) = measure_native(&data, &site, n)?;
         run.build_seconds = build_seconds;
         run.build_peak_mb = build_peak_mb;
+        std::fs::write(data.join("queries.json"), serde_json::to_vec(&queries)?)?;
         if std::env::var_os("LOOKALIKE_SCALE_NO_BROWSER").is_none() {
             run.browser = Some(measure_browser(options, &data, &site, &queries)?);
         }
@@ -102,22 +105,30 @@ struct Queries {
 /// bench/scale.mjs in headless Chromium over an emulated 40 ms / 20 Mbit/s
 /// network, with the demo's one-file site (from `bench web`, or the demo)
 /// measured the same way when it has been built.
-fn measure_browser(options: &ScaleOptions, data: &Path, site: &Path, queries: &Queries) -> Result<serde_json::Value> {
+fn measure_browser(
+    options: &ScaleOptions,
+    data: &Path,
+    site: &Path,
+    queries: &Queries,
+) -> Result<serde_json::Value> {
     let file = data.join("queries.json");
-    std::fs::write(&file, serde_json::to_vec(queries)?)?;
+    debug_assert!(file.is_file() && !queries.products.is_empty());
     let mut command = Command::new("node");
     command.arg(options.project.join("bench/scale.mjs")).arg(site).arg(&file);
-    let demo = ["bench/web-site", "demo-site"].map(|d| options.cache_dir.join(d)).into_iter().find(|d| d.join("data/index.lkf").is_file());
+    let demo = ["bench/web-site", "demo-site"]
+        .map(|d| options.cache_dir.join(d))
+        .into_iter()
+        .find(|d| d.join("data/index.lkf").is_file());
     if let Some(demo) = &demo {
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(demo.join("data/catalog.json"))?)?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(demo.join("data/catalog.json"))?)?;
         let id = manifest["products"][0]["id"].as_str().unwrap_or_default().to_string();
         command.arg(demo).arg(id);
     }
     eprintln!("measuring {} in headless Chromium (40 ms round trip, 20 Mbit/s)", site.display());
-    let output = command
-        .env("LOOKALIKE_BIN", crate::web::lookalike_binary()?)
-        .output()
-        .context("running node bench/scale.mjs (needs node and ./build.sh test's browser drivers)")?;
+    let output = command.env("LOOKALIKE_BIN", crate::web::lookalike_binary()?).output().context(
+        "running node bench/scale.mjs (needs node and ./build.sh test's browser drivers)",
+    )?;
     if !output.status.success() {
         bail!("bench/scale.mjs failed: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -130,7 +141,11 @@ fn print_run(run: &ScaleRun) {
         "build from vectors: {:.0} s, peak memory {:.0} MB (targets for 1,000,000: <= 900 s, <= 4,096 MB)",
         run.build_seconds, run.build_peak_mb
     );
-    println!("head {:.0} KB, pages {:.0} MB", run.head_bytes as f64 / 1e3, run.pages_bytes as f64 / 1e6);
+    println!(
+        "head {:.0} KB, pages {:.0} MB",
+        run.head_bytes as f64 / 1e3,
+        run.pages_bytes as f64 / 1e6
+    );
     for (name, q) in [("product", &run.product), ("vector", &run.vector)] {
         println!(
             "{name} queries: recall@10 {:.3} (target >= 0.90); cold {:.0} KB median, {:.0} KB p95 (target <= 200 KB) in {} rounds, {} requests; warm {:.2} ms natively",
@@ -143,7 +158,8 @@ fn print_run(run: &ScaleRun) {
         );
     }
     let Some(b) = &run.browser else { return };
-    let kb = |v: &serde_json::Value| v.as_f64().map_or("-".into(), |x| format!("{:.0} KB", x / 1e3));
+    let kb =
+        |v: &serde_json::Value| v.as_f64().map_or("-".into(), |x| format!("{:.0} KB", x / 1e3));
     let ms = |v: &serde_json::Value| v.as_f64().map_or("-".into(), |x| format!("{x:.0} ms"));
     println!(
         "browser, first visit to first results: {} and {} (thumbnails excluded; target <= 1.5 MB); the demo's one-file site: {} and {}",
@@ -155,13 +171,14 @@ fn print_run(run: &ScaleRun) {
     for kind in ["product", "vector"] {
         let q = &b[kind];
         println!(
-            "browser {kind} queries: cold {} median, {} p95 (target <= 400 ms), {} median, {} p95, {} requests in {} rounds; warm {} median, {} p95 (target <= 10 ms)",
+            "browser {kind} queries: cold {} median, {} p95 (target <= 400 ms), {} median, {} p95, {} requests in {} rounds (median ms per round {}); warm {} median, {} p95 (target <= 10 ms)",
             ms(&q["cold_ms"]["median"]),
             ms(&q["cold_ms"]["p95"]),
             kb(&q["cold_bytes"]["median"]),
             kb(&q["cold_bytes"]["p95"]),
             q["cold_requests"]["median"],
             q["cold_rounds"]["median"],
+            q["cold_round_ms_median"],
             format!("{:.2} ms", q["warm_ms"]["median"].as_f64().unwrap_or(f64::NAN)),
             format!("{:.2} ms", q["warm_ms"]["p95"].as_f64().unwrap_or(f64::NAN)),
         );
@@ -188,7 +205,8 @@ impl Styles {
     fn new(count: usize, rng: &mut StdRng) -> Styles {
         let centres = (0..count * LATENT).map(|_| normal(rng)).collect();
         // Zipf-like popularity, capped so no style dominates.
-        let weights: Vec<f64> = (0..count).map(|i| (1.0 / (1.0 + i as f64).powf(0.8)).max(0.002)).collect();
+        let weights: Vec<f64> =
+            (0..count).map(|i| (1.0 / (1.0 + i as f64).powf(0.8)).max(0.002)).collect();
         let total: f64 = weights.iter().sum();
         let mut cumulative = Vec::with_capacity(count);
         let mut sum = 0.0;
@@ -198,7 +216,9 @@ impl Styles {
         }
         // Latent to 128 dimensions, with decaying strength per latent axis.
         let mixing = (0..DIMS * LATENT)
-            .map(|k| normal(rng) / (LATENT as f32).sqrt() / (1.0 + (k % LATENT) as f32 / 6.0).sqrt())
+            .map(|k| {
+                normal(rng) / (LATENT as f32).sqrt() / (1.0 + (k % LATENT) as f32 / 6.0).sqrt()
+            })
             .collect();
         Styles { centres, cumulative, mixing }
     }
@@ -220,8 +240,26 @@ impl Styles {
 }
 
 const CATEGORIES: &[&str] = &[
-    "Tops", "Shirts", "Dresses", "Jeans", "Trousers", "Skirts", "Jackets", "Coats", "Knitwear", "Shoes",
-    "Sneakers", "Boots", "Bags", "Belts", "Hats", "Scarves", "Watches", "Jewellery", "Sunglasses", "Socks",
+    "Tops",
+    "Shirts",
+    "Dresses",
+    "Jeans",
+    "Trousers",
+    "Skirts",
+    "Jackets",
+    "Coats",
+    "Knitwear",
+    "Shoes",
+    "Sneakers",
+    "Boots",
+    "Bags",
+    "Belts",
+    "Hats",
+    "Scarves",
+    "Watches",
+    "Jewellery",
+    "Sunglasses",
+    "Socks",
 ];
 
 fn styles_for(n: usize, seed: u64) -> (Styles, StdRng) {
@@ -253,12 +291,19 @@ fn generate(dir: &Path, n: usize, seed: u64) -> Result<()> {
         let id = format!("P{i:07}");
         writeln!(ids, "{id}")?;
         let category = CATEGORIES[style % CATEGORIES.len()];
-        catalog.write_record([&id, &format!("{category} style {style} no. {i}"), category, "placeholder.png"])?;
+        catalog.write_record([
+            &id,
+            &format!("{category} style {style} no. {i}"),
+            category,
+            "placeholder.png",
+        ])?;
     }
     npy.flush()?;
     ids.flush()?;
     catalog.flush()?;
-    let placeholder = image::RgbImage::from_fn(200, 260, |x, y| image::Rgb([200 + (x % 40) as u8, 190, 180 + (y % 50) as u8]));
+    let placeholder = image::RgbImage::from_fn(200, 260, |x, y| {
+        image::Rgb([200 + (x % 40) as u8, 190, 180 + (y % 50) as u8])
+    });
     placeholder.save(dir.join("placeholder.png"))?;
     std::fs::write(&done, format!("{n} {seed}"))?;
     Ok(())
@@ -278,7 +323,11 @@ fn build(data: &Path, site: &Path) -> Result<(f64, f64)> {
         .arg(data.join("ids.txt"))
         .arg("--out")
         .arg(site)
-        .args(std::env::var("LOOKALIKE_SCALE_LIST_SIZE").map(|s| vec!["--list-size".to_string(), s]).unwrap_or_default())
+        .args(
+            std::env::var("LOOKALIKE_SCALE_LIST_SIZE")
+                .map(|s| vec!["--list-size".to_string(), s])
+                .unwrap_or_default(),
+        )
         .status()
         .context("running lookalike build")?;
     if !status.success() {
@@ -303,7 +352,8 @@ fn measure_native(data: &Path, site: &Path, n: usize) -> Result<(ScaleRun, Queri
     let pages = std::fs::read(site.join(lookalike::site::PAGED_PAGES_PATH))?;
     let matrix = lookalike::npy::map_f32(&data.join("vectors.npy"))?;
     let vectors = matrix.values();
-    let ids: Vec<String> = std::fs::read_to_string(data.join("ids.txt"))?.lines().map(str::to_string).collect();
+    let ids: Vec<String> =
+        std::fs::read_to_string(data.join("ids.txt"))?.lines().map(str::to_string).collect();
     let unit = |v: &[f32]| {
         let norm = metric::dot(v, v).sqrt();
         v.iter().map(|x| x / norm).collect::<Vec<f32>>()
@@ -332,20 +382,24 @@ fn measure_native(data: &Path, site: &Path, n: usize) -> Result<(ScaleRun, Queri
     let mut figures = Vec::new();
     for product in [true, false] {
         let mut recall = 0.0;
-        let (mut bytes, mut rounds, mut requests, mut warm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut bytes, mut rounds, mut requests, mut warm) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for q in 0..QUERIES {
             let mut index = PagedIndex::from_head(&head_bytes, 64 << 20)?;
-            let query = query_settings();
-            let ask = |index: &mut PagedIndex| -> Result<Step<Vec<lookalike_index::paged::PagedHit>>> {
-                Ok(if product {
-                    match index.query_item(&ids[product_queries[q]], &query)? {
-                        Step::Need(p) => Step::Need(p),
-                        Step::Done(hits) => Step::Done(hits.context("a generated id is in the index")?),
-                    }
-                } else {
-                    index.query_vector(&vector_queries[q], &query)?
-                })
-            };
+            let query = query_settings(product);
+            let ask =
+                |index: &mut PagedIndex| -> Result<Step<Vec<lookalike_index::paged::PagedHit>>> {
+                    Ok(if product {
+                        match index.query_item(&ids[product_queries[q]], &query)? {
+                            Step::Need(p) => Step::Need(p),
+                            Step::Done(hits) => {
+                                Step::Done(hits.context("a generated id is in the index")?)
+                            }
+                        }
+                    } else {
+                        index.query_vector(&vector_queries[q], &query)?
+                    })
+                };
             let (mut fetched, mut round, mut request) = (0u64, 0, 0);
             let hits = loop {
                 match ask(&mut index)? {
@@ -368,7 +422,10 @@ fn measure_native(data: &Path, site: &Path, n: usize) -> Result<(ScaleRun, Queri
             warm.push(started.elapsed().as_secs_f64() * 1e3);
             assert_eq!(again, hits);
             let truth = if product {
-                exact(&vectors[product_queries[q] * DIMS..(product_queries[q] + 1) * DIMS], Some(product_queries[q]))
+                exact(
+                    &vectors[product_queries[q] * DIMS..(product_queries[q] + 1) * DIMS],
+                    Some(product_queries[q]),
+                )
             } else {
                 exact(&vector_queries[q], None)
             };
@@ -392,21 +449,24 @@ fn measure_native(data: &Path, site: &Path, n: usize) -> Result<(ScaleRun, Queri
         products: product_queries.iter().map(|&q| ids[q].clone()).collect(),
         vectors: vector_queries,
     };
-    Ok((ScaleRun {
-        items: n,
-        build_seconds: 0.0,
-        build_peak_mb: 0.0,
-        head_bytes: head_bytes.len(),
-        pages_bytes: pages.len() as u64,
-        product,
-        vector,
-        browser: None,
-    }, queries))
+    Ok((
+        ScaleRun {
+            items: n,
+            build_seconds: 0.0,
+            build_peak_mb: 0.0,
+            head_bytes: head_bytes.len(),
+            pages_bytes: pages.len() as u64,
+            product,
+            vector,
+            browser: None,
+        },
+        queries,
+    ))
 }
 
 /// The query's settings; `LOOKALIKE_SCALE_QUERY=list_bytes,cells` tries others.
-fn query_settings() -> PagedQuery {
-    let mut query = PagedQuery::top(10);
+fn query_settings(product: bool) -> PagedQuery {
+    let mut query = if product { PagedQuery::top(10) } else { PagedQuery::vector(10) };
     if let Ok(spec) = std::env::var("LOOKALIKE_SCALE_QUERY") {
         let values: Vec<usize> = spec.split(',').filter_map(|v| v.trim().parse().ok()).collect();
         if let [bytes, cells] = values[..] {

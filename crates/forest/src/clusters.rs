@@ -7,9 +7,9 @@
 //! per step (docs/forest.md), a random-projection tree one per level.
 //!
 //! The partition has two levels so that its top fits in a page's first
-//! download: `coarse` cells (a few dozen centroids, shipped in the head) and,
-//! inside each cell, `fine` lists of about `list_size` items, whose centroids
-//! are fetched per cell. Lists of one cell are ordered so that neighbours
+//! download: `coarse` cells (one per [`LISTS_PER_CELL`] lists, shipped in
+//! the head) and, inside each cell, `fine` lists of about `list_size`
+//! items, whose centroids are fetched per cell. Lists of one cell are ordered so that neighbours
 //! are adjacent ([`TwoLevel::train`] chains them greedily), which lets the
 //! fetches of nearby lists merge into one byte range.
 //!
@@ -34,8 +34,12 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 /// Training rows per centroid: k-means needs a few dozen per centroid to
 /// place it; more only adds time.
 const SAMPLE_PER_CENTROID: usize = 48;
-/// Cells whose lists an item may be assigned to.
-pub const ASSIGN_CELLS: usize = 4;
+/// Lists per cell, on average: a query reads the centroid pages of a few
+/// cells, so cells are small (a page of 16 centroids is 2 KB at 128
+/// dimensions) and there are many of them (their centroids are the head).
+pub const LISTS_PER_CELL: usize = 16;
+/// Cells whose lists an item may be assigned to (about 256 lists).
+pub const ASSIGN_CELLS: usize = 16;
 /// Lloyd iterations; centroids of a sample settle within a handful.
 const ITERATIONS: usize = 8;
 
@@ -80,7 +84,7 @@ impl TwoLevel {
         }
         let lists = n.div_ceil(list_size).max(1);
         // About as many cells as lists per cell: both levels stay small.
-        let cells = ((lists as f64).sqrt().round() as usize).clamp(1, lists);
+        let cells = lists.div_ceil(LISTS_PER_CELL).clamp(1, lists);
         let mut rng = StdRng::seed_from_u64(seed ^ 0xc1a5_7e25);
 
         // The fine level needs its own rows per centroid: a sample sized
@@ -91,7 +95,12 @@ impl TwoLevel {
         } else {
             sample.clone()
         };
-        let coarse = kmeans(vectors, dims, &coarse_rows, cells, metric, &mut rng);
+        // Chained like the lists, so that a query's cells sit together.
+        let coarse = chain_order(
+            &kmeans(vectors, dims, &coarse_rows, cells, metric, &mut rng),
+            dims,
+            metric,
+        );
         // Which cell each sampled row belongs to decides how many lists each
         // cell gets, in proportion to its share of the items.
         let sample_cells: Vec<u32> = sample
@@ -150,7 +159,12 @@ impl TwoLevel {
             if start == end {
                 continue;
             }
-            let (list, score) = nearest(&self.fine[start * self.dims..end * self.dims], self.dims, self.metric, vector);
+            let (list, score) = nearest(
+                &self.fine[start * self.dims..end * self.dims],
+                self.dims,
+                self.metric,
+                vector,
+            );
             if score > best.1 {
                 best = (start as u32 + list, score);
             }

@@ -16,7 +16,7 @@
 //! than [`MERGE_GAP`] apart share a request): one round of requests.
 
 use lookalike_forest::LabelFilter;
-use lookalike_index::paged::{PagedHit, PagedIndex, PagedQuery, PageRef, Step, coalesce};
+use lookalike_index::paged::{PageRef, PagedHit, PagedIndex, PagedQuery, Step, coalesce};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -88,6 +88,12 @@ impl PagedLookalike {
         self.index.cached_bytes()
     }
 
+    /// Forgets every page fetched so far (the next query is cold).
+    #[wasm_bindgen(js_name = clearCache)]
+    pub fn clear_cache(&mut self) {
+        self.index.clear_cache();
+    }
+
     /// One step of a product query: `{need: [[start, end], ...]}` (fetch
     /// these byte ranges, `accept` each, and step again), `{hits}`, or
     /// `{missing: true}` for an id the index does not have.
@@ -110,8 +116,13 @@ impl PagedLookalike {
     /// One step of a vector query (the embedder's vector, or one in the
     /// index's space); answers like [`Self::step_item`].
     #[wasm_bindgen(js_name = stepVector)]
-    pub fn step_vector(&mut self, vector: &[f32], k: usize, label: Option<String>) -> Result<JsValue, JsError> {
-        let query = PagedQuery { filter: self.filter(label)?, ..PagedQuery::top(k) };
+    pub fn step_vector(
+        &mut self,
+        vector: &[f32],
+        k: usize,
+        label: Option<String>,
+    ) -> Result<JsValue, JsError> {
+        let query = PagedQuery { filter: self.filter(label)?, ..PagedQuery::vector(k) };
         match self.index.query_vector(vector, &query)? {
             Step::Need(pages) => self.need(pages),
             Step::Done(hits) => hits_out(&hits),
@@ -139,7 +150,8 @@ impl PagedLookalike {
     }
 
     fn need(&mut self, pages: Vec<PageRef>) -> Result<JsValue, JsError> {
-        let ranges = coalesce(&pages, MERGE_GAP).into_iter().map(|(s, e)| (s as f64, e as f64)).collect();
+        let ranges =
+            coalesce(&pages, MERGE_GAP).into_iter().map(|(s, e)| (s as f64, e as f64)).collect();
         self.wanted = pages;
         to_js(&StepOut { need: Some(ranges), hits: None, missing: false })
     }

@@ -142,8 +142,9 @@ impl Head {
             None => out.u32(0),
         }
         out.u32(self.cells() as u32);
+        // f16: the cells only choose which centroid pages to read.
         for value in &self.coarse {
-            out.f32(*value);
+            out.bytes(&half::f16::from_f32(*value).to_le_bytes());
         }
         for (c, page) in self.centroid_pages.iter().enumerate() {
             out.u32(self.cell_lists[c + 1] - self.cell_lists[c]);
@@ -209,11 +210,13 @@ impl Head {
             }
             Some((in_dims, r.page(&mut offset)?))
         };
-        let cells = r.count(4 * dims + 12)?;
+        let cells = r.count(2 * dims + 12)?;
         if cells == 0 {
             return Err(bad("no cells"));
         }
-        let coarse = (0..cells * dims).map(|_| r.f32()).collect::<Result<Vec<_>, _>>()?;
+        let coarse = (0..cells * dims)
+            .map(|_| r.take(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()))
+            .collect::<Result<Vec<_>, _>>()?;
         if coarse.iter().any(|v| !v.is_finite()) {
             return Err(bad("a coarse centroid is not finite"));
         }
@@ -246,12 +249,18 @@ impl Head {
             let crc = r.u32()?;
             let meta_len = r.u64()?;
             let previous = lists.last().map_or(0, |l| l.first_item + 1);
-            if first_item < previous || first_item >= items || (lists.is_empty() && first_item != 0) {
+            if first_item < previous || first_item >= items || (lists.is_empty() && first_item != 0)
+            {
                 return Err(bad("list item ranges are not increasing from 0"));
             }
             let meta_start = offset;
             offset = offset.checked_add(meta_len).ok_or_else(|| bad("offsets overflow"))?;
-            lists.push(ListEntry { first_item, page: PageRef { offset: 0, len, crc }, meta_start, meta_len });
+            lists.push(ListEntry {
+                first_item,
+                page: PageRef { offset: 0, len, crc },
+                meta_start,
+                meta_len,
+            });
         }
         for list in &mut lists {
             list.page.offset = offset;
@@ -511,7 +520,10 @@ pub fn encode_centroids(centroids: &[f32]) -> Vec<u8> {
 pub fn decode_centroids(bytes: &[u8], page: &PageRef) -> Result<Vec<f32>, PagedError> {
     let scale = f32::from_le_bytes(bytes[..4].try_into().expect("length checked by the head"));
     if !scale.is_finite() {
-        return Err(PagedError::BadPage { offset: page.offset, reason: "centroid scale is not finite".into() });
+        return Err(PagedError::BadPage {
+            offset: page.offset,
+            reason: "centroid scale is not finite".into(),
+        });
     }
     Ok(bytes[4..].iter().map(|&b| b as i8 as f32 * scale).collect())
 }

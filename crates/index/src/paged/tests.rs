@@ -304,3 +304,30 @@ fn bad_sources_are_refused_with_the_reason() {
             .unwrap_err();
     assert!(err.to_string().contains("not whole"), "{err}");
 }
+
+#[test]
+fn mutated_heads_and_pages_never_panic() {
+    let (n, dims) = (1500, 8);
+    let built = build(n, dims, Metric::Euclidean, None, &clustered(n, dims, 15, 12));
+    let mut rng = StdRng::seed_from_u64(21);
+    let query = |ix: &mut PagedIndex, pages: &[u8]| {
+        let _ = drive(ix, pages, |ix| ix.query_item("sku-9", &PagedQuery::top(10)));
+        let _ = drive(ix, pages, |ix| ix.query_vector(&[0.5; 8], &PagedQuery::vector(10)));
+        let _ = drive(ix, pages, |ix| ix.browse(0, 40));
+    };
+    for _ in 0..400 {
+        // A head whose checksum is made to match its mutation: only the
+        // field checks stand between it and the reader.
+        let mut head = built.head.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(8..head.len() - 4);
+            head[at] = rng.random();
+        }
+        let body = head.len() - 4;
+        let crc = crc32fast::hash(&head[..body]);
+        head[body..].copy_from_slice(&crc.to_le_bytes());
+        if let Ok(mut index) = PagedIndex::from_head(&head, 0) {
+            query(&mut index, &built.pages);
+        }
+    }
+}

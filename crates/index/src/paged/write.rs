@@ -48,7 +48,7 @@ impl Default for PagedParams {
 
 /// Cells searched for each item's probes at build time, where looking
 /// wider costs nothing at query time.
-pub const PROBE_CELLS: usize = 8;
+pub const PROBE_CELLS: usize = 24;
 
 /// What goes into a paged index. Item `i` is `vectors[i * dims..]`,
 /// `ids[i]`, `labels[i]` and `record(i)` (its metadata, one line of JSON
@@ -138,7 +138,10 @@ pub fn write_paged<W: Write>(
             for &i in chunk {
                 let record = (source.record)(i as usize);
                 if record.contains('\n') {
-                    return Err(PagedError::Build(format!("the record of '{}' spans lines", source.ids[i as usize])));
+                    return Err(PagedError::Build(format!(
+                        "the record of '{}' spans lines",
+                        source.ids[i as usize]
+                    )));
                 }
                 page.push_str(&record);
                 page.push('\n');
@@ -154,9 +157,18 @@ pub fn write_paged<W: Write>(
     for list in 0..parts.list_count() {
         let members = members(list);
         let centroid = &parts.fine[list * dims..(list + 1) * dims];
-        let (base, step, codes) = quantise(&source.vectors, dims, members, centroid, params.code_bits);
+        let (base, step, codes) =
+            quantise(&source.vectors, dims, members, centroid, params.code_bits);
         let labels: Vec<u32> = members.iter().map(|&i| source.labels[i as usize]).collect();
-        let page = out.put(&ListPage::encode(centroid, &base, &step, &labels, &codes, wide_labels, &meta_refs[list]))?;
+        let page = out.put(&ListPage::encode(
+            centroid,
+            &base,
+            &step,
+            &labels,
+            &codes,
+            wide_labels,
+            &meta_refs[list],
+        ))?;
         let (meta_start, meta_len) = meta_spans[list];
         lists.push(ListEntry { first_item: list_starts[list] as u32, page, meta_start, meta_len });
     }
@@ -177,7 +189,8 @@ pub fn write_paged<W: Write>(
                 id: source.ids[i as usize].clone(),
                 item: renumbered[i as usize],
                 held: probes[i as usize * (params.probes + 1)] as u8,
-                probes: probes[i as usize * (params.probes + 1) + 1..(i as usize + 1) * (params.probes + 1)]
+                probes: probes
+                    [i as usize * (params.probes + 1) + 1..(i as usize + 1) * (params.probes + 1)]
                     .to_vec(),
             })
             .collect();
@@ -206,7 +219,7 @@ pub fn write_paged<W: Write>(
 /// Each item's probes, best first, each run led by how many hold a
 /// neighbour (`probes + 1` values per item): the lists that hold its nearest
 /// neighbours (found at build time by scoring every item of its
-/// `2 * probes` nearest lists), the list holding the most first, then the
+/// [`NEIGHBOUR_LISTS`] nearest lists), the list holding the most first, then the
 /// nearest lists by centroid. A product query reads exactly where its
 /// look-alikes are, instead of guessing from centroids.
 fn neighbour_probes<'m>(
@@ -222,12 +235,12 @@ fn neighbour_probes<'m>(
     let by_centroid = parts.probes_all(
         &source.vectors[rows.start * dims..rows.end * dims],
         &own[rows.clone()],
-        2 * params.probes,
+        NEIGHBOUR_LISTS,
         params.probe_cells,
     );
     let one = |i: usize| -> Vec<u32> {
         let vector = &source.vectors[i * dims..(i + 1) * dims];
-        let near = &by_centroid[(i - first) * 2 * params.probes..(i - first + 1) * 2 * params.probes];
+        let near = &by_centroid[(i - first) * NEIGHBOUR_LISTS..(i - first + 1) * NEIGHBOUR_LISTS];
         let mut best: Vec<(f32, u32)> = Vec::with_capacity(NEIGHBOURS + 1);
         let mut seen = Vec::new();
         for &list in near {
@@ -239,7 +252,9 @@ fn neighbour_probes<'m>(
                 if m as usize == i {
                     continue;
                 }
-                let score = source.metric.score(vector, &source.vectors[m as usize * dims..(m as usize + 1) * dims]);
+                let score = source
+                    .metric
+                    .score(vector, &source.vectors[m as usize * dims..(m as usize + 1) * dims]);
                 if best.len() < NEIGHBOURS || score > best[best.len() - 1].0 {
                     let at = best.partition_point(|b| b.0 >= score);
                     best.insert(at, (score, list));
@@ -279,6 +294,9 @@ fn neighbour_probes<'m>(
 
 /// Items per progress report of the neighbour search.
 const PROGRESS_BLOCK: usize = 100_000;
+/// Lists scored exactly to find an item's neighbours at build time: on a
+/// million synthetic items, IVF at 24 probes finds 0.99 of the true top 10.
+const NEIGHBOUR_LISTS: usize = 24;
 /// Neighbours found per item to choose its probes.
 const NEIGHBOURS: usize = 10;
 
@@ -353,7 +371,9 @@ fn quantise(
     let mut low = vec![f32::INFINITY; dims];
     let mut high = vec![f32::NEG_INFINITY; dims];
     for &i in members {
-        for (j, (v, c)) in vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate() {
+        for (j, (v, c)) in
+            vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate()
+        {
             low[j] = low[j].min(v - c);
             high[j] = high[j].max(v - c);
         }
@@ -363,7 +383,9 @@ fn quantise(
     let mut codes = vec![0u8; members.len() * code_bytes];
     for (m, &i) in members.iter().enumerate() {
         let code = &mut codes[m * code_bytes..(m + 1) * code_bytes];
-        for (j, (v, c)) in vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate() {
+        for (j, (v, c)) in
+            vectors[i as usize * dims..(i as usize + 1) * dims].iter().zip(centroid).enumerate()
+        {
             let q = if step[j] > 0.0 { ((v - c - low[j]) / step[j]).round() } else { 0.0 };
             let level = q.clamp(0.0, top) as u8;
             if bits == 8 {
