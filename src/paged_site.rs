@@ -37,6 +37,8 @@ use std::time::Instant;
 pub const PAGED_FROM: usize = 20_000;
 /// Dimensions a wide embedding is projected to (as a catalog build does).
 pub const DEFAULT_PCA_DIMS: usize = 128;
+/// Rows the projection is fitted on (what `Projection::fit` uses at most).
+const PCA_SAMPLE: usize = 8192;
 /// Rows projected at a time: bounds the projection's working memory.
 const PROJECT_BLOCK: usize = 8192;
 
@@ -283,9 +285,19 @@ fn read_vectors(
         matrices.iter().for_each(|m| all.extend_from_slice(m.values()));
         return Ok((all, cols, None));
     }
-    // Fitted on a sample of the first file (the fit samples 8,192 rows).
+    // Fitted on evenly spaced rows of all the files, chosen by their place
+    // in the whole: the same rows however the vectors were sharded.
+    let step = rows.div_ceil(PCA_SAMPLE).max(1);
+    let mut sample = Vec::with_capacity(PCA_SAMPLE.min(rows) * cols);
+    let mut first = 0usize;
+    for m in &matrices {
+        for row in (first.next_multiple_of(step) - first..m.rows).step_by(step) {
+            sample.extend_from_slice(&m.values()[row * cols..(row + 1) * cols]);
+        }
+        first += m.rows;
+    }
     let centre = options.metric == Metric::Euclidean;
-    let projection = Projection::fit(matrices[0].values(), cols, dims, centre, options.seed);
+    let projection = Projection::fit(&sample, cols, dims, centre, options.seed);
     let mut all = Vec::with_capacity(rows * dims);
     for m in &matrices {
         for block in m.values().chunks(PROJECT_BLOCK * cols) {

@@ -221,9 +221,8 @@ fn small_catalogs_ship_one_file_and_bad_vectors_keep_the_built_site() {
     // An id the catalog lacks, named with its file and line.
     let bad = e.dir.join("bad");
     std::fs::create_dir_all(&bad).unwrap();
-    let mut ids = std::fs::read_to_string(e.dir.join("whole/ids.txt")).unwrap();
-    ids = ids.replacen("1563\n", "no-such-product\n", 1);
-    std::fs::write(bad.join("ids.txt"), &ids).unwrap();
+    let ids = std::fs::read_to_string(e.dir.join("whole/ids.txt")).unwrap();
+    std::fs::write(bad.join("ids.txt"), ids.replacen("1563\n", "no-such-product\n", 1)).unwrap();
     let out = build(&site, &[(e.dir.join("whole/vectors.npy"), bad.join("ids.txt"))], &[]);
     assert!(!out.status.success());
     let message = String::from_utf8_lossy(&out.stderr);
