@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Turn a catalog (CSV, JSON or JSON Lines) into a static site.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print the look-alikes of a product (or of a photo) as JSON.
     Query(QueryArgs),
     /// Precision@k of same label and recall against exact search.
@@ -382,7 +382,7 @@ pub const DEFAULT_LABELS: &str = "labels.json";
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Build(args) => build(args),
+        Command::Build(args) => build(*args),
         Command::Query(args) => query(args),
         Command::Eval(args) => eval(args),
         Command::TrainLabels { input, label_col, top, holdout, out, model } => {
@@ -445,16 +445,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 allow_private_redirects,
                 ..FetchOptions::new(default_cache_dir().join("images"))
             };
-            embed(
-                &input.catalog,
-                &out,
-                &columns,
-                &model_or_default(model, DEFAULT_MODEL)?,
-                batch_size,
-                &crops,
-                fetch,
-                shard,
-            )
+            let model = model_or_default(model, DEFAULT_MODEL)?;
+            let catalog = read_catalog(&input.catalog, &columns)?;
+            embed(&input.catalog, catalog, &out, &model, batch_size, &crops, fetch, shard)
         }
         Command::ConvertModel { from, to } => {
             let model = weights::from_pytorch_file(&from, &Device::flex())?;
@@ -572,17 +565,17 @@ fn build_from_vectors(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // the command's flags, passed through once
 fn embed(
     catalog_path: &Path,
+    mut catalog: crate::catalog::Catalog,
     out: &Path,
-    columns: &Columns,
     model: &Path,
     batch_size: usize,
     crops: &crate::crops::CropMode,
     fetch: FetchOptions,
     shard: Option<(usize, usize)>,
 ) -> Result<()> {
-    let mut catalog = read_catalog(catalog_path, columns)?;
     if let Some((index, count)) = shard {
         let rows = shard_rows(catalog.products.len(), index, count);
         eprintln!(

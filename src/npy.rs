@@ -46,8 +46,11 @@ impl MappedMatrix {
 }
 
 fn bytemuck_f32(bytes: &[u8]) -> &[f32] {
-    assert!(bytes.as_ptr() as usize % 4 == 0 && bytes.len() % 4 == 0, "npy data is aligned");
-    assert!(cfg!(target_endian = "little"));
+    assert!(
+        (bytes.as_ptr() as usize).is_multiple_of(4) && bytes.len().is_multiple_of(4),
+        "npy data is aligned"
+    );
+    const { assert!(cfg!(target_endian = "little")) };
     // SAFETY: aligned, whole f32s, every bit pattern is a valid f32, and the
     // map lives as long as the returned slice's borrow.
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), bytes.len() / 4) }

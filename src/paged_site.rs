@@ -208,7 +208,10 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
 }
 
 /// The ids files' lines, with where each came from (for messages).
-fn read_ids(files: &[PathBuf]) -> Result<(Vec<String>, Vec<(PathBuf, usize)>)> {
+/// Ids, and the file and line each came from.
+type IdsRead = (Vec<String>, Vec<(PathBuf, usize)>);
+
+fn read_ids(files: &[PathBuf]) -> Result<IdsRead> {
     let mut ids = Vec::new();
     let mut origin = Vec::new();
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
@@ -516,13 +519,17 @@ pub fn open_paged(site_dir: &Path) -> Result<Option<PagedSite>> {
         .with_context(|| format!("reading {}", manifest_path.display()))?;
     let manifest: SiteManifest = serde_json::from_str(&text)
         .with_context(|| format!("parsing {}", manifest_path.display()))?;
-    let Some(info) = manifest.paged else { return Ok(None) };
-    let head_path = site_dir.join(&info.head);
+    if manifest.paged.is_none() {
+        return Ok(None);
+    }
+    // The builder's fixed paths, not the manifest's: a manifest is input,
+    // and must not send the tool to read files outside the site.
+    let head_path = site_dir.join(site::PAGED_HEAD_PATH);
     let head =
         std::fs::read(&head_path).with_context(|| format!("reading {}", head_path.display()))?;
     let index = lookalike_index::paged::PagedIndex::from_head(&head, 64 << 20)
         .with_context(|| head_path.display().to_string())?;
-    let path = site_dir.join(&info.pages);
+    let path = site_dir.join(site::PAGED_PAGES_PATH);
     let pages =
         std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let length = pages.metadata()?.len();

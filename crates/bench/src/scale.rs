@@ -29,6 +29,7 @@ pub struct ScaleOptions {
     pub json: bool,
     pub only: Option<String>,
     pub cache_dir: PathBuf,
+    /// The checkout (its bench/scale.mjs and page).
     pub project: PathBuf,
 }
 
@@ -171,7 +172,7 @@ fn print_run(run: &ScaleRun) {
     for kind in ["product", "vector"] {
         let q = &b[kind];
         println!(
-            "browser {kind} queries: cold {} median, {} p95 (target <= 400 ms), {} median, {} p95, {} requests in {} rounds (median ms per round {}); warm {} median, {} p95 (target <= 10 ms)",
+            "browser {kind} queries: cold {} median, {} p95 (target <= 400 ms), {} median, {} p95, {} requests in {} rounds (median ms per round {}); warm {:.2} ms median, {:.2} ms p95 (target <= 10 ms)",
             ms(&q["cold_ms"]["median"]),
             ms(&q["cold_ms"]["p95"]),
             kb(&q["cold_bytes"]["median"]),
@@ -179,8 +180,8 @@ fn print_run(run: &ScaleRun) {
             q["cold_requests"]["median"],
             q["cold_rounds"]["median"],
             q["cold_round_ms_median"],
-            format!("{:.2} ms", q["warm_ms"]["median"].as_f64().unwrap_or(f64::NAN)),
-            format!("{:.2} ms", q["warm_ms"]["p95"].as_f64().unwrap_or(f64::NAN)),
+            q["warm_ms"]["median"].as_f64().unwrap_or(f64::NAN),
+            q["warm_ms"]["p95"].as_f64().unwrap_or(f64::NAN),
         );
     }
     println!("demo (one file): product click to drawn results {} median", ms(&b["demo_click_ms"]));

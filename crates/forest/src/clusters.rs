@@ -7,7 +7,7 @@
 //! per step (docs/forest.md), a random-projection tree one per level.
 //!
 //! The partition has two levels so that its top fits in a page's first
-//! download: `coarse` cells (one per [`LISTS_PER_CELL`] lists, shipped in
+//! download: `coarse` cells (one per `LISTS_PER_CELL` (16) lists, shipped in
 //! the head) and, inside each cell, `fine` lists of about `list_size`
 //! items, whose centroids are fetched per cell. Lists of one cell are ordered so that neighbours
 //! are adjacent ([`TwoLevel::train`] chains them greedily), which lets the
@@ -70,7 +70,7 @@ impl TwoLevel {
         if dims == 0 {
             return Err(ForestError::ZeroDimensions);
         }
-        if vectors.len() % dims != 0 {
+        if !vectors.len().is_multiple_of(dims) {
             return Err(ForestError::RaggedVectors { len: vectors.len(), dims });
         }
         let n = vectors.len() / dims;
@@ -149,7 +149,7 @@ impl TwoLevel {
     }
 
     /// The list `vector` belongs to: the nearest fine centroid among the
-    /// lists of its [`ASSIGN_CELLS`] nearest cells. Looking in one cell
+    /// lists of its `ASSIGN_CELLS` (16) nearest cells. Looking in one cell
     /// only would put items near a cell's border into a list that a query
     /// (which ranks lists across cells) does not expect them in.
     pub fn assign(&self, vector: &[f32]) -> u32 {

@@ -304,7 +304,7 @@ const NEIGHBOURS: usize = 10;
 fn check(source: &mut PagedSource<'_>, params: &PagedParams) -> Result<usize, PagedError> {
     let dims = source.dims;
     let bad = |reason: String| Err(PagedError::Build(reason));
-    if dims == 0 || dims > super::layout::MAX_DIMS || source.vectors.len() % dims != 0 {
+    if dims == 0 || dims > super::layout::MAX_DIMS || !source.vectors.len().is_multiple_of(dims) {
         return bad(format!(
             "{} values are not whole {dims}-dimensional vectors",
             source.vectors.len()
