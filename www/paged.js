@@ -11,6 +11,8 @@
 //   const { hits, stats } = await search.item('P0000042', { k: 10 });
 //   // hits: [{ item, id, score, product: {id, label, thumb, title, metadata} }]
 
+/// The service worker's cache (sw.js).
+const OFFLINE_CACHE = 'lookalike-v3';
 /// Rounds after which a query is abandoned (a well-formed index needs 4).
 const MAX_ROUNDS = 12;
 
@@ -82,6 +84,7 @@ export class PagedSearch {
       stats.requests++;
       stats.bytes += bytes.length;
       if (bytes.length !== end - start) throw new Error(`${this.pagesUrl}: ${bytes.length} bytes for range ${start}-${end - 1}`);
+      this.keepOffline(start, end, bytes, response);
       return bytes;
     }
     // The host sent the whole file (it ignores ranges): stop reading it,
@@ -92,6 +95,17 @@ export class PagedSearch {
       return this.fromChunks(start, end, stats);
     }
     throw new Error(`${this.pagesUrl}: HTTP ${response.status} to a byte-range request${response.ok ? ' (the host ignores ranges; build the site with --chunk-size)' : ''}`);
+  }
+
+  /// Before a service worker controls the page (the first visit), keeps a
+  /// range in the worker's cache under the key the worker uses (sw.js,
+  /// `rangeThrough`), so what the first visit read also answers offline.
+  keepOffline(start, end, bytes, response) {
+    if (!('caches' in globalThis) || !globalThis.navigator?.serviceWorker || navigator.serviceWorker.controller) return;
+    const key = new URL(this.pagesUrl);
+    key.searchParams.set('lookalike-range', `bytes=${start}-${end - 1}`);
+    const headers = { 'Content-Range': response.headers.get('Content-Range') || '', 'Content-Type': 'application/octet-stream' };
+    caches.open(OFFLINE_CACHE).then((cache) => cache.put(key.href, new Response(bytes, { headers }))).catch(() => {});
   }
 
   async fromChunks(start, end, stats) {

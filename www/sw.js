@@ -14,9 +14,9 @@
 // If-Modified-Since), so an unchanged file costs a 304 on every engine,
 // whatever the engine's HTTP cache does with a worker's requests.
 
-const CACHE = 'lookalike-v4';
+const CACHE = 'lookalike-v3';
 const SHELL = [
-  './', 'index.html', 'www/app.js', 'www/engine.js', 'www/links.js', 'www/style.css',
+  './', 'index.html', 'www/app.js', 'www/engine.js', 'www/paged.js', 'www/links.js', 'www/style.css',
   'www/pkg/lookalike_web.js', 'www/pkg/lookalike_web_bg.wasm', 'data/catalog.json',
 ];
 
@@ -48,7 +48,7 @@ self.addEventListener('fetch', (event) => {
 /// is kept under its own key (the Cache API stores no 206 responses), so
 /// the parts of a catalog a shopper visited answer offline.
 async function rangeThrough(request) {
-  const range = request.headers.get('Range').replace(/[^0-9=,-]/g, '');
+  const range = request.headers.get('Range').replace(/[^a-z0-9=,-]/gi, '');
   const url = new URL(request.url);
   url.hash = '';
   url.searchParams.set('lookalike-range', range);

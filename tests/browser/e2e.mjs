@@ -440,7 +440,7 @@ function buildPaged(file, work) {
   return site;
 }
 
-async function runPaged(run, url, site, sample) {
+async function runPaged(run, url, site, sample, stopServer) {
   const page = await launch(run.engine, run.mode);
   const tag = `${page.name} paged`;
   try {
@@ -487,6 +487,22 @@ async function runPaged(run, url, site, sample) {
     }
     const errors = await page.errors();
     check(`[${tag}] no errors in the page`, errors.length === 0, errors.slice(0, 3).join(' | '));
+    if (run.engine === 'chromium') {
+      // Offline: what a visit read by range is kept in the Cache API (by
+      // the page before the service worker controls it, then by the worker).
+      const other = sample.filter((r) => r.articleType === 'Tshirts')[0];
+      await page.goto(`${url}?product=${other.product_id}`);
+      await page.waitFor(() => (document.body.dataset.ready && !document.querySelector('#results').hidden) || document.body.dataset.error, null, 120_000);
+      const workerReady = await page.evaluate(async () => Boolean((await navigator.serviceWorker.ready).active));
+      await new Promise((r) => setTimeout(r, 500)); // the cache puts settle
+      stopServer();
+      await page.reload();
+      await page.waitFor(() => (document.body.dataset.ready && !document.querySelector('#results').hidden) || document.body.dataset.error, null, 120_000);
+      const offline = await page.evaluate(() => ({ error: document.body.dataset.error, q: window.lookalike.lastQuery,
+        failed: performance.getEntriesByType('resource').filter((e) => e.responseStatus >= 400 || e.transferSize === 0 && e.decodedBodySize === 0).map((e) => e.name.split('/').pop()).slice(0, 8) }));
+      check(`[${tag}] a paged site's visited parts work offline`, workerReady && !offline.error && offline.q && offline.q.hits.length === 10,
+        offline.error ? `${offline.error}; ${offline.failed.join(' ')}; ${(await page.errors()).slice(-2).join(' | ')}` : `${offline.q && offline.q.hits.length} look-alikes`);
+    }
   } finally {
     await page.close();
   }
@@ -507,7 +523,7 @@ async function main() {
     for (const name of runs.filter((n) => n !== 'chromium-webgpu')) {
       const { server, url } = await startServer(pagedSite);
       try {
-        await runPaged(RUNS[name], url, pagedSite, sample);
+        await runPaged(RUNS[name], url, pagedSite, sample, () => server.kill());
       } catch (error) {
         check(`[${name} paged] the run completes`, false, String(error && error.stack || error).split('\n').slice(0, 3).join(' '));
       } finally {

@@ -473,11 +473,14 @@ fn record_at(text: &[u8], line: usize, page: &PageRef) -> Result<String, PagedEr
         .ok_or_else(|| bad("metadata page is short"))
 }
 
+/// A record's `id`, read without building a JSON tree (the browsing wasm
+/// stays small: no `serde_json::Value`).
 fn id_of(record: &str) -> Option<String> {
-    match serde_json::from_str::<serde_json::Value>(record).ok()?.get("id")? {
-        serde_json::Value::String(id) => Some(id.clone()),
-        _ => None,
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
     }
+    serde_json::from_str::<Id>(record).ok().map(|r| r.id)
 }
 
 /// Pages by offset, least recently used evicted past a byte budget.
