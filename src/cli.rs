@@ -249,7 +249,8 @@ struct BuildArgs {
     #[arg(long, value_name = "TXT", requires = "vectors")]
     ids: Vec<PathBuf>,
     /// The index's layout: one file, paged for byte-range reads, or paged
-    /// from 20,000 products (auto; --vectors builds).
+    /// from 20,000 products (auto: when each product is one item and no
+    /// --precompute is asked for).
     #[arg(long, value_enum, default_value_t = crate::paged_site::LayoutChoice::Auto)]
     layout: crate::paged_site::LayoutChoice,
     /// Also cut a paged index into chunk files of this many bytes, for
@@ -464,6 +465,7 @@ fn build(args: BuildArgs) -> Result<()> {
     if !args.vectors.is_empty() {
         return build_from_vectors(args);
     }
+    let layout = paged_output(&args);
     let options = BuildOptions {
         catalog: args.input.catalog,
         out: args.out,
@@ -502,6 +504,7 @@ fn build(args: BuildArgs) -> Result<()> {
         learn: args.learn,
         colour_weight: args.colour_weight,
         allow_private_redirects: args.allow_private_redirects,
+        layout,
     };
     if let Some(files) = &options.detector {
         for file in [&files.objects, &files.pose] {
@@ -526,8 +529,22 @@ fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// The index layout the build's flags ask for.
+fn paged_output(args: &BuildArgs) -> crate::paged_site::PagedOutput {
+    crate::paged_site::PagedOutput {
+        layout: args.layout,
+        chunk_size: args.chunk_size,
+        params: lookalike_index::paged::PagedParams {
+            list_size: args.list_size,
+            seed: args.seed,
+            ..Default::default()
+        },
+    }
+}
+
 fn build_from_vectors(args: BuildArgs) -> Result<()> {
     use crate::paged_site::{VectorsBuild, build_from_vectors};
+    let layout = paged_output(&args);
     let options = VectorsBuild {
         catalog: args.input.catalog,
         columns: Columns {
@@ -540,13 +557,7 @@ fn build_from_vectors(args: BuildArgs) -> Result<()> {
         ids: args.ids,
         metric: Metric::Angular,
         pca_dims: args.pca_dims,
-        layout: args.layout,
-        chunk_size: args.chunk_size,
-        paged: lookalike_index::paged::PagedParams {
-            list_size: args.list_size,
-            seed: args.seed,
-            ..Default::default()
-        },
+        layout,
         thumb_size: args.thumb_size,
         cache_dir: args.cache.unwrap_or_else(default_cache_dir),
         assets: args.assets,

@@ -51,6 +51,32 @@ pub enum LayoutChoice {
     Paged,
 }
 
+/// How a site's index is laid out: shared by catalog and `--vectors` builds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagedOutput {
+    pub layout: LayoutChoice,
+    /// Also write the pages as chunk files of this many bytes.
+    pub chunk_size: Option<u64>,
+    pub params: PagedParams,
+}
+
+impl Default for PagedOutput {
+    fn default() -> Self {
+        PagedOutput { layout: LayoutChoice::Auto, chunk_size: None, params: PagedParams::default() }
+    }
+}
+
+impl PagedOutput {
+    /// Whether a site of `items` index items is paged.
+    pub fn is_paged(&self, items: usize) -> bool {
+        match self.layout {
+            LayoutChoice::Auto => items >= PAGED_FROM,
+            LayoutChoice::Whole => false,
+            LayoutChoice::Paged => true,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VectorsBuild {
     pub catalog: PathBuf,
@@ -63,10 +89,7 @@ pub struct VectorsBuild {
     pub metric: Metric,
     /// `None`: [`DEFAULT_PCA_DIMS`] when the vectors are wider; `Some(0)`: none.
     pub pca_dims: Option<usize>,
-    pub layout: LayoutChoice,
-    /// Also write the pages as chunk files of this many bytes.
-    pub chunk_size: Option<u64>,
-    pub paged: PagedParams,
+    pub layout: PagedOutput,
     pub thumb_size: u32,
     pub cache_dir: PathBuf,
     pub assets: Option<PathBuf>,
@@ -119,11 +142,7 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
     );
     let (labels, label_names) = labels_of(&catalog, &products);
 
-    let paged = match options.layout {
-        LayoutChoice::Auto => ids.len() >= PAGED_FROM,
-        LayoutChoice::Whole => false,
-        LayoutChoice::Paged => true,
-    };
+    let paged = options.layout.is_paged(ids.len());
     // Every input is read and checked before anything is written: bad
     // vectors fail the build with the site as it was. A paged index takes
     // them projected; the forest projects by itself, as in a catalog build.
@@ -146,7 +165,9 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
         let record =
             |i: usize| serde_json::to_string(&product_of(i)).expect("a product serialises");
         let info = write_paged_index(
-            options,
+            out,
+            &options.layout,
+            options.metric,
             vectors,
             dims,
             &ids,
@@ -270,12 +291,7 @@ fn read_vectors(
     }
     let rows: usize = matrices.iter().map(|m| m.rows).sum();
     debug_assert_eq!(rows, items);
-    let dims = match options.pca_dims {
-        Some(0) => cols,
-        Some(d) if d > cols => bail!("--pca-dims {d} is more than the vectors' {cols}"),
-        Some(d) => d,
-        None => cols.min(DEFAULT_PCA_DIMS),
-    };
+    let dims = paged_dims(options.pca_dims, cols)?;
     for (m, path) in matrices.iter().zip(&options.vectors) {
         if let Some(row) =
             m.values().chunks_exact(cols).position(|r| r.iter().any(|v| !v.is_finite()))
@@ -288,30 +304,58 @@ fn read_vectors(
         matrices.iter().for_each(|m| all.extend_from_slice(m.values()));
         return Ok((all, cols, None));
     }
-    // Fitted on evenly spaced rows of all the files, chosen by their place
-    // in the whole: the same rows however the vectors were sharded.
-    let step = rows.div_ceil(PCA_SAMPLE).max(1);
-    let mut sample = Vec::with_capacity(PCA_SAMPLE.min(rows) * cols);
-    let mut first = 0usize;
-    for m in &matrices {
-        for row in (first.next_multiple_of(step) - first..m.rows).step_by(step) {
-            sample.extend_from_slice(&m.values()[row * cols..(row + 1) * cols]);
-        }
-        first += m.rows;
-    }
-    let centre = options.metric == Metric::Euclidean;
-    let projection = Projection::fit(&sample, cols, dims, centre, options.seed);
-    let mut all = Vec::with_capacity(rows * dims);
-    for m in &matrices {
-        for block in m.values().chunks(PROJECT_BLOCK * cols) {
-            all.extend(projection.apply_all(block));
-        }
-    }
+    let parts: Vec<&[f32]> = matrices.iter().map(|m| m.values()).collect();
+    let (all, projection) = fit_and_project(&parts, cols, dims, options.metric, options.seed);
     Ok((all, dims, Some(projection)))
 }
 
+/// The dimensions a paged index keeps of `cols`-wide vectors: `--pca-dims`
+/// (0: all of them), by default [`DEFAULT_PCA_DIMS`].
+pub(crate) fn paged_dims(pca_dims: Option<usize>, cols: usize) -> Result<usize> {
+    Ok(match pca_dims {
+        Some(0) => cols,
+        Some(d) if d > cols => bail!("--pca-dims {d} is more than the vectors' {cols}"),
+        Some(d) => d,
+        None => cols.min(DEFAULT_PCA_DIMS),
+    })
+}
+
+/// Fits a PCA to `dims` on evenly spaced rows of `parts` (row-major,
+/// `cols` wide, concatenated), chosen by their place in the whole so that
+/// sharding cannot change it, and projects every row, a block at a time.
+pub(crate) fn fit_and_project(
+    parts: &[&[f32]],
+    cols: usize,
+    dims: usize,
+    metric: Metric,
+    seed: u64,
+) -> (Vec<f32>, Projection) {
+    let rows: usize = parts.iter().map(|p| p.len() / cols).sum();
+    let step = rows.div_ceil(PCA_SAMPLE).max(1);
+    let mut sample = Vec::with_capacity(PCA_SAMPLE.min(rows) * cols);
+    let mut first = 0usize;
+    for part in parts {
+        let count = part.len() / cols;
+        for row in (first.next_multiple_of(step) - first..count).step_by(step) {
+            sample.extend_from_slice(&part[row * cols..(row + 1) * cols]);
+        }
+        first += count;
+    }
+    let projection = Projection::fit(&sample, cols, dims, metric == Metric::Euclidean, seed);
+    let mut all = Vec::with_capacity(rows * dims);
+    for part in parts {
+        for block in part.chunks(PROJECT_BLOCK * cols) {
+            all.extend(projection.apply_all(block));
+        }
+    }
+    (all, projection)
+}
+
 fn labels_of(catalog: &Catalog, products: &[&Product]) -> (Vec<u32>, Vec<String>) {
-    let names = catalog.label_names();
+    // Sorted, as a catalog build numbers them.
+    let mut names = catalog.label_names();
+    names.sort();
+    names.dedup();
     let number: HashMap<&str, u32> =
         names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
     let labels = products
@@ -387,8 +431,10 @@ fn thumbnail(
 /// Writes the pages (streamed into a temporary file that replaces the old
 /// one only when complete), the head, and the chunk files if asked.
 #[allow(clippy::too_many_arguments)]
-fn write_paged_index(
-    options: &VectorsBuild,
+pub(crate) fn write_paged_index(
+    out: &Path,
+    output: &PagedOutput,
+    metric: Metric,
     vectors: Vec<f32>,
     dims: usize,
     ids: &[String],
@@ -397,23 +443,14 @@ fn write_paged_index(
     projection: Option<&Projection>,
     record: &(dyn Fn(usize) -> String + Sync),
 ) -> Result<PagedInfo> {
-    let out = &options.out;
     let pages_path = out.join(site::PAGED_PAGES_PATH);
     let dir = pages_path.parent().expect("a nested path");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = tempfile::Builder::new().prefix(".lookalike-").suffix(".tmp").tempfile_in(dir)?;
-    let source = PagedSource {
-        metric: options.metric,
-        dims,
-        vectors,
-        ids,
-        labels,
-        label_names,
-        projection,
-        record,
-    };
+    let source =
+        PagedSource { metric, dims, vectors, ids, labels, label_names, projection, record };
     let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file());
-    let head = write_paged(source, &options.paged, &mut writer, &mut |stage| {
+    let head = write_paged(source, &output.params, &mut writer, &mut |stage| {
         eprintln!("paged index: {stage}")
     })?;
     writer.flush()?;
@@ -426,7 +463,7 @@ fn write_paged_index(
     let head_bytes = head.encode();
     write_atomic(&out.join(site::PAGED_HEAD_PATH), &head_bytes)
         .context("writing the paged head")?;
-    let chunks = match options.chunk_size {
+    let chunks = match output.chunk_size {
         Some(size) => Some(write_chunks(out, &pages_path, size)?),
         None => {
             let _ = std::fs::remove_dir_all(out.join(site::PAGED_CHUNKS_DIR));
@@ -490,14 +527,14 @@ fn write_chunks(out: &Path, pages: &Path, size: u64) -> Result<ChunkInfo> {
     Ok(ChunkInfo { dir: site::PAGED_CHUNKS_DIR.into(), size })
 }
 
-fn remove_paged_files(out: &Path) -> Result<()> {
+pub(crate) fn remove_paged_files(out: &Path) -> Result<()> {
     match std::fs::remove_dir_all(out.join("data/paged")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
 }
 
-fn remove_file_if_present(path: &Path) -> Result<()> {
+pub(crate) fn remove_file_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),

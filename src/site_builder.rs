@@ -11,6 +11,10 @@ use crate::catalog::{Catalog, CatalogFormat, Columns, Product};
 use crate::crops::CropMode;
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::fsutil::{copy_dir, copy_file, write_atomic};
+use crate::paged_site::{
+    LayoutChoice, PagedOutput, fit_and_project, paged_dims, remove_file_if_present,
+    remove_paged_files, write_paged_index,
+};
 use crate::progress::{Progress, format_duration};
 use crate::site::{self, Crop, DetectorInfo, ModelInfo, SiteManifest, SiteProduct};
 use anyhow::{Context, Result, bail};
@@ -71,6 +75,8 @@ pub struct BuildOptions {
     pub colour_weight: f32,
     /// Follow image redirects from public to internal addresses.
     pub allow_private_redirects: bool,
+    /// One file, or paged for large catalogs (docs/scale.md).
+    pub layout: PagedOutput,
 }
 
 /// How catalog images are cut before embedding (see [`CropMode`]); also the
@@ -430,6 +436,16 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
 pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     check_similarity_options(options)?;
+    if options.layout.layout == LayoutChoice::Paged {
+        if options.crops == CropSpec::Detect {
+            bail!(
+                "--layout paged: a paged site indexes one item per product, and --crops detect makes several; use --crops foreground or whole, or --layout whole"
+            );
+        }
+        if options.precompute.is_some() {
+            bail!("--layout paged: --precompute reads the one-file index; use --layout whole");
+        }
+    }
     let (catalog, rejected) = if options.skip_bad {
         read_catalog_lenient(&options.catalog, &options.columns)?
     } else {
@@ -568,32 +584,57 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         &colours,
     )?;
     let appearance = appearance_table(options, &heads, &vectors, &colours)?;
-    let forest_started = Instant::now();
-    let params = options.storage.resolve(options.forest.clone(), kept.len());
-    let forest = Forest::build(vectors, FEATURE_DIM, Some(labels), &params)?;
-    let index = Index {
-        forest,
-        ids: kept.iter().map(|p| p.id.clone()).collect(),
-        label_names,
-        appearance: Some(appearance),
+    let site_products: Vec<SiteProduct> = kept
+        .iter()
+        .enumerate()
+        .map(|(item, p)| SiteProduct {
+            id: p.id.clone(),
+            label: item_labels[item].clone(),
+            thumb: thumb_path(&content_keys[item]),
+            title: site::title_of(&p.metadata),
+            metadata: p.metadata.clone(),
+            crop: crops[item].clone(),
+        })
+        .collect();
+    let ids: Vec<String> = kept.iter().map(|p| p.id.clone()).collect();
+    // Paged from PAGED_FROM products (docs/scale.md), when each product is
+    // one item and no recommendations file is asked for.
+    let paged = options.layout.is_paged(kept.len())
+        && (options.layout.layout == LayoutChoice::Paged
+            || (kept.len() == product_count && options.precompute.is_none()));
+    let built = if paged {
+        let params = options.storage.resolve(options.forest.clone(), kept.len());
+        let dims = paged_dims(options.storage.pca_dims, FEATURE_DIM)?;
+        let (vectors, projection) = if dims < FEATURE_DIM {
+            let (projected, projection) =
+                fit_and_project(&[&vectors], FEATURE_DIM, dims, params.metric, params.seed);
+            (projected, Some(projection))
+        } else {
+            (vectors, None)
+        };
+        let record =
+            |i: usize| serde_json::to_string(&site_products[i]).expect("a product serialises");
+        let info = write_paged_index(
+            out,
+            &options.layout,
+            params.metric,
+            vectors,
+            dims,
+            &ids,
+            &labels,
+            &label_names,
+            projection.as_ref(),
+            &record,
+        )?;
+        remove_file_if_present(&out.join(site::INDEX_PATH))?;
+        BuiltIndex::Paged(info)
+    } else {
+        let (index, bytes) =
+            build_whole_index(options, vectors, labels, ids, label_names, appearance)?;
+        write_atomic(&out.join(site::INDEX_PATH), &bytes).context("writing the index")?;
+        remove_paged_files(out)?;
+        BuiltIndex::Whole(Box::new(index))
     };
-    let index_bytes = index.to_bytes();
-    eprintln!(
-        "forest: {} trees{} over {} items in {}; index {:.1} MB, {:.0} bytes/item ({}{})",
-        index.forest.n_trees(),
-        index
-            .forest
-            .graph_params()
-            .map(|g| format!(" and a graph of degree {}", g.degree))
-            .unwrap_or_default(),
-        index.forest.len(),
-        format_duration(forest_started.elapsed().as_secs_f64()),
-        index_bytes.len() as f64 / 1e6,
-        index_bytes.len() as f64 / index.forest.len() as f64,
-        index.forest.encoding().name(),
-        index.forest.projection().map(|p| format!(", PCA to {}", p.out_dims)).unwrap_or_default(),
-    );
-    write_atomic(&out.join(site::INDEX_PATH), &index_bytes).context("writing the index")?;
     write_model_record(
         &options.model,
         &model_bytes,
@@ -629,31 +670,29 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             input_size: EMBED_INPUT_SIZE,
             dims: FEATURE_DIM,
         },
-        index: site::INDEX_PATH.into(),
+        index: match &built {
+            BuiltIndex::Whole(_) => site::INDEX_PATH.into(),
+            BuiltIndex::Paged(_) => site::PAGED_HEAD_PATH.into(),
+        },
         id_column: catalog.id_column.clone(),
         label_column: catalog.label_column.clone(),
-        products: kept
-            .iter()
-            .enumerate()
-            .map(|(item, p)| SiteProduct {
-                id: p.id.clone(),
-                label: item_labels[item].clone(),
-                thumb: thumb_path(&content_keys[item]),
-                title: site::title_of(&p.metadata),
-                metadata: p.metadata.clone(),
-                crop: crops[item].clone(),
-            })
-            .collect(),
+        products: match &built {
+            BuiltIndex::Whole(_) => site_products,
+            BuiltIndex::Paged(_) => Vec::new(),
+        },
         detector,
         labels: labels_file,
         attributes: attributes_file,
-        paged: None,
+        paged: match &built {
+            BuiltIndex::Whole(_) => None,
+            BuiltIndex::Paged(info) => Some(info.clone()),
+        },
     };
     write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?)
         .context("writing the manifest")?;
-    if let Some(n) = options.precompute {
+    if let (Some(n), BuiltIndex::Whole(index)) = (options.precompute, &built) {
         let same_label = catalog.label_column.is_some();
-        let all = precompute(&index, n, same_label);
+        let all = precompute(index, n, same_label);
         write_atomic(&out.join(RECOMMENDATIONS_PATH), &serde_json::to_vec(&all)?)
             .context("writing recommendations")?;
         eprintln!("wrote {} recommendations to {RECOMMENDATIONS_PATH}", all.len());
@@ -676,6 +715,45 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         embed_seconds,
         total_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The index a build wrote: one file, or paged.
+enum BuiltIndex {
+    Whole(Box<Index>),
+    Paged(crate::site::PagedInfo),
+}
+
+/// The forest over every item, with the ids, labels and appearance parts
+/// the one-file index carries; and the file's bytes.
+fn build_whole_index(
+    options: &BuildOptions,
+    vectors: Vec<f32>,
+    labels: Vec<u32>,
+    ids: Vec<String>,
+    label_names: Vec<String>,
+    appearance: PartsTable,
+) -> Result<(Index, Vec<u8>)> {
+    let forest_started = Instant::now();
+    let params = options.storage.resolve(options.forest.clone(), ids.len());
+    let forest = Forest::build(vectors, FEATURE_DIM, Some(labels), &params)?;
+    let index = Index { forest, ids, label_names, appearance: Some(appearance) };
+    let index_bytes = index.to_bytes();
+    eprintln!(
+        "forest: {} trees{} over {} items in {}; index {:.1} MB, {:.0} bytes/item ({}{})",
+        index.forest.n_trees(),
+        index
+            .forest
+            .graph_params()
+            .map(|g| format!(" and a graph of degree {}", g.degree))
+            .unwrap_or_default(),
+        index.forest.len(),
+        format_duration(forest_started.elapsed().as_secs_f64()),
+        index_bytes.len() as f64 / 1e6,
+        index_bytes.len() as f64 / index.forest.len() as f64,
+        index.forest.encoding().name(),
+        index.forest.projection().map(|p| format!(", PCA to {}", p.out_dims)).unwrap_or_default(),
+    );
+    Ok((index, index_bytes))
 }
 
 /// The default weight of everything but the embedding.

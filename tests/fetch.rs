@@ -285,6 +285,7 @@ fn a_catalog_of_urls_builds_and_reports_what_it_skipped() {
         learn: Vec::new(),
         colour_weight: 0.0,
         allow_private_redirects: false,
+        layout: Default::default(),
     };
     let report = build_site(&options).unwrap();
     assert_eq!(report.products, 6);

@@ -246,3 +246,36 @@ fn small_catalogs_ship_one_file_and_bad_vectors_keep_the_built_site() {
     );
     assert!(before == files(&site), "a failed build changed the built site");
 }
+
+#[test]
+fn a_catalog_build_pages_the_same_index_as_a_build_from_its_vectors() {
+    let e = embedded();
+    let from_vectors = e.dir.join("site-from-vectors");
+    ok(build(&from_vectors, &whole(), &["--layout", "paged", "--list-size", "8"]));
+    let from_catalog = e.dir.join("site-from-catalog");
+    // The same embedder and crops as `embed`: the same vectors, so the
+    // same pages, byte for byte.
+    ok(build(
+        &from_catalog,
+        &[],
+        &["--layout", "paged", "--list-size", "8", "--crops", "whole", "--no-detector"],
+    ));
+    for file in ["data/paged/head.lkh", "data/paged/pages.lkp"] {
+        let a = std::fs::read(from_vectors.join(file)).unwrap();
+        let b = std::fs::read(from_catalog.join(file)).unwrap();
+        assert!(a == b, "{file} differs between the catalog build and the build from its vectors");
+    }
+    assert!(!from_catalog.join("data/index.lkf").exists());
+    let query = ok(lookalike(&["query", "--site", s(&from_catalog), "--id", "1563", "-k", "3"]));
+    let hits: serde_json::Value = serde_json::from_slice(&query.stdout).unwrap();
+    assert_eq!(hits.as_array().map(Vec::len), Some(3));
+    assert_eq!(hits[0]["original_product_id"], "1563");
+    // --crops detect makes several items of a product: no paged layout.
+    let out = build(&e.dir.join("site-detect"), &[], &["--layout", "paged", "--crops", "detect"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("one item per product"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

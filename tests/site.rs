@@ -90,6 +90,7 @@ fn options(dir: &Path, catalog: PathBuf) -> BuildOptions {
         learn: Vec::new(),
         colour_weight: 0.0,
         allow_private_redirects: false,
+        layout: Default::default(),
     }
 }
 

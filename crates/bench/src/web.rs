@@ -56,6 +56,7 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
         ],
         colour_weight: 0.0,
         allow_private_redirects: false,
+        layout: Default::default(),
     })?;
     let photos = options.data_dir.join("ccp-street-fashion/images");
     let output = std::process::Command::new("node")
