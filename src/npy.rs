@@ -96,6 +96,9 @@ fn parse_header(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize)> {
     let [rows, cols] = dims[..] else {
         bail!("{}: expected a 2-d matrix, shape ({shape})", path.display())
     };
+    if cols == 0 {
+        bail!("{}: a matrix of 0 columns", path.display());
+    }
     let start = 10 + header_len;
     let expected = rows.checked_mul(cols).and_then(|v| v.checked_mul(4));
     if expected != Some(bytes.len() - start.min(bytes.len())) {

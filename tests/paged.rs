@@ -244,6 +244,13 @@ fn small_catalogs_ship_one_file_and_bad_vectors_keep_the_built_site() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::write(bad.join("flat.npy"), lookalike::npy::encode_f32(&[], PRODUCTS, 0)).unwrap();
+    let out = build(&site, &[(bad.join("flat.npy"), e.dir.join("whole/ids.txt"))], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 columns"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(before == files(&site), "a failed build changed the built site");
 }
 
