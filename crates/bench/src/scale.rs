@@ -184,7 +184,10 @@ fn print_run(run: &ScaleRun) {
             q["warm_ms"]["p95"].as_f64().unwrap_or(f64::NAN),
         );
     }
-    println!("demo (one file): product click to drawn results {} median", ms(&b["demo_click_ms"]));
+    println!(
+        "demo (one file): product click to the next frame {} median (bench web times the query and the drawing alone)",
+        ms(&b["demo_click_ms"])
+    );
 }
 
 /// Standard normal samples (Box-Muller; rand 0.10 has no distributions).
