@@ -642,7 +642,7 @@ pub fn load_site(dir: &Path) -> Result<(Index, SiteManifest)> {
 }
 
 fn query(args: QueryArgs) -> Result<()> {
-    if let Some(paged) = crate::paged_site::open_paged(&args.site)? {
+    if let Some(mut paged) = crate::paged_site::open_paged(&args.site)? {
         let Some(id) = &args.id else {
             bail!(
                 "{} is a paged site: query it with --id here (photos are searched in its page)",

@@ -14,19 +14,18 @@
 
 use crate::catalog::{Catalog, Columns, Product};
 use crate::fetch::{FetchOptions, Fetcher};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{remove_if_present, temp_file_beside, write_atomic};
 use crate::progress::format_duration;
 use crate::site::{self, ChunkInfo, ModelInfo, PagedInfo, SiteManifest, SiteProduct};
-use crate::site_builder::{WebAssets, precompress, read_catalog, thumb_path, write_model_record};
+use crate::site_builder::{WebAssets, precompress, read_catalog, thumbnail_of, write_model_record};
 use anyhow::{Context, Result, bail};
 use lookalike_forest::{Forest, ForestParams, Metric, NO_LABEL, Projection};
 use lookalike_index::Index;
 use lookalike_index::paged::{PagedParams, PagedSource, write_paged};
 use lookalike_vision::preprocess;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -67,10 +66,13 @@ impl Default for PagedOutput {
 }
 
 impl PagedOutput {
-    /// Whether a site of `items` index items is paged.
-    pub fn is_paged(&self, items: usize) -> bool {
+    /// Whether a site of `items` index items of `products` products is
+    /// paged. Auto pages from [`PAGED_FROM`] items when each product is one
+    /// item and no recommendations file (which reads the one-file index)
+    /// is asked for; builds refuse a forced paged layout they cannot make.
+    pub fn is_paged(&self, items: usize, products: usize, precompute: bool) -> bool {
         match self.layout {
-            LayoutChoice::Auto => items >= PAGED_FROM,
+            LayoutChoice::Auto => items >= PAGED_FROM && items == products && !precompute,
             LayoutChoice::Whole => false,
             LayoutChoice::Paged => true,
         }
@@ -116,14 +118,15 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
     }
     let web_assets = WebAssets::locate(options.assets.as_deref())?;
     let catalog = read_catalog(&options.catalog, &options.columns)?;
-    let (ids, rows_of) = read_ids(&options.ids)?;
+    let (ids, per_file) = read_ids(&options.ids)?;
     let by_id: HashMap<&str, usize> =
         catalog.products.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
     let products: Vec<&Product> = ids
         .iter()
-        .zip(&rows_of)
-        .map(|(id, (file, line))| {
-            by_id.get(id.as_str()).map(|&i| &catalog.products[i]).with_context(|| {
+        .enumerate()
+        .map(|(i, id)| {
+            by_id.get(id.as_str()).map(|&p| &catalog.products[p]).with_context(|| {
+                let (file, line) = origin(&options.ids, &per_file, i);
                 format!(
                     "{}:{line}: id '{id}' is not in the catalog {}",
                     file.display(),
@@ -142,11 +145,11 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
     );
     let (labels, label_names) = labels_of(&catalog, &products);
 
-    let paged = options.layout.is_paged(ids.len());
+    let paged = options.layout.is_paged(ids.len(), ids.len(), false);
     // Every input is read and checked before anything is written: bad
     // vectors fail the build with the site as it was. A paged index takes
     // them projected; the forest projects by itself, as in a catalog build.
-    let (vectors, dims, projection) = read_vectors(options, ids.len(), paged)?;
+    let vectors = read_vectors(options, &per_file, paged)?;
     let out = &options.out;
     std::fs::create_dir_all(out.join(site::THUMBS_DIR))
         .with_context(|| format!("creating {}", out.display()))?;
@@ -159,8 +162,8 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
         metadata: products[i].metadata.clone(),
         crop: None,
     };
+    let items = ids.len();
     let index_started = Instant::now();
-    // A rebuild that changes layout removes the other layout's files.
     let (index_path, paged_info, manifest_products) = if paged {
         let record =
             |i: usize| serde_json::to_string(&product_of(i)).expect("a product serialises");
@@ -168,32 +171,28 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
             out,
             &options.layout,
             options.metric,
-            vectors,
-            dims,
+            vectors.values,
+            vectors.dims,
             &ids,
             &labels,
             &label_names,
-            projection.as_ref(),
+            vectors.projection.as_ref(),
             &record,
         )?;
-        remove_file_if_present(&out.join(site::INDEX_PATH))?;
         (site::PAGED_HEAD_PATH.to_string(), Some(info), Vec::new())
     } else {
         let mut params = ForestParams::new(options.metric);
         params.seed = options.seed;
         let storage = crate::site_builder::Storage { encoding: None, pca_dims: options.pca_dims };
-        let params = storage.resolve(params, ids.len());
-        let forest = Forest::build(vectors, dims, Some(labels), &params)?;
-        let index = Index { forest, ids: ids.clone(), label_names, appearance: None };
-        write_atomic(&out.join(site::INDEX_PATH), &index.to_bytes())
-            .context("writing the index")?;
-        remove_paged_files(out)?;
-        (site::INDEX_PATH.to_string(), None, (0..ids.len()).map(product_of).collect())
+        let params = storage.resolve(params, items);
+        let forest = Forest::build(vectors.values, vectors.dims, Some(labels), &params)?;
+        let index = Index { forest, ids, label_names, appearance: None };
+        write_whole_index(out, &index.to_bytes())?;
+        (site::INDEX_PATH.to_string(), None, (0..items).map(product_of).collect())
     };
     eprintln!(
-        "index: {} layout over {} items in {}",
+        "index: {} layout over {items} items in {}",
         if paged { "paged" } else { "one-file" },
-        ids.len(),
         format_duration(index_started.elapsed().as_secs_f64())
     );
 
@@ -210,7 +209,7 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
             name: format!("efficientnet-{}", model.variant().name()),
             file: site::MODEL_PATH.into(),
             input_size: preprocess::EMBED_INPUT_SIZE,
-            dims: projection_input_dims(options)?,
+            dims: vectors.input_dims,
         },
         index: index_path,
         id_column: catalog.id_column.clone(),
@@ -225,51 +224,57 @@ pub fn build_from_vectors(options: &VectorsBuild) -> Result<VectorsReport> {
         .context("writing the manifest")?;
     web_assets.copy_into(out)?;
     precompress(out)?;
-    Ok(VectorsReport { items: ids.len(), paged, seconds: started.elapsed().as_secs_f64() })
+    Ok(VectorsReport { items, paged, seconds: started.elapsed().as_secs_f64() })
 }
 
-/// The ids files' lines, with where each came from (for messages).
-/// Ids, and the file and line each came from.
-type IdsRead = (Vec<String>, Vec<(PathBuf, usize)>);
-
-fn read_ids(files: &[PathBuf]) -> Result<IdsRead> {
+/// The ids files' lines, in order, and how many each file gave.
+fn read_ids(files: &[PathBuf]) -> Result<(Vec<String>, Vec<usize>)> {
     let mut ids = Vec::new();
-    let mut origin = Vec::new();
-    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
-    for (f, file) in files.iter().enumerate() {
+    let mut per_file = Vec::with_capacity(files.len());
+    for file in files {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        for (line, id) in text.lines().enumerate() {
-            if id.is_empty() {
-                bail!("{}:{}: empty id", file.display(), line + 1);
-            }
-            if let Some((f0, l0)) = seen.insert(id.to_string(), (f, line + 1)) {
-                bail!(
-                    "{}:{}: id '{id}' also on {}:{l0}",
-                    file.display(),
-                    line + 1,
-                    files[f0].display()
-                );
-            }
-            ids.push(id.to_string());
-            origin.push((file.clone(), line + 1));
+        let before = ids.len();
+        ids.extend(text.lines().map(str::to_string));
+        per_file.push(ids.len() - before);
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let (file, line) = origin(files, &per_file, i);
+        if id.is_empty() {
+            bail!("{}:{line}: empty id", file.display());
+        }
+        if let Some(first) = seen.insert(id, i) {
+            let (file0, line0) = origin(files, &per_file, first);
+            bail!("{}:{line}: id '{id}' also on {}:{line0}", file.display(), file0.display());
         }
     }
-    Ok((ids, origin))
+    Ok((ids, per_file))
 }
 
-/// The embedder's width the site's vectors came from (what the page's
-/// photo worker produces).
-fn projection_input_dims(options: &VectorsBuild) -> Result<usize> {
-    Ok(crate::npy::map_f32(&options.vectors[0])?.cols)
+/// The file and line (1-based) that id `i` of the concatenation came from.
+fn origin<'f>(files: &'f [PathBuf], per_file: &[usize], mut i: usize) -> (&'f Path, usize) {
+    for (file, &count) in files.iter().zip(per_file) {
+        if i < count {
+            return (file, i + 1);
+        }
+        i -= count;
+    }
+    unreachable!("an id index inside the files")
 }
 
-/// All vectors, concatenated and projected; with the projection.
-fn read_vectors(
-    options: &VectorsBuild,
-    items: usize,
-    project: bool,
-) -> Result<(Vec<f32>, usize, Option<Projection>)> {
+/// The build's vectors in the index's space.
+struct Vectors {
+    values: Vec<f32>,
+    dims: usize,
+    /// The embedder's width (what a photo's vector has).
+    input_dims: usize,
+    projection: Option<Projection>,
+}
+
+/// All vectors, concatenated, checked against their ids files' lengths,
+/// and projected when `project` and PCA is asked for.
+fn read_vectors(options: &VectorsBuild, per_file: &[usize], project: bool) -> Result<Vectors> {
     let matrices =
         options.vectors.iter().map(|p| crate::npy::map_f32(p)).collect::<Result<Vec<_>>>()?;
     let cols = matrices[0].cols;
@@ -283,14 +288,14 @@ fn read_vectors(
             );
         }
     }
-    for ((m, path), ids) in matrices.iter().zip(&options.vectors).zip(&options.ids) {
-        let lines = std::fs::read_to_string(ids)?.lines().count();
+    for (((m, path), ids), &lines) in
+        matrices.iter().zip(&options.vectors).zip(&options.ids).zip(per_file)
+    {
         if m.rows != lines {
             bail!("{}: {} rows, but {} has {lines} ids", path.display(), m.rows, ids.display());
         }
     }
     let rows: usize = matrices.iter().map(|m| m.rows).sum();
-    debug_assert_eq!(rows, items);
     let dims = paged_dims(options.pca_dims, cols)?;
     for (m, path) in matrices.iter().zip(&options.vectors) {
         if let Some(row) =
@@ -300,13 +305,13 @@ fn read_vectors(
         }
     }
     if dims == cols || !project {
-        let mut all = Vec::with_capacity(rows * cols);
-        matrices.iter().for_each(|m| all.extend_from_slice(m.values()));
-        return Ok((all, cols, None));
+        let mut values = Vec::with_capacity(rows * cols);
+        matrices.iter().for_each(|m| values.extend_from_slice(m.values()));
+        return Ok(Vectors { values, dims: cols, input_dims: cols, projection: None });
     }
     let parts: Vec<&[f32]> = matrices.iter().map(|m| m.values()).collect();
-    let (all, projection) = fit_and_project(&parts, cols, dims, options.metric, options.seed);
-    Ok((all, dims, Some(projection)))
+    let (values, projection) = fit_and_project(&parts, cols, dims, options.metric, options.seed);
+    Ok(Vectors { values, dims, input_dims: cols, projection: Some(projection) })
 }
 
 /// The dimensions a paged index keeps of `cols`-wide vectors: `--pca-dims`
@@ -387,7 +392,8 @@ fn write_thumbnails(
     let made: Vec<(String, Result<String, String>)> = images
         .par_iter()
         .map(|image| {
-            let made = thumbnail(&fetcher, &catalog_dir, image, &options.out, options.thumb_size);
+            let made =
+                thumbnail_of(&fetcher, &catalog_dir, image, &options.out, options.thumb_size);
             done.lock().unwrap().advance(1);
             (image.to_string(), made)
         })
@@ -407,29 +413,9 @@ fn write_thumbnails(
     Ok(made.into_iter().filter_map(|(i, r)| r.ok().map(|t| (i, t))).collect())
 }
 
-fn thumbnail(
-    fetcher: &Fetcher,
-    base: &Path,
-    image: &str,
-    out: &Path,
-    size: u32,
-) -> Result<String, String> {
-    let bytes = fetcher.bytes(base, image)?;
-    let path = thumb_path(&format!("{:x}", Sha256::digest(&bytes)));
-    if out.join(&path).exists() {
-        return Ok(path);
-    }
-    let decoded = preprocess::open(&bytes).and_then(|i| i.decode()).map_err(|e| e.to_string())?;
-    let mut jpeg = Vec::new();
-    preprocess::thumbnail(&decoded, size)
-        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
-        .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
-    write_atomic(&out.join(&path), &jpeg).map_err(|e| e.to_string())?;
-    Ok(path)
-}
-
 /// Writes the pages (streamed into a temporary file that replaces the old
-/// one only when complete), the head, and the chunk files if asked.
+/// one only when complete), the head, and the chunk files if asked; a
+/// one-file index left by an earlier build is removed.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_paged_index(
     out: &Path,
@@ -444,9 +430,8 @@ pub(crate) fn write_paged_index(
     record: &(dyn Fn(usize) -> String + Sync),
 ) -> Result<PagedInfo> {
     let pages_path = out.join(site::PAGED_PAGES_PATH);
-    let dir = pages_path.parent().expect("a nested path");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new().prefix(".lookalike-").suffix(".tmp").tempfile_in(dir)?;
+    let tmp = temp_file_beside(&pages_path)
+        .with_context(|| format!("creating a file beside {}", pages_path.display()))?;
     let source =
         PagedSource { metric, dims, vectors, ids, labels, label_names, projection, record };
     let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file());
@@ -456,7 +441,6 @@ pub(crate) fn write_paged_index(
     writer.flush()?;
     drop(writer);
     tmp.as_file().sync_all()?;
-    set_readable(tmp.path())?;
     tmp.persist(&pages_path)
         .map_err(|e| e.error)
         .with_context(|| format!("writing {}", pages_path.display()))?;
@@ -466,10 +450,11 @@ pub(crate) fn write_paged_index(
     let chunks = match output.chunk_size {
         Some(size) => Some(write_chunks(out, &pages_path, size)?),
         None => {
-            let _ = std::fs::remove_dir_all(out.join(site::PAGED_CHUNKS_DIR));
+            remove_if_present(&out.join(site::PAGED_CHUNKS_DIR))?;
             None
         }
     };
+    remove_if_present(&out.join(site::INDEX_PATH))?;
     eprintln!(
         "paged index: {} lists in {} cells; head {:.0} KB, pages {:.1} MB",
         head.lists.len(),
@@ -486,17 +471,6 @@ pub(crate) fn write_paged_index(
     })
 }
 
-#[cfg(unix)]
-fn set_readable(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    Ok(std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?)
-}
-
-#[cfg(not(unix))]
-fn set_readable(_: &Path) -> Result<()> {
-    Ok(())
-}
-
 /// Cuts the pages file into `size`-byte files `000000.bin`, `000001.bin`...
 /// (the last one shorter), replacing any earlier set.
 fn write_chunks(out: &Path, pages: &Path, size: u64) -> Result<ChunkInfo> {
@@ -504,7 +478,7 @@ fn write_chunks(out: &Path, pages: &Path, size: u64) -> Result<ChunkInfo> {
         bail!("--chunk-size {size}: use 4 KiB to 64 MiB");
     }
     let dir = out.join(site::PAGED_CHUNKS_DIR);
-    let _ = std::fs::remove_dir_all(&dir);
+    remove_if_present(&dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut file = std::fs::File::open(pages)?;
     let mut buffer = vec![0u8; size as usize];
@@ -527,24 +501,16 @@ fn write_chunks(out: &Path, pages: &Path, size: u64) -> Result<ChunkInfo> {
     Ok(ChunkInfo { dir: site::PAGED_CHUNKS_DIR.into(), size })
 }
 
-pub(crate) fn remove_paged_files(out: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(out.join("data/paged")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
-pub(crate) fn remove_file_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
-    }
+/// Writes a one-file index, removing a paged one left by an earlier build.
+pub(crate) fn write_whole_index(out: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(&out.join(site::INDEX_PATH), bytes).context("writing the index")?;
+    Ok(remove_if_present(&out.join(site::PAGED_DIR))?)
 }
 
 /// A paged site opened natively: the head in memory, pages read from the
 /// file as queries ask for them (the same reader the page drives).
 pub struct PagedSite {
-    index: std::cell::RefCell<lookalike_index::paged::PagedIndex>,
+    index: lookalike_index::paged::PagedIndex,
     pages: std::fs::File,
     path: PathBuf,
 }
@@ -573,29 +539,32 @@ pub fn open_paged(site_dir: &Path) -> Result<Option<PagedSite>> {
     if length != index.head().pages_len {
         bail!("{}: {length} bytes, its head says {}", path.display(), index.head().pages_len);
     }
-    Ok(Some(PagedSite { index: index.into(), pages, path }))
+    Ok(Some(PagedSite { index, pages, path }))
 }
 
 impl PagedSite {
     /// A product's look-alikes; `None` for an id the site lacks.
     pub fn query_item(
-        &self,
+        &mut self,
         id: &str,
         query: &lookalike_index::paged::PagedQuery,
     ) -> Result<Option<Vec<lookalike_index::paged::PagedHit>>> {
         use lookalike_index::paged::Step;
-        use std::os::unix::fs::FileExt;
-        let mut index = self.index.borrow_mut();
         for _ in 0..16 {
-            match index.query_item(id, query).with_context(|| self.path.display().to_string())? {
+            match self
+                .index
+                .query_item(id, query)
+                .with_context(|| self.path.display().to_string())?
+            {
                 Step::Done(hits) => return Ok(hits),
                 Step::Need(pages) => {
                     for (start, end) in lookalike_index::paged::coalesce(&pages, 0) {
                         let mut bytes = vec![0u8; (end - start) as usize];
                         self.pages
-                            .read_exact_at(&mut bytes, start)
+                            .seek(std::io::SeekFrom::Start(start))
+                            .and_then(|_| self.pages.read_exact(&mut bytes))
                             .with_context(|| format!("reading {}", self.path.display()))?;
-                        index
+                        self.index
                             .accept(&pages, start, &bytes)
                             .with_context(|| self.path.display().to_string())?;
                     }

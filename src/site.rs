@@ -16,6 +16,7 @@ pub const LABELS_PATH: &str = "data/labels.json";
 pub const DETECTOR_DIR: &str = "data/detector";
 pub const ATTRIBUTES_PATH: &str = "data/attributes.json";
 /// A paged site's index (docs/index-format.md, "The paged index").
+pub const PAGED_DIR: &str = "data/paged";
 pub const PAGED_HEAD_PATH: &str = "data/paged/head.lkh";
 pub const PAGED_PAGES_PATH: &str = "data/paged/pages.lkp";
 pub const PAGED_CHUNKS_DIR: &str = "data/paged/chunks";

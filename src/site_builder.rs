@@ -12,8 +12,7 @@ use crate::crops::CropMode;
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::fsutil::{copy_dir, copy_file, write_atomic};
 use crate::paged_site::{
-    LayoutChoice, PagedOutput, fit_and_project, paged_dims, remove_file_if_present,
-    remove_paged_files, write_paged_index,
+    LayoutChoice, PagedOutput, fit_and_project, paged_dims, write_paged_index, write_whole_index,
 };
 use crate::progress::{Progress, format_duration};
 use crate::site::{self, Crop, DetectorInfo, ModelInfo, SiteManifest, SiteProduct};
@@ -411,11 +410,7 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
     let _memory = DECODE_BUDGET.reserve(image.size().decoded_bytes.saturating_mul(3));
     let decoded = image.decode().map_err(|e| format!("{}: {e}", product.image))?;
     if let Some((path, size)) = thumb_file.filter(|_| !thumb_done) {
-        let mut jpeg = Vec::new();
-        preprocess::thumbnail(&decoded, size)
-            .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
-            .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
-        write_atomic(&path, &jpeg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        write_thumbnail(&decoded, size, &path)?;
     }
     Ok(match cached {
         Some((vectors, crops)) => Ready::Cached { vectors, crops, content_key },
@@ -431,6 +426,37 @@ fn ready(job: &EmbedJob, product: &Product) -> Result<Ready, String> {
             Ready::Prepared { model_inputs, colours, crops, content_key }
         }
     })
+}
+
+/// Writes the JPEG thumbnail (`size` pixels) of a decoded image.
+fn write_thumbnail(decoded: &image::DynamicImage, size: u32, path: &Path) -> Result<(), String> {
+    let mut jpeg = Vec::new();
+    preprocess::thumbnail(decoded, size)
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
+    write_atomic(path, &jpeg).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// An image's thumbnail in the site `out`, made unless it is there (they
+/// are named by content); returns its path in the site. Decoding is under
+/// the build's memory budget, as for embedding.
+pub(crate) fn thumbnail_of(
+    fetcher: &Fetcher,
+    base: &Path,
+    image: &str,
+    out: &Path,
+    size: u32,
+) -> Result<String, String> {
+    let bytes = fetcher.bytes(base, image)?;
+    let path = thumb_path(&format!("{:x}", Sha256::digest(&bytes)));
+    if out.join(&path).exists() {
+        return Ok(path);
+    }
+    let opened = preprocess::open(&bytes).map_err(|e| format!("{image}: {e}"))?;
+    let _memory = DECODE_BUDGET.reserve(opened.size().decoded_bytes.saturating_mul(2));
+    let decoded = opened.decode().map_err(|e| format!("{image}: {e}"))?;
+    write_thumbnail(&decoded, size, &out.join(&path))?;
+    Ok(path)
 }
 
 pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
@@ -597,17 +623,13 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         })
         .collect();
     let ids: Vec<String> = kept.iter().map(|p| p.id.clone()).collect();
-    // Paged from PAGED_FROM products (docs/scale.md), when each product is
-    // one item and no recommendations file is asked for.
-    let paged = options.layout.is_paged(kept.len())
-        && (options.layout.layout == LayoutChoice::Paged
-            || (kept.len() == product_count && options.precompute.is_none()));
+    let paged = options.layout.is_paged(kept.len(), product_count, options.precompute.is_some());
     let built = if paged {
-        let params = options.storage.resolve(options.forest.clone(), kept.len());
+        let (metric, seed) = (options.forest.metric, options.forest.seed);
         let dims = paged_dims(options.storage.pca_dims, FEATURE_DIM)?;
         let (vectors, projection) = if dims < FEATURE_DIM {
             let (projected, projection) =
-                fit_and_project(&[&vectors], FEATURE_DIM, dims, params.metric, params.seed);
+                fit_and_project(&[&vectors], FEATURE_DIM, dims, metric, seed);
             (projected, Some(projection))
         } else {
             (vectors, None)
@@ -617,7 +639,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         let info = write_paged_index(
             out,
             &options.layout,
-            params.metric,
+            metric,
             vectors,
             dims,
             &ids,
@@ -626,13 +648,11 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             projection.as_ref(),
             &record,
         )?;
-        remove_file_if_present(&out.join(site::INDEX_PATH))?;
         BuiltIndex::Paged(info)
     } else {
         let (index, bytes) =
             build_whole_index(options, vectors, labels, ids, label_names, appearance)?;
-        write_atomic(&out.join(site::INDEX_PATH), &bytes).context("writing the index")?;
-        remove_paged_files(out)?;
+        write_whole_index(out, &bytes)?;
         BuiltIndex::Whole(Box::new(index))
     };
     write_model_record(
@@ -662,6 +682,10 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         }
     };
 
+    let (index_path, products, paged_info) = match &built {
+        BuiltIndex::Whole(_) => (site::INDEX_PATH, site_products, None),
+        BuiltIndex::Paged(info) => (site::PAGED_HEAD_PATH, Vec::new(), Some(info.clone())),
+    };
     let manifest = SiteManifest {
         version: site::MANIFEST_VERSION,
         model: ModelInfo {
@@ -670,23 +694,14 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
             input_size: EMBED_INPUT_SIZE,
             dims: FEATURE_DIM,
         },
-        index: match &built {
-            BuiltIndex::Whole(_) => site::INDEX_PATH.into(),
-            BuiltIndex::Paged(_) => site::PAGED_HEAD_PATH.into(),
-        },
+        index: index_path.into(),
         id_column: catalog.id_column.clone(),
         label_column: catalog.label_column.clone(),
-        products: match &built {
-            BuiltIndex::Whole(_) => site_products,
-            BuiltIndex::Paged(_) => Vec::new(),
-        },
+        products,
         detector,
         labels: labels_file,
         attributes: attributes_file,
-        paged: match &built {
-            BuiltIndex::Whole(_) => None,
-            BuiltIndex::Paged(info) => Some(info.clone()),
-        },
+        paged: paged_info,
     };
     write_atomic(&out.join(site::MANIFEST_PATH), &serde_json::to_vec(&manifest)?)
         .context("writing the manifest")?;
