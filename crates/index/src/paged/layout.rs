@@ -26,7 +26,7 @@ const MAX_PROBES: usize = 64;
 const NO_LABEL_U16: u16 = u16::MAX;
 
 /// Where a page is in the pages file, and what it must hash to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageRef {
     pub offset: u64,
     pub len: u32,

@@ -15,6 +15,7 @@ use super::layout::{
 };
 use lookalike_forest::{LabelFilter, Metric, NO_LABEL, Projection, metric, score_all};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 /// The smallest page cache: room for a few queries' pages, so that a query
@@ -160,12 +161,12 @@ impl PagedIndex {
             Step::Done(Some(entry)) => entry,
         };
         let own_list = self.head.list_of(entry.item);
-        let own = match self.list(own_list)? {
+        let own = match self.list(own_list) {
             Some(page) => page,
             // The own list is the first probe: fetch it with the others.
             None => {
                 let first = &entry.probes[..entry.held as usize];
-                return Ok(Step::Need(self.lists_to_read(first, query.list_bytes, 0)));
+                return Ok(Step::Need(self.missing_lists(&self.chosen(first, query.list_bytes))));
             }
         };
         let (vector, label) = {
@@ -273,13 +274,10 @@ impl PagedIndex {
     pub fn browse(&mut self, first: u32, count: u32) -> Result<Step<Vec<PagedHit>>, PagedError> {
         let end = first.saturating_add(count.min(1000)).min(self.head.items);
         let items: Vec<(u32, f32)> = (first.min(end)..end).map(|i| (i, 0.0)).collect();
-        let missing: Vec<PageRef> = items
-            .iter()
-            .map(|&(i, _)| self.head.lists[self.head.list_of(i)].page)
-            .filter(|p| !self.cache.contains(p.offset))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        // Items are numbered list by list: their lists are a run.
+        let mut lists: Vec<usize> = items.iter().map(|&(i, _)| self.head.list_of(i)).collect();
+        lists.dedup();
+        let missing = self.missing_lists(&lists);
         if !missing.is_empty() {
             return Ok(Step::Need(missing));
         }
@@ -303,13 +301,11 @@ impl PagedIndex {
         Ok(Step::Done(found))
     }
 
-    /// The pages of the first candidate lists that fit `budget` bytes
-    /// (at least one), shifted by `skip` doublings of the budget; the ones
-    /// not held yet.
-    fn lists_to_read(&self, candidates: &[u32], budget: usize, widenings: u32) -> Vec<PageRef> {
-        self.chosen(candidates, budget << widenings)
-            .into_iter()
-            .map(|l| self.head.lists[l].page)
+    /// The pages of `lists` not held yet.
+    fn missing_lists(&self, lists: &[usize]) -> Vec<PageRef> {
+        lists
+            .iter()
+            .map(|&l| self.head.lists[l].page)
             .filter(|p| !self.cache.contains(p.offset))
             .collect()
     }
@@ -346,16 +342,17 @@ impl PagedIndex {
         // A widened query's pages must fit the cache twice over, or a
         // round could evict what the last one fetched.
         let budget = query.list_bytes.clamp(1, self.cache.budget / (2 << MAX_WIDENINGS));
+        let distinct = candidates.iter().collect::<std::collections::HashSet<_>>().len();
         let mut widenings = 0;
         let scored = loop {
             let lists = self.chosen(candidates, budget << widenings);
-            let missing = self.lists_to_read(candidates, budget, widenings);
+            let missing = self.missing_lists(&lists);
             if !missing.is_empty() {
                 return Ok(Step::Need(missing));
             }
             let mut scored = Vec::new();
             for &list in &lists {
-                let bytes = self.list(list)?.expect("checked above");
+                let bytes = self.list(list).expect("checked above");
                 let page = ListPage::decode(&bytes, &self.head, list)?;
                 score_list(
                     &page,
@@ -367,9 +364,7 @@ impl PagedIndex {
                     &mut scored,
                 );
             }
-            let all_read =
-                lists.len() == candidates.iter().collect::<std::collections::HashSet<_>>().len();
-            if scored.len() >= k || all_read || widenings >= MAX_WIDENINGS {
+            if scored.len() >= k || lists.len() == distinct || widenings >= MAX_WIDENINGS {
                 break scored;
             }
             widenings += 1;
@@ -382,44 +377,48 @@ impl PagedIndex {
 
     /// The hits with their metadata records, or the metadata pages needed.
     fn with_records(&mut self, scored: &[(u32, f32)]) -> Result<Step<Vec<PagedHit>>, PagedError> {
-        let mut missing = Vec::new();
-        let mut found = Vec::with_capacity(scored.len());
-        for &(item, score) in scored {
+        let per = self.head.meta_per_page as usize;
+        // Each hit's metadata page, from its list page (decoded once per list).
+        let mut meta_of_list: HashMap<usize, Vec<PageRef>> = HashMap::new();
+        let mut wanted = Vec::with_capacity(scored.len());
+        for &(item, _) in scored {
             let list = self.head.list_of(item);
-            let bytes = self.list(list)?.expect("a scored list is held");
-            let page = ListPage::decode(&bytes, &self.head, list)?;
-            let position = (item - self.head.lists[list].first_item) as usize;
-            let per = self.head.meta_per_page as usize;
-            let meta = page.meta_pages[position / per];
-            match self.cache.get(meta.offset) {
-                None => {
-                    if !missing.contains(&meta) {
-                        missing.push(meta);
-                    }
+            let pages = match meta_of_list.entry(list) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(slot) => {
+                    let bytes = self.cache.get(self.head.lists[list].page.offset);
+                    let bytes = bytes.expect("a scored list is held");
+                    slot.insert(ListPage::decode(&bytes, &self.head, list)?.meta_pages)
                 }
-                Some(text) => found.push(PagedHit {
-                    item,
-                    score,
-                    record: record_at(&text, position % per, &meta)?,
-                    id: String::new(),
-                }),
+            };
+            let position = (item - self.head.lists[list].first_item) as usize;
+            wanted.push((pages[position / per], position % per));
+        }
+        let mut missing: Vec<PageRef> = Vec::new();
+        for &(meta, _) in &wanted {
+            if !self.cache.contains(meta.offset) && !missing.contains(&meta) {
+                missing.push(meta);
             }
         }
         if !missing.is_empty() {
             return Ok(Step::Need(missing));
         }
-        for hit in &mut found {
-            hit.id = id_of(&hit.record).ok_or_else(|| PagedError::BadPage {
-                offset: 0,
-                reason: format!("item {}'s record has no string id", hit.item),
+        let mut hits = Vec::with_capacity(scored.len());
+        for (&(item, score), &(meta, line)) in scored.iter().zip(&wanted) {
+            let text = self.cache.get(meta.offset).expect("checked above");
+            let record = record_at(&text, line, &meta)?;
+            let id = id_of(&record).ok_or_else(|| PagedError::BadPage {
+                offset: meta.offset,
+                reason: format!("item {item}'s record has no string id"),
             })?;
+            hits.push(PagedHit { item, id, score, record });
         }
-        Ok(Step::Done(found))
+        Ok(Step::Done(hits))
     }
 
     /// A held list page.
-    fn list(&mut self, list: usize) -> Result<Option<Arc<[u8]>>, PagedError> {
-        Ok(self.cache.get(self.head.lists[list].page.offset))
+    fn list(&mut self, list: usize) -> Option<Arc<[u8]>> {
+        self.cache.get(self.head.lists[list].page.offset)
     }
 }
 
