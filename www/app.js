@@ -122,35 +122,35 @@ function productLink(product) {
   return a;
 }
 
+/// A catalog entry: its card, which opens its look-alikes.
+function catalogEntry(product, open) {
+  const li = document.createElement('li');
+  const card = productCard(product);
+  card.addEventListener('click', open);
+  li.append(card);
+  return li;
+}
+
 /// A paged site's catalog is too large to list: the first products are shown.
 async function renderPagedCatalog() {
   const { hits } = await state.paged.browse(0, 60);
   const fragment = document.createDocumentFragment();
   for (const hit of hits) {
-    const li = document.createElement('li');
-    const card = productCard(hit.product);
-    card.addEventListener('click', () => showPagedLookalikes(hit.product).catch(reportError));
-    li.append(card);
-    fragment.append(li);
+    fragment.append(catalogEntry(hit.product, () => showPagedLookalikes(hit.product).catch(reportError)));
   }
   $('catalog').replaceChildren(fragment);
 }
 
 function renderCatalog() {
-  const list = $('catalog');
   const fragment = document.createDocumentFragment();
   const shown = new Set();
   state.manifest.products.forEach((product, item) => {
     // A product indexed from several crops is listed once, by its first.
     if (shown.has(product.id)) return;
     shown.add(product.id);
-    const li = document.createElement('li');
-    const card = productCard(product);
-    card.addEventListener('click', () => showLookalikes(item));
-    li.append(card);
-    fragment.append(li);
+    fragment.append(catalogEntry(product, () => showLookalikes(item)));
   });
-  list.replaceChildren(fragment);
+  $('catalog').replaceChildren(fragment);
 }
 
 function options() {
@@ -227,10 +227,15 @@ function showLookalikes(item) {
   const millis = performance.now() - started;
   const product = state.manifest.products[item];
   state.lastQuery = { kind: 'item', item, id: product.id, hits, millis, weights: state.weights };
+  renderProductResults(product, hits, millis);
+}
+
+/// A product query's results, under the product's picture.
+function renderProductResults(product, hits, millis) {
   const preview = document.createElement('img');
   preview.className = 'query-photo';
-  preview.src = product.thumb;
   preview.alt = product.title || `Product ${product.id}`;
+  if (product.thumb) preview.src = product.thumb;
   renderResults(`Looks like: ${product.title || product.id}`, hits, millis, preview);
 }
 
@@ -242,11 +247,7 @@ async function showPagedLookalikes(product) {
   const { hits, stats } = await state.paged.item(product.id, { k, sameLabel, label: category });
   if (!hits) throw new Error(`no product '${product.id}' in this catalog`);
   state.lastQuery = { kind: 'item', id: product.id, hits, millis: stats.ms, stats };
-  const preview = document.createElement('img');
-  preview.className = 'query-photo';
-  preview.alt = product.title || `Product ${product.id}`;
-  if (product.thumb) preview.src = product.thumb;
-  renderResults(`Looks like: ${product.title || product.id}`, hits, stats.ms, preview);
+  renderProductResults(product, hits, stats.ms);
 }
 
 /// Look-alikes of a vector, from the whole index or the paged one.

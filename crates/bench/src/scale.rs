@@ -37,6 +37,8 @@ pub struct ScaleOptions {
 const DIMS: usize = 128;
 const LATENT: usize = 24;
 const QUERIES: usize = 100;
+/// The synthetic catalog's seed (its vector queries are drawn from the same styles).
+const SEED: u64 = 0x5ca1e;
 /// Gap below which the browser merges two pages into one request.
 pub const MERGE_GAP: u64 = 4 << 10;
 
@@ -70,7 +72,7 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
             continue;
         }
         let data = options.cache_dir.join(format!("bench/scale-{n}"));
-        generate(&data, n, 0x5ca1e)?;
+        generate(&data, n, SEED)?;
         let site = data.join("site");
         // LOOKALIKE_SCALE_REUSE=1 measures the last build again (when
         // trying query settings).
@@ -83,7 +85,7 @@ pub fn run(options: &ScaleOptions) -> Result<()> {
         run.build_peak_mb = build_peak_mb;
         std::fs::write(data.join("queries.json"), serde_json::to_vec(&queries)?)?;
         if std::env::var_os("LOOKALIKE_SCALE_NO_BROWSER").is_none() {
-            run.browser = Some(measure_browser(options, &data, &site, &queries)?);
+            run.browser = Some(measure_browser(options, &data, &site)?);
         }
         if !options.json {
             print_run(&run);
@@ -106,14 +108,9 @@ struct Queries {
 /// bench/scale.mjs in headless Chromium over an emulated 40 ms / 20 Mbit/s
 /// network, with the demo's one-file site (from `bench web`, or the demo)
 /// measured the same way when it has been built.
-fn measure_browser(
-    options: &ScaleOptions,
-    data: &Path,
-    site: &Path,
-    queries: &Queries,
-) -> Result<serde_json::Value> {
+/// The queries are those the native run wrote to `data/queries.json`.
+fn measure_browser(options: &ScaleOptions, data: &Path, site: &Path) -> Result<serde_json::Value> {
     let file = data.join("queries.json");
-    debug_assert!(file.is_file() && !queries.products.is_empty());
     let mut command = Command::new("node");
     command.arg(options.project.join("bench/scale.mjs")).arg(site).arg(&file);
     let demo = ["bench/web-site", "demo-site"]
@@ -365,7 +362,7 @@ fn measure_native(data: &Path, site: &Path, n: usize) -> Result<(ScaleRun, Queri
     let mut rng = StdRng::seed_from_u64(77);
     let product_queries: Vec<usize> = (0..QUERIES).map(|_| rng.random_range(0..n)).collect();
     // Fresh products of the same styles: what a shopper's photo gives.
-    let (styles, _) = styles_for(n, 0x5ca1e);
+    let (styles, _) = styles_for(n, SEED);
     let mut fresh = StdRng::seed_from_u64(991);
     let vector_queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| styles.sample(&mut fresh).1).collect();
 
