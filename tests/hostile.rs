@@ -189,6 +189,8 @@ fn child_process_entry() {
     for case in from..to {
         let result = std::panic::catch_unwind(|| match class.as_str() {
             "index" => cases::index(case),
+            "paged" => cases::paged(case),
+            "npy" => cases::npy(case),
             "tfjs" => cases::tfjs(case),
             "detector" => cases::detector(case),
             "catalog" => cases::catalog(case),
@@ -217,6 +219,21 @@ fn hostile_index_files() {
     let tally = run_class("index", cases, Duration::from_secs(20), 2048);
     assert_survived("index files", &tally, cases);
     assert!(tally.count("error") > cases / 2, "most mutations are caught: {:?}", tally.counts);
+}
+
+#[test]
+fn hostile_paged_indexes() {
+    let cases = 1500;
+    let tally = run_class("paged", cases, Duration::from_secs(20), 2048);
+    assert_survived("paged index heads and pages", &tally, cases);
+    assert!(tally.count("error") > cases / 2, "most mutations are caught: {:?}", tally.counts);
+}
+
+#[test]
+fn hostile_npy_matrices() {
+    let cases = 400;
+    let tally = run_class("npy", cases, Duration::from_secs(15), 2048);
+    assert_survived(".npy vector files", &tally, cases);
 }
 
 #[test]
@@ -363,6 +380,147 @@ mod cases {
         }
         let index = Index::from_bytes(&bytes).map_err(|e| e.to_string())?;
         Ok(answers(&index)? == expected)
+    }
+
+    /// A small paged index (head, pages) and the answers it gives.
+    fn sample_paged() -> (Vec<u8>, Vec<u8>) {
+        use lookalike_index::paged::{PagedParams, PagedSource, write_paged};
+        let n = 600;
+        let mut rng = StdRng::seed_from_u64(11);
+        let vectors: Vec<f32> = (0..n * 8).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
+        let names: Vec<String> = (0..3).map(|i| format!("label {i}")).collect();
+        let record = |i: usize| format!("{{\"id\":\"p{i}\"}}");
+        let source = PagedSource {
+            metric: Metric::Angular,
+            dims: 8,
+            vectors,
+            ids: &ids,
+            labels: &labels,
+            label_names: &names,
+            projection: None,
+            record: &record,
+        };
+        let mut pages = Vec::new();
+        let params = PagedParams { list_size: 16, ..PagedParams::default() };
+        let head = write_paged(source, &params, &mut pages, &mut |_| {}).unwrap();
+        (head.encode(), pages)
+    }
+
+    /// One step of a paged query, as the tests drive it.
+    type PagedAsk<'a> = dyn FnMut(
+            &mut lookalike_index::paged::PagedIndex,
+        ) -> std::result::Result<
+            lookalike_index::paged::Step<Vec<lookalike_index::paged::PagedHit>>,
+            String,
+        > + 'a;
+
+    /// A product, a filtered product, a vector and a browse query, fetched
+    /// from `pages` as the page fetches: every answer, or the first error.
+    fn paged_answers(head: &[u8], pages: &[u8]) -> std::result::Result<Vec<Vec<String>>, String> {
+        use lookalike_index::paged::{PagedIndex, PagedQuery, Step, coalesce};
+        let mut index = PagedIndex::from_head(head, 0).map_err(|e| e.to_string())?;
+        let mut run = |ask: &mut PagedAsk| {
+            for _ in 0..12 {
+                match ask(&mut index)? {
+                    Step::Done(hits) => {
+                        return Ok(hits.into_iter().map(|h| h.id).collect::<Vec<_>>());
+                    }
+                    Step::Need(wanted) => {
+                        for (start, end) in coalesce(&wanted, 4096) {
+                            let bytes = pages
+                                .get(start as usize..end as usize)
+                                .ok_or("the pages file is shorter than its head says")?;
+                            index.accept(&wanted, start, bytes).map_err(|e| e.to_string())?;
+                        }
+                    }
+                }
+            }
+            Err("a query that does not end".to_string())
+        };
+        let item = |same_label| {
+            move |ix: &mut PagedIndex| {
+                let query = PagedQuery { same_label, ..PagedQuery::top(10) };
+                ix.query_item("p17", &query)
+                    .map(|step| match step {
+                        Step::Need(p) => Step::Need(p),
+                        Step::Done(hits) => Step::Done(hits.unwrap_or_default()),
+                    })
+                    .map_err(|e| e.to_string())
+            }
+        };
+        Ok(vec![
+            run(&mut item(false))?,
+            run(&mut item(true))?,
+            run(&mut |ix| {
+                ix.query_vector(&[0.3; 8], &PagedQuery::vector(10)).map_err(|e| e.to_string())
+            })?,
+            run(&mut |ix| ix.browse(0, 40).map_err(|e| e.to_string()))?,
+        ])
+    }
+
+    /// A paged index with its head or pages mutated: random bytes (the
+    /// head re-checksummed half the time, so its fields are what is
+    /// tested), truncated, or extended.
+    pub fn paged(case: usize) -> Result {
+        let (mut head, mut pages) = sample_paged();
+        let expected = paged_answers(&head, &pages).unwrap();
+        let mut rng = StdRng::seed_from_u64(case as u64 ^ 0x9a6e);
+        match case % 8 {
+            0..=2 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(8..head.len() - 4);
+                    head[at] = rng.random();
+                }
+                if case.is_multiple_of(2) {
+                    let body = head.len() - 4;
+                    let crc = crc32fast::hash(&head[..body]);
+                    head[body..].copy_from_slice(&crc.to_le_bytes());
+                }
+            }
+            3..=5 => {
+                for _ in 0..rng.random_range(1..8) {
+                    let at = rng.random_range(0..pages.len());
+                    pages[at] = rng.random();
+                }
+            }
+            6 => pages.truncate(rng.random_range(0..pages.len())),
+            _ => head.truncate(rng.random_range(0..head.len())),
+        }
+        Ok(paged_answers(&head, &pages)? == expected)
+    }
+
+    /// A `.npy` matrix with its header or data mutated, truncated or
+    /// extended, mapped and summed the way a `--vectors` build reads it.
+    pub fn npy(case: usize) -> Result {
+        let rows = 50;
+        let values: Vec<f32> = (0..rows * 12).map(|i| i as f32 / 7.0).collect();
+        let mut bytes = lookalike::npy::encode_f32(&values, rows, 12);
+        let mut rng = StdRng::seed_from_u64(case as u64 ^ 0x4e9);
+        let header = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        match case % 4 {
+            0 | 1 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..header);
+                    bytes[at] = if case.is_multiple_of(2) {
+                        b"0123456789(), '"[rng.random_range(0..15)]
+                    } else {
+                        rng.random()
+                    };
+                }
+            }
+            2 => bytes.truncate(rng.random_range(0..bytes.len())),
+            _ => bytes.extend((0..rng.random_range(1..64)).map(|_| rng.random::<u8>())),
+        }
+        let path = std::env::temp_dir()
+            .join(format!("lookalike-hostile-{}-{case}.npy", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let read = lookalike::npy::map_f32(&path)
+            .map(|m| (m.rows, m.cols, m.values().iter().sum::<f32>()));
+        std::fs::remove_file(&path).unwrap();
+        let (r, c, sum) = read.map_err(|e| format!("{e:#}"))?;
+        Ok((r, c) == (rows, 12) && sum == values.iter().sum::<f32>())
     }
 
     /// Rewrites a node, a root or the appearance layout of a valid file.
