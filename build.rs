@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 /// The default models a site is built with (the embedder's Burn record, the
 /// detector's TF.js graphs and the label head).
-const MODEL_FILES: [&str; 6] = [
+const MODEL_FILES: [&str; 8] = [
     "efficientnet-lite0.bpk",
+    "parser.bpk",
+    "parser.json",
     "nanodet.json",
     "nanodet.bin",
     "movenet-lightning.json",

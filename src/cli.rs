@@ -15,6 +15,7 @@ use lookalike_forest::{Encoding, ForestParams, GraphParams, Metric};
 use lookalike_index::Index;
 use lookalike_index::rank::{RecommendOptions, recommend_item, recommend_vector};
 use lookalike_vision::model::{Embedder, weights};
+use lookalike_vision::parse::train::TrainOptions;
 use std::path::{Path, PathBuf};
 
 /// Find the products that look most alike: build a static site from a
@@ -77,11 +78,36 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Train the garment parser's head on Clothing Co-Parsing photos and
+    /// their per-pixel labels (the embedder's backbone, frozen, underneath).
+    TrainParser {
+        /// The CCP folder: labels.csv, label_names.csv, images/, masks/.
+        #[arg(long)]
+        data: PathBuf,
+        /// The head's record; a .json beside it says how it was made.
+        #[arg(long, default_value = "models/parser.bpk")]
+        out: PathBuf,
+        /// The backbone (the embedder's weights) [default: the shipped one].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = TrainOptions::default().epochs)]
+        epochs: usize,
+        #[arg(long, default_value_t = TrainOptions::default().seed)]
+        seed: u64,
+        /// Train on at most this many photos (and validate on a quarter as
+        /// many): for quick checks.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Print the fashion items found in a photo (boxes, classes, scores) as JSON.
     Detect {
         image: PathBuf,
         #[command(flatten)]
         detect: DetectArgs,
+        /// Also write the items' masks and outlines over a transparent
+        /// layer of the photo's size, as a PNG (what the page draws).
+        #[arg(long)]
+        overlay: Option<PathBuf>,
     },
     /// Serve a built site on 127.0.0.1.
     Serve {
@@ -109,15 +135,27 @@ struct DetectArgs {
     /// Minimum detector score.
     #[arg(long, default_value_t = 0.6)]
     min_score: f32,
-    /// At most this many boxes per photo.
-    #[arg(long, default_value_t = 3)]
+    /// At most this many boxes per photo (the report used 3; an outfit
+    /// often has five items).
+    #[arg(long, default_value_t = lookalike_vision::detect::DEFAULT_MAX_BOXES)]
     max_boxes: usize,
     /// Object detector: a TF.js NanoDet model.json [default: models/nanodet.json].
     #[arg(long)]
     detector: Option<PathBuf>,
-    /// Pose model: a TF.js MoveNet model.json [default: models/movenet-lightning.json].
+    /// Pose model: a TF.js MoveNet model.json [default: models/movenet-lightning.json];
+    /// runs only without the garment parser.
     #[arg(long)]
     pose: Option<PathBuf>,
+    /// The garment parser's head (from `train-parser`) [default: models/parser.bpk].
+    #[arg(long)]
+    parser: Option<PathBuf>,
+    /// Find garments with the pose model instead of the parser (the
+    /// composed detector of earlier versions).
+    #[arg(long, conflicts_with = "parser")]
+    no_parser: bool,
+    /// The parser's backbone: the embedder's weights [default: the shipped embedder].
+    #[arg(long)]
+    backbone: Option<PathBuf>,
 }
 
 impl DetectArgs {
@@ -133,9 +171,18 @@ impl DetectArgs {
     }
 
     fn files(&self) -> Result<DetectorFiles> {
+        let parser = if self.no_parser {
+            None
+        } else {
+            Some(crate::site_builder::ParserFiles {
+                head: model_or_default(self.parser.clone(), DEFAULT_PARSER)?,
+                backbone: model_or_default(self.backbone.clone(), DEFAULT_MODEL)?,
+            })
+        };
         Ok(DetectorFiles {
             objects: model_or_default(self.detector.clone(), DEFAULT_OBJECT_DETECTOR)?,
             pose: model_or_default(self.pose.clone(), DEFAULT_POSE_MODEL)?,
+            parser,
             options: self.options()?,
         })
     }
@@ -379,6 +426,7 @@ pub fn default_cache_dir() -> PathBuf {
 pub const DEFAULT_MODEL: &str = "efficientnet-lite0.bpk";
 pub const DEFAULT_OBJECT_DETECTOR: &str = "nanodet.json";
 pub const DEFAULT_POSE_MODEL: &str = "movenet-lightning.json";
+pub const DEFAULT_PARSER: &str = "parser.bpk";
 pub const DEFAULT_LABELS: &str = "labels.json";
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -417,7 +465,19 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Detect { image, detect } => {
+        Command::TrainParser { data, out, model, epochs, seed, limit } => {
+            let args = crate::parser_training::TrainParserArgs {
+                data,
+                out,
+                backbone: model_or_default(model, DEFAULT_MODEL)?,
+                cache_dir: default_cache_dir(),
+                options: TrainOptions { epochs, seed, ..TrainOptions::default() },
+                limit,
+            };
+            crate::parser_training::train_parser(&args)?;
+            Ok(())
+        }
+        Command::Detect { image, detect, overlay } => {
             let options = detect.options()?;
             let detector = detect.detector(&Device::flex())?;
             let bytes =
@@ -427,6 +487,16 @@ pub fn run(cli: Cli) -> Result<()> {
             let items = lookalike_vision::detect::readback::block_on(
                 detector.detect(&decoded.to_rgb8(), &options),
             )?;
+            if let Some(path) = overlay {
+                let layer =
+                    lookalike_vision::detect::overlay(&items, decoded.width(), decoded.height());
+                let mut png = Vec::new();
+                layer
+                    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                    .context("encoding the overlay")?;
+                crate::fsutil::write_atomic(&path, &png)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             println!("{}", serde_json::to_string_pretty(&items)?);
             Ok(())
         }
@@ -704,8 +774,10 @@ struct PhotoItem {
 }
 
 /// `query --image`: detects the items in the photo (with the site's shipped
-/// detector, else the default models) and finds look-alikes of each crop.
-/// A photo where nothing is found is searched whole.
+/// detector, else the default models) and finds look-alikes of each crop:
+/// a packshot's foreground (as the catalog indexed its own), a street
+/// photo's items cut out by their masks. A photo where nothing is found is
+/// searched whole.
 fn query_image(
     args: &QueryArgs,
     index: &Index,
@@ -718,15 +790,24 @@ fn query_image(
     let decoded = lookalike_vision::preprocess::decode(&bytes)
         .with_context(|| format!("decoding {}", image.display()))?;
     let rgb = decoded.to_rgb8();
+    let flags_name_models = args.detect.detector.is_some()
+        || args.detect.pose.is_some()
+        || args.detect.parser.is_some()
+        || args.detect.no_parser;
     let detector = match &manifest.detector {
-        Some(info) if args.detect.detector.is_none() && args.detect.pose.is_none() => {
-            DetectorFiles {
-                objects: args.site.join(&info.objects),
-                pose: args.site.join(&info.pose),
-                options: info.options.clone(),
-            }
-            .load(&device)?
+        Some(info) if !flags_name_models => DetectorFiles {
+            objects: args.site.join(&info.objects),
+            pose: match &info.pose {
+                Some(pose) => args.site.join(pose),
+                None => model_or_default(None, DEFAULT_POSE_MODEL)?,
+            },
+            parser: info.parser.as_ref().map(|head| crate::site_builder::ParserFiles {
+                head: args.site.join(head),
+                backbone: args.site.join(site::MODEL_PATH),
+            }),
+            options: info.options.clone(),
         }
+        .load(&device)?,
         _ => args.detect.detector(&device)?,
     };
     let items = block_on(detector.detect(&rgb, &args.detect.options()?))?;
@@ -744,22 +825,21 @@ fn query_image(
         }
         None => None,
     };
+    // Each item's crop (cut out of the street when the parser masked it);
+    // the whole photo when nothing was found.
     let (w, h) = rgb.dimensions();
-    let regions: Vec<(Option<&lookalike_vision::detect::Item>, [u32; 4])> = if items.is_empty() {
-        vec![(None, [0, 0, w, h])]
-    } else {
-        items
-            .iter()
-            .map(|i| {
-                (Some(i), {
-                    let (x, y, cw, ch) = i.bbox.pixels(w, h);
-                    [x, y, cw, ch]
+    let (regions, crop_images): (Vec<(Option<&lookalike_vision::detect::Item>, [u32; 4])>, Vec<_>) =
+        if items.is_empty() {
+            (vec![(None, [0, 0, w, h])], vec![decoded.clone()])
+        } else {
+            items
+                .iter()
+                .map(|i| {
+                    let (x, y, cw, ch) = i.region(w, h);
+                    ((Some(i), [x, y, cw, ch]), i.crop(&decoded))
                 })
-            })
-            .collect()
-    };
-    let crop_images: Vec<image::DynamicImage> =
-        regions.iter().map(|(_, [x, y, cw, ch])| decoded.crop_imm(*x, *y, *cw, *ch)).collect();
+                .unzip()
+        };
     let crops: Vec<Vec<f32>> =
         crop_images.iter().map(lookalike_vision::preprocess::model_input).collect();
     let model = weights::from_file(&args.site.join(site::MODEL_PATH), &device)?;

@@ -5,12 +5,9 @@
 use crate::site::Crop;
 use image::DynamicImage;
 use lookalike_vision::detect::{
-    BBox, DetectError, DetectOptions, Detector, PRODUCT_CLASS, foreground_box, readback::block_on,
+    CROP_MARGIN, DetectError, DetectOptions, Detector, Item, PRODUCT_CLASS, foreground_box,
+    readback::block_on,
 };
-
-/// Margin added around a found box before cropping, as a share of its size:
-/// the embedder saw whole objects with some context during training.
-const CROP_MARGIN: f32 = 0.1;
 
 pub enum CropMode {
     /// The whole image, pad-resized (what the benchmarks measure).
@@ -42,21 +39,21 @@ impl CropMode {
         image: &DynamicImage,
     ) -> Result<Vec<(Option<Crop>, DynamicImage)>, DetectError> {
         let rgb = || image.to_rgb8();
-        let found: Vec<(String, BBox)> = match self {
+        let product = |rgb: &image::RgbImage| {
+            foreground_box(rgb).map(|bbox| Item {
+                class: PRODUCT_CLASS.to_string(),
+                score: 1.0,
+                bbox,
+                mask: None,
+            })
+        };
+        let found: Vec<Item> = match self {
             CropMode::Whole => Vec::new(),
-            CropMode::Foreground => {
-                foreground_box(&rgb()).map(|b| (PRODUCT_CLASS.to_string(), b)).into_iter().collect()
-            }
+            CropMode::Foreground => product(&rgb()).into_iter().collect(),
             CropMode::Detect(detector, options) => {
                 let rgb = rgb();
-                let mut items: Vec<(String, BBox)> = block_on(detector.detect(&rgb, options))?
-                    .into_iter()
-                    .map(|i| (i.class, i.bbox))
-                    .collect();
-                if items.is_empty() {
-                    items.extend(foreground_box(&rgb).map(|b| (PRODUCT_CLASS.to_string(), b)));
-                }
-                items
+                let items = block_on(detector.detect(&rgb, options))?;
+                if items.is_empty() { product(&rgb).into_iter().collect() } else { items }
             }
         };
         if found.is_empty() {
@@ -65,10 +62,10 @@ impl CropMode {
         let (w, h) = (image.width(), image.height());
         Ok(found
             .into_iter()
-            .map(|(class, bbox)| {
-                let (x, y, cw, ch) = bbox.scaled(1.0 + CROP_MARGIN, 1.0 + CROP_MARGIN).pixels(w, h);
-                let crop = Crop { class, bbox: [x, y, cw, ch] };
-                (Some(crop), image.crop_imm(x, y, cw, ch))
+            .map(|item| {
+                let (x, y, cw, ch) = item.region(w, h);
+                let pixels = item.crop(image);
+                (Some(Crop { class: item.class, bbox: [x, y, cw, ch] }), pixels)
             })
             .collect())
     }

@@ -25,6 +25,7 @@ pub mod labels;
 pub mod memory;
 pub mod npy;
 pub mod paged_site;
+pub mod parser_training;
 pub mod progress;
 pub mod serve;
 pub mod site;

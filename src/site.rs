@@ -14,6 +14,8 @@ pub const MODEL_PATH: &str = "data/model.bpk";
 pub const THUMBS_DIR: &str = "thumbs";
 pub const LABELS_PATH: &str = "data/labels.json";
 pub const DETECTOR_DIR: &str = "data/detector";
+/// The garment parser's head, in `DETECTOR_DIR`.
+pub const PARSER_FILE: &str = "parser.bpk";
 pub const ATTRIBUTES_PATH: &str = "data/attributes.json";
 /// A paged site's index (docs/index-format.md, "The paged index").
 pub const PAGED_DIR: &str = "data/paged";
@@ -68,13 +70,19 @@ pub struct ChunkInfo {
     pub size: u64,
 }
 
-/// The detector's TF.js files in the site, and the options to run it with.
+/// The detector's files in the site, and the options to run it with: the
+/// object detector, and either the garment parser's head (which runs on
+/// the site's embedder, `MODEL_PATH`) or the pose model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DetectorInfo {
     pub objects: String,
     pub objects_shards: Vec<String>,
-    pub pose: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pose: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pose_shards: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<String>,
     pub options: lookalike_vision::DetectOptions,
 }
 

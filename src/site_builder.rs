@@ -88,31 +88,80 @@ pub enum CropSpec {
     Detect,
 }
 
-/// The TF.js detector models, NanoDet (objects) and MoveNet (pose), and the
-/// options they run with, in the build and in the site's page.
+/// The detector's models and the options they run with, in the build and
+/// in the site's page: NanoDet (objects, people) and MoveNet (pose) as
+/// TF.js graphs, and the garment parser's head, which runs on the
+/// embedder's backbone (`backbone`, the embedder's weights) and replaces
+/// the pose model when given.
 #[derive(Debug, Clone)]
 pub struct DetectorFiles {
     pub objects: PathBuf,
     pub pose: PathBuf,
+    pub parser: Option<ParserFiles>,
     pub options: DetectOptions,
 }
 
+/// The garment parser: its trained head and the backbone it reads.
+#[derive(Debug, Clone)]
+pub struct ParserFiles {
+    pub head: PathBuf,
+    pub backbone: PathBuf,
+}
+
+/// The detector's models, read and checked.
+pub struct DetectorModels {
+    objects: lookalike_vision::model::tfjs::GraphModel,
+    pose: Option<lookalike_vision::model::tfjs::GraphModel>,
+    parser: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 impl DetectorFiles {
-    /// Reads and checks both models' files (graph, manifest, shards).
-    pub fn read(&self) -> Result<[lookalike_vision::model::tfjs::GraphModel; 2]> {
+    /// Reads and checks every model's files (graphs, manifests, shards, the
+    /// parser's records); the pose model only when there is no parser.
+    pub fn read(&self) -> Result<DetectorModels> {
         use lookalike_vision::model::tfjs::read_model;
-        Ok([read_model(&self.objects)?, read_model(&self.pose)?])
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        Ok(DetectorModels {
+            objects: read_model(&self.objects)?,
+            pose: if self.parser.is_none() { Some(read_model(&self.pose)?) } else { None },
+            parser: match &self.parser {
+                Some(files) => Some((read(&files.head)?, read(&files.backbone)?)),
+                None => None,
+            },
+        })
     }
 
     pub fn load(&self, device: &Device) -> Result<lookalike_vision::detect::Detector> {
-        Self::compile(&self.read()?, device)
+        self.compile(&self.read()?, device)
     }
 
     fn compile(
-        [objects, pose]: &[lookalike_vision::model::tfjs::GraphModel; 2],
+        &self,
+        models: &DetectorModels,
         device: &Device,
     ) -> Result<lookalike_vision::detect::Detector> {
-        Ok(lookalike_vision::detect::Detector::new(Some(objects), Some(pose), device)?)
+        let detector = lookalike_vision::detect::Detector::new(
+            Some(&models.objects),
+            models.pose.as_ref(),
+            device,
+        )?;
+        let (Some((head, backbone)), Some(files)) = (&models.parser, &self.parser) else {
+            return Ok(detector);
+        };
+        let backbone =
+            weights::from_file_bytes(&files.backbone, backbone, device).with_context(|| {
+                format!("loading the parser's backbone from {}", files.backbone.display())
+            })?;
+        let head = lookalike_vision::parse::head_from_burnpack_bytes(
+            head.clone(),
+            &backbone,
+            &files.head.display().to_string(),
+            device,
+        )?;
+        let parser = lookalike_vision::parse::Parser::new(backbone, head, device.clone());
+        Ok(detector.with_parser(parser))
     }
 }
 
@@ -511,8 +560,8 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let crop_mode = match (&options.crops, &options.detector, &detector_graphs) {
         (CropSpec::Whole, ..) => CropMode::Whole,
         (CropSpec::Foreground, ..) => CropMode::Foreground,
-        (CropSpec::Detect, Some(files), Some(graphs)) => CropMode::Detect(
-            Box::new(DetectorFiles::compile(graphs, &Device::flex())?),
+        (CropSpec::Detect, Some(files), Some(models)) => CropMode::Detect(
+            Box::new(files.compile(models, &Device::flex())?),
             files.options.clone(),
         ),
         (CropSpec::Detect, ..) => bail!("cropping by detection needs the detector models"),
@@ -902,8 +951,14 @@ fn distinct_products(items: &[&Product]) -> usize {
 fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
     let dir = out.join(site::DETECTOR_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The pose model only runs without the parser: not shipped with it.
+    let graphs: Vec<&PathBuf> = if files.parser.is_some() {
+        vec![&files.objects]
+    } else {
+        vec![&files.objects, &files.pose]
+    };
     let mut shipped = Vec::new();
-    for model in [&files.objects, &files.pose] {
+    for model in graphs {
         let json = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
         let name = model.file_name().context("a model file name")?.to_string_lossy().to_string();
         let shards = lookalike_vision::model::tfjs::GraphModel::shard_paths(
@@ -920,15 +975,30 @@ fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
         write_atomic(&dir.join(&name), &json)?;
         shipped.push((
             format!("{}/{name}", site::DETECTOR_DIR),
-            shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect(),
+            shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect::<Vec<_>>(),
         ));
     }
-    let (pose, objects) = (shipped.pop().expect("two models"), shipped.pop().expect("two models"));
+    let parser = match &files.parser {
+        Some(parser) => {
+            let to = dir.join(site::PARSER_FILE);
+            copy_file(&parser.head, &to)
+                .with_context(|| format!("copying {}", parser.head.display()))?;
+            Some(format!("{}/{}", site::DETECTOR_DIR, site::PARSER_FILE))
+        }
+        None => {
+            crate::fsutil::remove_if_present(&dir.join(site::PARSER_FILE))?;
+            None
+        }
+    };
+    let mut shipped = shipped.into_iter();
+    let objects = shipped.next().expect("the object detector is shipped");
+    let pose = shipped.next();
     Ok(DetectorInfo {
         objects: objects.0,
         objects_shards: objects.1,
-        pose: pose.0,
-        pose_shards: pose.1,
+        pose: pose.as_ref().map(|p| p.0.clone()),
+        pose_shards: pose.map(|p| p.1).unwrap_or_default(),
+        parser,
         options: files.options.clone(),
     })
 }

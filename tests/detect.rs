@@ -219,3 +219,106 @@ fn the_label_head_names_products_it_never_saw() {
         trained.tested_on
     );
 }
+
+/// The shipped garment parser on the embedder's backbone.
+fn parser() -> &'static lookalike_vision::parse::Parser {
+    use lookalike_vision::parse::{Parser, head_from_burnpack_bytes};
+    static PARSER: OnceLock<Parser> = OnceLock::new();
+    PARSER.get_or_init(|| {
+        let device = Device::flex();
+        let backbone = lookalike_vision::model::weights::from_file(
+            &common::project_file("models/efficientnet-lite0.bpk"),
+            &device,
+        )
+        .unwrap();
+        let bytes = std::fs::read(common::project_file("models/parser.bpk")).unwrap();
+        let head = head_from_burnpack_bytes(bytes, &backbone, "parser.bpk", &device).unwrap();
+        Parser::new(backbone, head, device)
+    })
+}
+
+/// CCP photos of the validation split (never trained on), with their boxes.
+fn validation_photos(n: usize) -> Vec<(PathBuf, Vec<(String, BBox)>)> {
+    let held_out: std::collections::HashSet<PathBuf> = lookalike::parser_training::read_ccp(&ccp())
+        .unwrap()
+        .0
+        .into_iter()
+        .filter(|p| lookalike::parser_training::is_validation(&p.group_id))
+        .map(|p| p.file)
+        .collect();
+    let mut photos = ccp_photos(usize::MAX);
+    photos.retain(|(path, _)| held_out.contains(path));
+    photos.truncate(n);
+    photos
+}
+
+#[test]
+fn the_parser_finds_garments_shoes_and_bags_in_photos_it_never_saw() {
+    let detector =
+        Detector::new(None, None, &Device::flex()).unwrap().with_parser(parser().clone());
+    let options = DetectOptions::default();
+    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
+    let photos = validation_photos(30);
+    assert_eq!(photos.len(), 30);
+    for (path, garments) in &photos {
+        let items = block_on(detector.detect(&rgb(path), &options)).unwrap();
+        assert!(items.len() <= options.max_boxes);
+        for item in &items {
+            assert!(item.score >= options.min_score, "{item:?}");
+            let mask = item.mask.as_ref().expect("parser items have masks");
+            // The mask is the item's: inside its box, and filling a fair part of it.
+            let (x, y, w, h) = item.bbox.pixels(mask.photo_width, mask.photo_height);
+            let inside =
+                (y..y + h).step_by(4).flat_map(|py| (x..x + w).step_by(4).map(move |px| (px, py)));
+            let (set, all) =
+                inside.fold((0, 0), |(s, a), (px, py)| (s + mask.contains(px, py) as usize, a + 1));
+            assert!(
+                set as f64 >= 0.1 * all as f64,
+                "{} covers {set} of {all} samples of its box",
+                item.class
+            );
+        }
+        for (label, truth) in garments {
+            let Some(group) = lookalike_vision::detect::groups::group_of_label(label) else {
+                continue;
+            };
+            let entry = counts.entry(group).or_default();
+            entry.1 += 1;
+            entry.0 += items
+                .iter()
+                .any(|i| group_of_class(&i.class) == Some(group) && i.bbox.iou(truth) >= 0.5)
+                as usize;
+        }
+    }
+    let recall = |g: &str| counts[g].0 as f64 / counts[g].1 as f64;
+    // Under what `bench detect` measures on all 125 validation photos: these
+    // catch a broken head, backbone or region step, not a small drift.
+    assert!(recall("upper body") >= 0.35, "{counts:?}");
+    assert!(recall("lower body") >= 0.4, "{counts:?}");
+    assert!(recall("shoes") >= 0.5, "{counts:?}");
+    assert!(recall("bags") >= 0.15, "{counts:?}");
+}
+
+#[test]
+fn parser_items_are_cut_out_of_the_street_before_embedding() {
+    let detector =
+        Detector::new(None, None, &Device::flex()).unwrap().with_parser(parser().clone());
+    let (path, _) = &validation_photos(1)[0];
+    let photo = image::open(path).unwrap();
+    let items = block_on(detector.detect(&photo.to_rgb8(), &DetectOptions::default())).unwrap();
+    let item = items.first().expect("a street photo has items");
+    let (x0, y0, _, _) = item.region(photo.width(), photo.height());
+    let crop = item.crop(&photo).to_rgb8();
+    let grown = item.mask.as_ref().unwrap().dilated(1);
+    let (mut kept, mut whitened) = (0, 0);
+    for (x, y, pixel) in crop.enumerate_pixels() {
+        if grown.contains(x0 + x, y0 + y) {
+            assert_eq!(pixel, photo.to_rgb8().get_pixel(x0 + x, y0 + y));
+            kept += 1;
+        } else {
+            assert_eq!(pixel.0, lookalike_vision::preprocess::PAD_COLOUR);
+            whitened += 1;
+        }
+    }
+    assert!(kept > 0 && whitened > 0, "{kept} kept, {whitened} whitened");
+}

@@ -406,14 +406,18 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
     opts.detector = Some(DetectorFiles {
         objects: common::detector_model("nanodet.json"),
         pose: common::detector_model("movenet-lightning.json"),
+        parser: Some(lookalike::site_builder::ParserFiles {
+            head: common::project_file("models/parser.bpk"),
+            backbone: common::project_file("models/efficientnet-lite0.bpk"),
+        }),
         options: lookalike_vision::detect::DetectOptions::default(),
     });
     let report = build_site(&opts).unwrap();
     assert_eq!(report.products, 16);
     let site = dir.join("site");
     let (index, manifest) = load_site(&site).unwrap();
-    // Street photos hold several items each (at most 3, the report's limit).
-    assert!(index.forest.len() > 16 && index.forest.len() <= 48, "{} items", index.forest.len());
+    // Street photos hold several items each (at most 5, the default limit).
+    assert!(index.forest.len() > 16 && index.forest.len() <= 80, "{} items", index.forest.len());
     // Every crop is labelled with its detector class; a photo where nothing
     // was found is indexed whole, unlabelled.
     assert!(manifest.products.iter().all(|p| p.crop.is_some() == p.label.is_some()));
@@ -421,6 +425,9 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
         manifest.products.iter().filter(|p| p.crop.is_some()).count() >= index.forest.len() - 2
     );
     assert!(manifest.detector.is_some() && site.join("data/detector/nanodet.bin").is_file());
+    // The parser replaces the pose model, which is not shipped.
+    assert!(site.join("data/detector/parser.bpk").is_file());
+    assert!(!site.join("data/detector/movenet-lightning.bin").exists());
 
     let out = lookalike(&["query", "--site", site.to_str().unwrap(), "--id", &names[0], "-k", "5"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

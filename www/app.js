@@ -301,14 +301,18 @@ async function loadDetectorFiles() {
     for (const p of parts) { out.set(p, offset); offset += p.length; }
     return out;
   };
-  const [objectsJson, objects, poseJson, pose] = await timed('detector_fetch_ms', (async () => [
+  // The garment parser runs on the embedder already loaded; the pose model
+  // ships only with sites built without the parser.
+  const [objectsJson, objects, poseJson, pose, parser] = await timed('detector_fetch_ms', (async () => [
     await fetchBytes(info.objects, 'detector'), await concat(info.objects_shards, 'detector'),
-    await fetchBytes(info.pose, 'pose model'), await concat(info.pose_shards, 'pose model'),
+    info.pose ? await fetchBytes(info.pose, 'pose model') : undefined,
+    info.pose ? await concat(info.pose_shards, 'pose model') : undefined,
+    info.parser ? await fetchBytes(info.parser, 'garment parser') : undefined,
   ])());
   setStatus('Starting the detector…');
   const prefer = params.get('backend') || 'auto';
-  const { backend } = await timed('detector_start_ms', call('loadDetector', { objectsJson, objects, poseJson, pose, options: info.options, prefer },
-    [objectsJson.buffer, objects.buffer, poseJson.buffer, pose.buffer]));
+  const buffers = [objectsJson, objects, poseJson, pose, parser].filter(Boolean).map((b) => b.buffer);
+  const { backend } = await timed('detector_start_ms', call('loadDetector', { objectsJson, objects, poseJson, pose, parser, options: info.options, prefer }, buffers));
   state.detectorBackend = backend;
   setProgress(null);
   return true;
@@ -327,6 +331,7 @@ async function openPhoto(file) {
   state.photo = { name: file.name, width: view.naturalWidth, height: view.naturalHeight, items: [] };
   $('photo-panel').hidden = false;
   $('photo-boxes').replaceChildren();
+  clearMasks();
   // The worker decodes the photo once and keeps it for every region.
   await call('open', { bytes }, [bytes.buffer]);
   let detectMillis = 0;
@@ -337,10 +342,26 @@ async function openPhoto(file) {
     state.photo.items = await call('detect');
     detectMillis = performance.now() - started;
     drawBoxes(state.photo.items);
+    if (state.photo.items.length) await drawMasks();
   }
   state.photo.detectMillis = detectMillis;
   if (state.photo.items.length) await searchItem(0);
   else await searchWhole();
+}
+
+/// The parser's masks and outlines, drawn by the wasm (the same pixels as
+/// `lookalike detect --overlay`), on a canvas over the photo.
+async function drawMasks() {
+  const { width, height, pixels } = await call('overlay');
+  const canvas = $('photo-masks');
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext('2d').putImageData(new ImageData(pixels, width, height), 0, 0);
+}
+
+function clearMasks() {
+  const canvas = $('photo-masks');
+  canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
 }
 
 function drawBoxes(items) {
@@ -386,7 +407,7 @@ async function searchRegion(box, what, extra = {}) {
   const { k, sameLabel, category } = options();
   setStatus(`Looking for the ${what}…`);
   const started = performance.now();
-  const { vector, parts, prediction } = await call('describe', { box });
+  const { vector, parts, prediction } = await call('describe', { box, item: extra.item });
   const embedMillis = performance.now() - started;
   const known = prediction && state.labelNames.includes(prediction.label);
   const label = category || (sameLabel && known ? prediction.label : undefined);

@@ -1,20 +1,37 @@
-//! `lookalike bench detect`: how well the composed detector finds garments in
-//! street photos (CCP: one ground-truth box per garment label, from pixel
-//! masks), and how well the label head names catalog crops it never saw.
+//! `lookalike bench detect`: how well the detector finds garments in street
+//! photos, with the garment parser and, in the same run, with the composed
+//! detector it replaced (NanoDet + MoveNet regions); and how well the label
+//! head names catalog crops it never saw.
 //!
-//! Recall counts a ground-truth box as found when a box of its group
-//! overlaps it with IoU >= 0.5. It is reported at the report's defaults
-//! (score >= 0.6, at most 3 boxes) and with every candidate kept, so the cost
-//! of the 3-box limit is visible.
+//! Photos: CCP's validation split (`parser_training::is_validation`), which
+//! the parser never trained on. Ground truth: one box per garment label,
+//! the tight box around all its pixels (boxes.csv).
+//!
+//! - **Recall**: a ground-truth box counts as found when an item of its
+//!   group overlaps it with IoU >= 0.5; at the shipped defaults (score >=
+//!   0.6, at most 5 items), at the report's (at most 3), and with every item.
+//! - **Per-class IoU** of the parser's grid against the masks.
+//! - **Time** per photo natively (one core) and in wasm (CPU backend).
+//! - **subCategory fit**: for each ground-truth garment, the share of its
+//!   item's top-10 look-alikes in the fashion catalog whose subCategory fits
+//!   its group (a garment no item matched scores 0).
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use lookalike::catalog::Columns;
-use lookalike::catalog_embeddings::embed_with_cache;
+use lookalike::catalog_embeddings::{catalog_embeddings_of, embed_with_cache};
+use lookalike::crops::CropMode;
 use lookalike::labels::train_labels;
+use lookalike::parser_training::{is_validation, read_ccp};
+use lookalike::site_builder::{DetectorFiles, ParserFiles};
+use lookalike_index::normalized;
 use lookalike_vision::detect::groups::{GROUPS, group_of_class, group_of_label};
-use lookalike_vision::detect::{BBox, DetectOptions, Detector, Item, readback::block_on, select};
-use lookalike_vision::model::tfjs::read_model;
+use lookalike_vision::detect::{
+    BBox, DEFAULT_MAX_BOXES, DetectOptions, Detector, Item, readback::block_on, select,
+};
+use lookalike_vision::model::Embedder;
+use lookalike_vision::parse::{Parser, Part};
+use lookalike_vision::preprocess::model_input;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,6 +48,11 @@ pub struct DetectBenchOptions {
     /// The checkout, for the wasm package and bench/wasm_detect.mjs.
     pub project: PathBuf,
 }
+
+/// The report's limit on boxes.
+const REPORT_MAX_BOXES: usize = 3;
+/// Look-alikes per garment for the subCategory fit.
+const FIT_K: usize = 10;
 
 /// Ground truth of one photo.
 struct Photo {
@@ -58,49 +80,63 @@ fn read_ground_truth(path: &Path) -> Result<Vec<Photo>> {
     Ok(photos.into_iter().map(|(file, truth)| Photo { file, truth }).collect())
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct GroupRecall {
     pub found: usize,
     pub total: usize,
     pub recall: f64,
 }
 
+/// One detector's figures.
+#[derive(Debug, Serialize)]
+pub struct DetectorFigures {
+    /// Recall per group at the shipped defaults (score >= 0.6, at most 5 items).
+    pub recall_default: BTreeMap<String, GroupRecall>,
+    /// At the report's defaults (score >= 0.6, at most 3 boxes).
+    pub recall_report: BTreeMap<String, GroupRecall>,
+    /// With every item (any score, no limit).
+    pub recall_every_item: BTreeMap<String, GroupRecall>,
+    pub boxes_per_photo_default: f64,
+    pub boxes_per_photo_report: f64,
+    pub boxes_per_photo_every_item: f64,
+    /// Detection time per photo natively, on one core.
+    pub ms_per_photo_native: f64,
+    /// subCategory fit of the top-10 look-alikes, per group and over the
+    /// four groups the issue names (upper body, lower body, shoes, bags).
+    pub fit: BTreeMap<String, f64>,
+    pub fit_all: f64,
+    /// The same over the garments an item matched (ignoring misses).
+    pub fit_found: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct DetectReport {
     pub photos: usize,
-    /// Recall per group at the report's defaults (score >= 0.6, at most 3 boxes).
-    pub recall_default: BTreeMap<String, GroupRecall>,
-    /// Recall per group with every candidate kept.
-    pub recall_all_boxes: BTreeMap<String, GroupRecall>,
-    pub boxes_per_photo_default: f64,
-    pub boxes_per_photo_all: f64,
-    /// Detection time per photo natively, on one core.
-    pub ms_per_photo_native: f64,
-    /// Bags found with the object detector's threshold at 0.2 instead of 0.6
-    /// (NanoDet's GFL scores are class-times-quality estimates and run low).
-    pub bags_recall_at_score_0_2: f64,
-    /// Detection and embedding of every found item of one CCP photo
-    /// (550 x 825) in wasm on the CPU backend, medians of 5 runs.
+    pub parser: DetectorFigures,
+    pub composed: DetectorFigures,
+    /// The parser alone (no person detector), natively on one core.
+    pub parser_only_ms_native: f64,
+    /// The parser's subCategory fit with its items' boxes searched as
+    /// they are, not cut out: what the masks change.
+    pub parser_boxes_fit: f64,
+    /// Per-class IoU of the parser's grid cells against the masks.
+    pub parser_iou: BTreeMap<String, f64>,
+    /// Parsing and detection of one CCP photo (550 x 8xx) in wasm on the CPU
+    /// backend, medians of 5 runs.
     pub wasm_cpu: Option<serde_json::Value>,
-    /// The label head, trained on 80% of the fashion catalog's products of
-    /// its 20 most frequent articleTypes, on the other 20%.
     pub label_head_accuracy: f64,
-    /// Reference in the same run: always the most frequent articleType.
     pub label_head_majority_accuracy: f64,
     pub label_head_tested_on: usize,
 }
 
-fn recall(photos: &[Photo], found: &[Vec<(String, BBox)>]) -> BTreeMap<String, GroupRecall> {
+fn recall(photos: &[Photo], found: &[Vec<Item>]) -> BTreeMap<String, GroupRecall> {
     let mut out: BTreeMap<String, GroupRecall> =
         GROUPS.iter().map(|(g, _)| (g.to_string(), GroupRecall::default())).collect();
-    for (photo, boxes) in photos.iter().zip(found) {
+    for (photo, items) in photos.iter().zip(found) {
         for (group, truth) in &photo.truth {
             let entry = out.get_mut(*group).expect("every group is listed");
             entry.total += 1;
-            let hit = boxes
-                .iter()
-                .any(|(class, b)| group_of_class(class) == Some(group) && b.iou(truth) >= 0.5);
-            entry.found += hit as usize;
+            entry.found += matching(items, group, truth).is_some() as usize;
         }
     }
     for entry in out.values_mut() {
@@ -109,57 +145,275 @@ fn recall(photos: &[Photo], found: &[Vec<(String, BBox)>]) -> BTreeMap<String, G
     out
 }
 
-pub fn run(options: &DetectBenchOptions) -> Result<()> {
-    let dir = options.data_dir.join("ccp-street-fashion");
-    let mut photos = read_ground_truth(&dir.join("boxes.csv"))?;
-    if options.quick {
-        photos.truncate(100);
-    }
-    if photos.is_empty() {
-        bail!("no photos in {}", dir.display());
-    }
-    let device = Device::flex();
-    let objects = read_model(&options.models_dir.join("nanodet.json"))?;
-    let pose = read_model(&options.models_dir.join("movenet-lightning.json"))?;
-    let detector = Detector::new(Some(&objects), Some(&pose), &device)?;
-    let defaults = DetectOptions::default();
-    let everything = DetectOptions { max_boxes: usize::MAX, ..DetectOptions::default() };
+/// The item of `group` overlapping `truth` best, when by IoU >= 0.5.
+fn matching<'a>(items: &'a [Item], group: &str, truth: &BBox) -> Option<&'a Item> {
+    items
+        .iter()
+        .filter(|i| group_of_class(&i.class) == Some(group))
+        .map(|i| (i, i.bbox.iou(truth)))
+        .filter(|(_, iou)| *iou >= 0.5)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
 
-    // One photo per core at a time, each on a one-thread pool (as the embedder's lanes).
+/// The fashion catalog's subCategories that fit a group.
+fn fits(group: &str) -> &'static [&'static str] {
+    match group {
+        "upper body" => &["Topwear"],
+        "lower body" => &["Bottomwear"],
+        "full length" => &["Dress"],
+        "shoes" => &["Shoes", "Sandal", "Flip Flops"],
+        "bags" => &["Bags"],
+        _ => &[],
+    }
+}
+/// The groups the overall fit is taken over.
+const FIT_GROUPS: [&str; 4] = ["upper body", "lower body", "shoes", "bags"];
+
+/// The catalog: unit vectors and subCategories.
+struct Catalog {
+    vectors: Vec<Vec<f32>>,
+    kinds: Vec<String>,
+}
+
+impl Catalog {
+    /// Share of the `FIT_K` nearest products whose subCategory is in `wanted`.
+    fn fit(&self, query: &[f32], wanted: &[&str]) -> f64 {
+        let q = normalized(query);
+        let mut scored: Vec<(f32, usize)> = self
+            .vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (-v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(), i))
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let hits =
+            scored.iter().take(FIT_K).filter(|(_, i)| wanted.contains(&self.kinds[*i].as_str()));
+        hits.count() as f64 / FIT_K as f64
+    }
+}
+
+/// Per group, the fit of every ground-truth garment (0 for a miss), and
+/// of the found ones.
+fn subcategory_fit(
+    photos: &[Photo],
+    found: &[Vec<Item>],
+    dir: &Path,
+    embedder: &Embedder,
+    catalog: &Catalog,
+) -> Result<(BTreeMap<String, f64>, f64, f64)> {
+    // Crops of the matched items, then one embedding pass.
+    let mut crops = Vec::new();
+    let mut garments: Vec<(&'static str, Option<usize>)> = Vec::new();
+    for (photo, items) in photos.iter().zip(found) {
+        let image = image::open(dir.join(&photo.file))?;
+        for (group, truth) in &photo.truth {
+            let item = matching(items, group, truth);
+            garments.push((group, item.map(|_| crops.len())));
+            if let Some(item) = item {
+                crops.push(model_input(&item.crop(&image)));
+            }
+        }
+    }
+    let vectors = embedder.embed_lanes(&crops, rayon::current_num_threads())?;
+    let mut per_group: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let (mut all, mut all_n, mut found_sum, mut found_n) = (0.0, 0, 0.0, 0);
+    for (group, crop) in garments {
+        let fit = crop.map_or(0.0, |c| catalog.fit(&vectors[c], fits(group)));
+        let entry = per_group.entry(group.to_string()).or_default();
+        entry.0 += fit;
+        entry.1 += 1;
+        if FIT_GROUPS.contains(&group) {
+            all += fit;
+            all_n += 1;
+            if crop.is_some() {
+                found_sum += fit;
+                found_n += 1;
+            }
+        }
+    }
+    let per_group = per_group.into_iter().map(|(g, (s, n))| (g, s / n.max(1) as f64)).collect();
+    Ok((per_group, all / all_n.max(1) as f64, found_sum / found_n.max(1) as f64))
+}
+
+/// Every item of every photo (any score, no limit), and the time per photo
+/// on one core.
+fn detect_all(detector: &Detector, photos: &[Photo], dir: &Path) -> Result<(Vec<Vec<Item>>, f64)> {
+    let every = DetectOptions { min_score: 0.0, max_boxes: usize::MAX, ..DetectOptions::default() };
     let started = Instant::now();
-    let found: Vec<Vec<Item>> = photos
+    let found = photos
         .par_iter()
         .map(|photo| -> Result<Vec<Item>> {
             let path = dir.join(&photo.file);
             let image = image::open(&path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .to_rgb8();
-            Ok(block_on(detector.detect(&image, &everything))?)
+            Ok(block_on(detector.detect(&image, &every))?)
         })
         .collect::<Result<_>>()?;
-    let boxes = |items: &[Item]| -> Vec<(String, BBox)> {
-        items.iter().map(|i| (i.class.clone(), i.bbox)).collect()
-    };
-    let detections: Vec<Vec<(String, BBox)>> = found.iter().map(|f| boxes(f)).collect();
     let threads = rayon::current_num_threads() as f64;
-    let ms_per_photo = started.elapsed().as_secs_f64() * 1000.0 * threads / photos.len() as f64;
+    Ok((found, started.elapsed().as_secs_f64() * 1000.0 * threads / photos.len() as f64))
+}
 
-    // Bags come from the object detector alone: the pose model need not run again.
-    let low = DetectOptions { min_score: 0.2, ..everything.clone() };
-    let objects_only = Detector::new(Some(&objects), None, &device)?;
-    let bags_low: Vec<Vec<(String, BBox)>> = photos
-        .par_iter()
-        .map(|photo| -> Result<Vec<(String, BBox)>> {
-            let image = image::open(dir.join(&photo.file))?.to_rgb8();
-            let items = block_on(objects_only.detect(&image, &low))?;
-            Ok(items
-                .into_iter()
-                .filter(|i| group_of_class(&i.class) == Some("bags"))
-                .map(|i| (i.class, i.bbox))
-                .collect())
+/// The items the options keep of every item: score, then the box limit.
+fn limited(found: &[Vec<Item>], max_boxes: usize) -> Vec<Vec<Item>> {
+    let min_score = DetectOptions::default().min_score;
+    found
+        .iter()
+        .map(|items| {
+            let kept = items.iter().filter(|i| i.score >= min_score).cloned().collect();
+            select(kept, max_boxes)
         })
-        .collect::<Result<_>>()?;
-    let bags_recall_low = recall(&photos, &bags_low)["bags"].recall;
+        .collect()
+}
+
+fn figures(
+    photos: &[Photo],
+    found: &[Vec<Item>],
+    ms_per_photo: f64,
+    fit: (BTreeMap<String, f64>, f64, f64),
+) -> DetectorFigures {
+    let (default, report) = (limited(found, DEFAULT_MAX_BOXES), limited(found, REPORT_MAX_BOXES));
+    let per_photo = |d: &[Vec<Item>]| d.iter().map(Vec::len).sum::<usize>() as f64 / d.len() as f64;
+    DetectorFigures {
+        recall_default: recall(photos, &default),
+        recall_report: recall(photos, &report),
+        recall_every_item: recall(photos, found),
+        boxes_per_photo_default: per_photo(&default),
+        boxes_per_photo_report: per_photo(&report),
+        boxes_per_photo_every_item: per_photo(found),
+        ms_per_photo_native: ms_per_photo,
+        fit: fit.0,
+        fit_all: fit.1,
+        fit_found: fit.2,
+    }
+}
+
+/// Per-class IoU of the parser's most likely class per grid cell against
+/// the mask's label at the cell's centre.
+fn parser_iou(parser: &Parser, photos: &[Photo], dir: &Path) -> Result<BTreeMap<String, f64>> {
+    let (ccp, classes) = read_ccp(dir)?;
+    let masks: BTreeMap<PathBuf, PathBuf> = ccp.into_iter().map(|p| (p.file, p.mask)).collect();
+    let counts = photos
+        .par_iter()
+        .map(|photo| -> Result<Vec<[usize; 2]>> {
+            let path = dir.join(&photo.file);
+            let image = image::open(&path)?.to_rgb8();
+            let mask_path =
+                masks.get(&path).with_context(|| format!("no mask for {}", path.display()))?;
+            let mask = image::open(mask_path)?.to_luma8();
+            let map = block_on(parser.parse(&image))?;
+            let labels = map.labels();
+            let (cw, ch) = map.cell_size();
+            let mut counts = vec![[0usize; 2]; Part::COUNT];
+            for (i, predicted) in labels.iter().enumerate() {
+                let x = (((i % map.width) as f32 + 0.5) * cw) as u32;
+                let y = (((i / map.width) as f32 + 0.5) * ch) as u32;
+                let label = mask.get_pixel(x.min(mask.width() - 1), y.min(mask.height() - 1)).0[0];
+                let truth = classes.get(label as usize).copied().unwrap_or(Part::Background);
+                if truth == *predicted {
+                    counts[truth.index()][0] += 1;
+                    counts[truth.index()][1] += 1;
+                } else {
+                    counts[truth.index()][1] += 1;
+                    counts[predicted.index()][1] += 1;
+                }
+            }
+            Ok(counts)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Part::ALL
+        .into_iter()
+        .map(|part| {
+            let (i, u) = counts
+                .iter()
+                .fold((0, 0), |(i, u), c| (i + c[part.index()][0], u + c[part.index()][1]));
+            (part.name().to_string(), i as f64 / u.max(1) as f64)
+        })
+        .collect())
+}
+
+pub fn run(options: &DetectBenchOptions) -> Result<()> {
+    let dir = options.data_dir.join("ccp-street-fashion");
+    let (ccp, _) = read_ccp(&dir)?;
+    let validation: std::collections::HashSet<PathBuf> =
+        ccp.into_iter().filter(|p| is_validation(&p.group_id)).map(|p| p.file).collect();
+    let mut photos = read_ground_truth(&dir.join("boxes.csv"))?;
+    photos.retain(|p| validation.contains(&dir.join(&p.file)));
+    if options.quick {
+        photos.truncate(30);
+    }
+    if photos.is_empty() {
+        bail!("no validation photos in {}", dir.display());
+    }
+    let device = Device::flex();
+    let files = |parser: bool| DetectorFiles {
+        objects: options.models_dir.join("nanodet.json"),
+        pose: options.models_dir.join("movenet-lightning.json"),
+        parser: parser.then(|| ParserFiles {
+            head: options.models_dir.join("parser.bpk"),
+            backbone: options.model.clone(),
+        }),
+        options: DetectOptions::default(),
+    };
+    let with_parser = files(true).load(&device)?;
+    let composed = files(false).load(&device)?;
+    let embedder = Embedder::new(
+        lookalike_vision::model::weights::from_file(&options.model, &device)?,
+        device.clone(),
+    );
+    let head = lookalike_vision::parse::head_from_burnpack_bytes(
+        std::fs::read(options.models_dir.join("parser.bpk"))?,
+        embedder.model(),
+        "parser.bpk",
+        &device,
+    )?;
+    let parser = Parser::new(embedder.model().clone(), head, device.clone());
+    let parser_only = Detector::new(None, None, &device)?.with_parser(parser.clone());
+
+    eprintln!("detecting on {} validation photos...", photos.len());
+    let (parsed, parsed_ms) = detect_all(&with_parser, &photos, &dir)?;
+    let (_, parser_only_ms) = detect_all(&parser_only, &photos, &dir)?;
+    let (old, old_ms) = detect_all(&composed, &photos, &dir)?;
+    let parser_iou = parser_iou(&parser, &photos, &dir)?;
+    if let Some(path) = std::env::var_os("LOOKALIKE_DETECT_DUMP") {
+        // Every item of every photo, for looking into misses by hand.
+        let dump: Vec<serde_json::Value> = photos
+            .iter()
+            .zip(parsed.iter().zip(&old))
+            .map(|(p, (parsed, old))| {
+                serde_json::json!({"file": p.file, "truth": p.truth, "parser": parsed, "composed": old})
+            })
+            .collect();
+        std::fs::write(&path, serde_json::to_vec(&dump)?)?;
+    }
+
+    eprintln!("subCategory fit against the fashion catalog...");
+    let catalog = catalog_embeddings_of(
+        &options.data_dir,
+        &options.cache_dir,
+        &options.model,
+        "fashion-product-images",
+        Some("subCategory"),
+        &CropMode::Foreground,
+    )?;
+    let catalog = Catalog {
+        vectors: catalog
+            .vectors
+            .chunks_exact(lookalike_vision::FEATURE_DIM)
+            .map(normalized)
+            .collect(),
+        kinds: catalog.products.iter().map(|p| p.label.clone().unwrap_or_default()).collect(),
+    };
+    let at_defaults = |found: &[Vec<Item>]| limited(found, DEFAULT_MAX_BOXES);
+    let parser_fit = subcategory_fit(&photos, &at_defaults(&parsed), &dir, &embedder, &catalog)?;
+    // The parser's boxes without the cut-out: what the masks change.
+    let unmasked: Vec<Vec<Item>> = at_defaults(&parsed)
+        .into_iter()
+        .map(|items| items.into_iter().map(|i| Item { mask: None, ..i }).collect())
+        .collect();
+    let parser_boxes_fit = subcategory_fit(&photos, &unmasked, &dir, &embedder, &catalog)?.1;
+    let old_fit = subcategory_fit(&photos, &at_defaults(&old), &dir, &embedder, &catalog)?;
 
     let columns = Columns {
         id: Some("product_id".into()),
@@ -175,19 +429,13 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
     let trained = train_labels(&fashion.products, &fashion.vectors, "articleType", 20, 0.2)?;
     let wasm_cpu = wasm_timing(options, &dir.join(&photos[0].file));
 
-    // The defaults choose `max_boxes` of the same candidates, as the detector does.
-    let limited: Vec<Vec<(String, BBox)>> =
-        found.iter().map(|f| boxes(&select(f.clone(), defaults.max_boxes))).collect();
-    let per_photo =
-        |d: &[Vec<(String, BBox)>]| d.iter().map(Vec::len).sum::<usize>() as f64 / d.len() as f64;
     let report = DetectReport {
         photos: photos.len(),
-        recall_default: recall(&photos, &limited),
-        recall_all_boxes: recall(&photos, &detections),
-        boxes_per_photo_default: per_photo(&limited),
-        boxes_per_photo_all: per_photo(&detections),
-        ms_per_photo_native: ms_per_photo,
-        bags_recall_at_score_0_2: bags_recall_low,
+        parser: figures(&photos, &parsed, parsed_ms, parser_fit),
+        composed: figures(&photos, &old, old_ms, old_fit),
+        parser_only_ms_native: parser_only_ms,
+        parser_boxes_fit,
+        parser_iou,
         wasm_cpu,
         label_head_accuracy: trained.accuracy,
         label_head_majority_accuracy: trained.majority_accuracy,
@@ -195,33 +443,71 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
     };
     if options.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+    } else {
+        print_report(&report);
     }
-    println!("CCP street fashion, {} photos: recall at IoU >= 0.5", report.photos);
-    println!("{:<12} {:>16} {:>16}", "group", "defaults (3 box)", "all boxes");
-    for (group, default) in &report.recall_default {
-        let all = &report.recall_all_boxes[group];
+    Ok(())
+}
+
+fn print_report(report: &DetectReport) {
+    println!(
+        "CCP street fashion, {} validation photos (never trained on): recall at IoU >= 0.5",
+        report.photos
+    );
+    println!(
+        "{:<12} {:>22} {:>22} {:>22}   of",
+        "group", "parser 5 / 3 / every", "composed 5 / 3 / every", ""
+    );
+    for (group, parser) in &report.parser.recall_default {
+        let (p, c) = (&report.parser, &report.composed);
         println!(
-            "{group:<12} {:>9.3} ({:>3}) {:>9.3} ({:>3})   of {}",
-            default.recall, default.found, all.recall, all.found, default.total
+            "{group:<12} {:>6.3} {:>6.3} {:>6.3}     {:>6.3} {:>6.3} {:>6.3}      {}",
+            parser.recall,
+            p.recall_report[group].recall,
+            p.recall_every_item[group].recall,
+            c.recall_default[group].recall,
+            c.recall_report[group].recall,
+            c.recall_every_item[group].recall,
+            parser.total
+        );
+    }
+    for (name, f) in [("parser", &report.parser), ("composed", &report.composed)] {
+        println!(
+            "{name}: boxes per photo {:.2} (at most 5), {:.2} (at most 3), {:.2} (every item); {:.0} ms per photo natively (one core)",
+            f.boxes_per_photo_default,
+            f.boxes_per_photo_report,
+            f.boxes_per_photo_every_item,
+            f.ms_per_photo_native
         );
     }
     println!(
-        "boxes per photo: {:.2} at the defaults, {:.2} in all; {:.0} ms per photo natively (one core)",
-        report.boxes_per_photo_default, report.boxes_per_photo_all, report.ms_per_photo_native
+        "parser alone (no person detector): {:.0} ms per photo natively",
+        report.parser_only_ms_native
     );
+    let iou: Vec<String> = report.parser_iou.iter().map(|(c, v)| format!("{c} {v:.3}")).collect();
+    println!("parser IoU per class (grid cells): {}", iou.join(", "));
     println!(
-        "bags with the object threshold at 0.2: recall {:.3}",
-        report.bags_recall_at_score_0_2
+        "subCategory fit of the top-{FIT_K} look-alikes in the fashion catalog (misses count 0):"
     );
+    for (name, f) in [("parser (cut-outs)", &report.parser), ("composed (boxes)", &report.composed)]
+    {
+        let groups: Vec<String> = f.fit.iter().map(|(g, v)| format!("{g} {v:.3}")).collect();
+        println!(
+            "  {name}: {:.3} over upper, lower, shoes and bags ({:.3} over the garments found); {}",
+            f.fit_all,
+            f.fit_found,
+            groups.join(", ")
+        );
+    }
+    println!("  parser, boxes not cut out: {:.3}", report.parser_boxes_fit);
     match &report.wasm_cpu {
         Some(t) => println!(
-            "wasm, CPU backend, one photo: detection {:.0} ms ({:.1}x the native time per photo above); with the best item embedded {:.0} ms; with all {} items {:.0} ms",
+            "wasm, CPU backend, one {}x{} photo: parser alone {:.0} ms; detection with the person detector {:.0} ms; composed detector {:.0} ms",
+            t["width"],
+            t["height"],
+            t["ms_parse"].as_f64().unwrap_or(0.0),
             t["ms_detect"].as_f64().unwrap_or(0.0),
-            t["ms_detect"].as_f64().unwrap_or(0.0) / report.ms_per_photo_native,
-            t["ms_first"].as_f64().unwrap_or(0.0),
-            t["items"],
-            t["ms_total"].as_f64().unwrap_or(0.0)
+            t["ms_composed"].as_f64().unwrap_or(0.0),
         ),
         None => {
             println!("wasm: not measured (build the wasm package with ./build.sh, and have node)")
@@ -233,7 +519,6 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         report.label_head_tested_on,
         report.label_head_majority_accuracy
     );
-    Ok(())
 }
 
 /// Runs bench/wasm_detect.mjs under node; `None` when it cannot run.

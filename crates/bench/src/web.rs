@@ -46,6 +46,10 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
         detector: Some(DetectorFiles {
             objects: models.join("nanodet.json"),
             pose: models.join("movenet-lightning.json"),
+            parser: Some(lookalike::site_builder::ParserFiles {
+                head: models.join("parser.bpk"),
+                backbone: options.model.clone(),
+            }),
             options: lookalike_vision::detect::DetectOptions::default(),
         }),
         labels: labels.is_file().then_some(labels),

@@ -6,7 +6,8 @@
 //! - [`colour`]: a product's colours as a small perceptual histogram;
 //! - [`model`]: EfficientNet-Lite as a Burn module and its weights, the label
 //!   heads' training, and TF.js graph models compiled to Burn;
-//! - [`detect`]: the fashion items in a photo (NanoDet, MoveNet, packshots).
+//! - [`parse`]: the garment parser trained here, and items from its regions;
+//! - [`detect`]: the fashion items in a photo (the parser, NanoDet, MoveNet, packshots).
 //!
 //! The architecture knows nothing of files (weights come separately) and the
 //! same code runs natively and in the browser's model worker.
@@ -26,6 +27,7 @@
 pub mod colour;
 pub mod detect;
 pub mod model;
+pub mod parse;
 pub mod preprocess;
 
 pub use detect::{BBox, DetectError, DetectOptions, Detector, Item};

@@ -14,10 +14,13 @@
 //! import init, { LookalikePhoto, loadEmbedder, loadDetector } from './pkg/lookalike_web_models.js';
 //! await init();
 //! const embedder = await loadEmbedder(modelBytes, 'auto');  // WebGPU, else CPU
-//! const detector = await loadDetector(nanodetJson, nanodetBin, movenetJson, movenetBin, undefined, 'auto');
+//! const detector = await loadDetector(nanodetJson, nanodetBin, undefined, undefined, undefined, 'auto');
+//! detector.useParser(embedder, parserBytes);                // the garment parser on the embedder's backbone
 //! const photo = LookalikePhoto.decode(photoBytes);          // decoded once, then reused
 //! const items = await detector.detect(photo);               // [{class, score, bbox}, ...]
-//! const { vector, colour } = await embedder.describe(photo, x, y, width, height);
+//! const layer = detector.overlay(photo);                    // RGBA: the items' masks and outlines
+//! const item = detector.cutOut(photo, 0);                   // item 0 cut out of its background
+//! const { vector, colour } = await embedder.describe(item); // or (photo, x, y, width, height)
 //! const attributes = LookalikeAttributes.fromJson(attributesJson); // data/attributes.json, or "[]"
 //! const parts = attributes.describe(vector, colour);        // what LookalikeIndex.queryVector blends
 //! ```
@@ -29,9 +32,10 @@ use burn::tensor::Device;
 use image::DynamicImage;
 use lookalike_index::{COLOUR_BINS, ColourSignature, LabelHead, appearance};
 use lookalike_vision::colour::colour_signature;
-use lookalike_vision::detect::{BBox, DetectOptions, Detector};
+use lookalike_vision::detect::{BBox, DetectOptions, Detector, Item, overlay};
 use lookalike_vision::model::tfjs::GraphModel;
 use lookalike_vision::model::{Embedder, weights};
+use lookalike_vision::parse;
 use lookalike_vision::preprocess;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -170,13 +174,16 @@ impl LookalikeAttributes {
     }
 }
 
-/// The composed fashion detector (NanoDet objects + MoveNet garment regions
-/// + packshot foreground) on the device it runs on.
+/// The fashion detector (the garment parser, or MoveNet garment regions;
+/// NanoDet's people and objects; packshot foregrounds) on the device it
+/// runs on. It keeps the last photo's items, masks included, for
+/// [`LookalikeDetector::overlay`] and [`LookalikeDetector::cut_out`].
 #[wasm_bindgen]
 pub struct LookalikeDetector {
     detector: Detector,
     options: DetectOptions,
     backend: String,
+    last: Rc<std::cell::RefCell<Vec<Item>>>,
 }
 
 #[wasm_bindgen]
@@ -186,27 +193,67 @@ impl LookalikeDetector {
         self.backend.clone()
     }
 
+    /// Finds garments with the parser from here on: its trained head
+    /// (`parser.bpk`) on the embedder's backbone, on the embedder's device.
+    #[wasm_bindgen(js_name = useParser)]
+    pub fn use_parser(
+        &mut self,
+        embedder: &LookalikeEmbedder,
+        head: Vec<u8>,
+    ) -> Result<(), JsError> {
+        let backbone = embedder.embedder.model().clone();
+        let device = embedder.embedder.device().clone();
+        let head = parse::head_from_burnpack_bytes(head, &backbone, "parser.bpk", &device)?;
+        self.detector =
+            self.detector.clone().with_parser(parse::Parser::new(backbone, head, device));
+        Ok(())
+    }
+
     /// The items in a photo, best first:
     /// `[{class, score, bbox: {x0, y0, x1, y1}}]` in the photo's pixels.
     pub fn detect(&self, photo: &LookalikePhoto) -> js_sys::Promise {
         let (detector, options, rgb) =
             (self.detector.clone(), self.options.clone(), photo.image.to_rgb8());
+        let last = Rc::clone(&self.last);
         wasm_bindgen_futures::future_to_promise(async move {
             let items = detector.detect(&rgb, &options).await.map_err(JsError::from)?;
-            Ok(serde_wasm_bindgen::to_value(&items).map_err(JsError::from)?)
+            let value = serde_wasm_bindgen::to_value(&items).map_err(JsError::from)?;
+            *last.borrow_mut() = items;
+            Ok(value)
         })
+    }
+
+    /// The last photo's items drawn as the native `detect --overlay` draws
+    /// them: RGBA pixels, the photo's size, for a canvas over the photo.
+    pub fn overlay(&self, photo: &LookalikePhoto) -> js_sys::Uint8ClampedArray {
+        let layer = overlay(&self.last.borrow(), photo.image.width(), photo.image.height());
+        js_sys::Uint8ClampedArray::from(layer.as_raw().as_slice())
+    }
+
+    /// Item `index` of the last photo, as it is embedded: its box with a
+    /// margin, cut out of the background by its mask when it has one.
+    #[wasm_bindgen(js_name = cutOut)]
+    pub fn cut_out(&self, photo: &LookalikePhoto, index: usize) -> Result<LookalikePhoto, JsError> {
+        let last = self.last.borrow();
+        let item = last.get(index).ok_or_else(|| {
+            JsError::new(&format!("no item {index}: the photo has {}", last.len()))
+        })?;
+        Ok(LookalikePhoto { image: Rc::new(item.crop(&photo.image)) })
     }
 }
 
-/// Loads the detector from its TF.js files (model.json bytes and the
-/// concatenated weight shards of each). `options`: the site's detection
-/// options (classes, min_score, max_boxes) or `undefined` for the defaults.
+/// Loads the detector's TF.js files (model.json bytes and the concatenated
+/// weight shards of each). Either may be absent (`undefined`): without the
+/// object detector, people are not told apart; the pose model is not
+/// needed when the parser will be used ([`LookalikeDetector::use_parser`]). `options`:
+/// the site's detection options (classes, min_score, max_boxes) or
+/// `undefined` for the defaults.
 #[wasm_bindgen(js_name = loadDetector)]
 pub async fn load_detector(
-    objects_json: Vec<u8>,
-    objects_weights: Vec<u8>,
-    pose_json: Vec<u8>,
-    pose_weights: Vec<u8>,
+    objects_json: Option<Vec<u8>>,
+    objects_weights: Option<Vec<u8>>,
+    pose_json: Option<Vec<u8>>,
+    pose_weights: Option<Vec<u8>>,
     options: JsValue,
     prefer: String,
 ) -> Result<LookalikeDetector, JsError> {
@@ -217,11 +264,17 @@ pub async fn load_detector(
             .map_err(|e| JsError::new(&format!("detection options: {e}")))?
     };
     options.validate()?;
-    let objects = GraphModel::parse(&objects_json, &objects_weights, "object detector")?;
-    let pose = GraphModel::parse(&pose_json, &pose_weights, "pose model")?;
+    let objects = match (objects_json, objects_weights) {
+        (Some(json), Some(weights)) => Some(GraphModel::parse(&json, &weights, "object detector")?),
+        _ => None,
+    };
+    let pose = match (pose_json, pose_weights) {
+        (Some(json), Some(weights)) => Some(GraphModel::parse(&json, &weights, "pose model")?),
+        _ => None,
+    };
     let (device, backend) = choose_device(&prefer).await?;
-    let detector = Detector::new(Some(&objects), Some(&pose), &device)?;
-    Ok(LookalikeDetector { detector, options, backend: backend.to_string() })
+    let detector = Detector::new(objects.as_ref(), pose.as_ref(), &device)?;
+    Ok(LookalikeDetector { detector, options, backend: backend.to_string(), last: Rc::default() })
 }
 
 /// Names crops with a catalog's labels (the site's `data/labels.json`).

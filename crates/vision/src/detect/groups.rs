@@ -43,10 +43,11 @@ pub const GROUPS: [(&str, &[&str]); 5] = [
 pub fn group_of_class(class: &str) -> Option<&'static str> {
     Some(match class {
         c if c == Garment::UpperBody.name() => "upper body",
+        "outerwear" => "upper body",
         c if c == Garment::LowerBody.name() => "lower body",
         c if c == Garment::FullLength.name() => "full length",
         c if c == Garment::Shoes.name() => "shoes",
-        "handbag" | "backpack" | "suitcase" => "bags",
+        "bag" | "handbag" | "backpack" | "suitcase" => "bags",
         _ => return None,
     })
 }

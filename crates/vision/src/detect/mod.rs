@@ -1,11 +1,16 @@
-//! Finding the fashion items in a photo, composed from models that ship in
-//! registries (no fashion-trained detector does):
+//! Finding the fashion items in a photo:
 //!
-//! - [`nanodet`]: COCO objects, of which bags, ties and people matter here;
+//! - the garment parser ([`crate::parse`]), trained here on street photos'
+//!   per-pixel labels: garments, shoes, bags and accessories with masks;
+//! - [`nanodet`]: COCO objects; with the parser, only its people are used
+//!   (several people keep their garments apart); without it, its bags and
+//!   ties are items too;
 //! - [`movenet`]: a person's 17 joints, which [`garments`] turns into the
-//!   regions a top, a bottom, a full-length garment and shoes occupy;
+//!   regions a top, a bottom, a full-length garment and shoes occupy (the
+//!   composed detector, used when no parser is loaded);
 //! - [`foreground`]: for packshots (one product on a plain background), the
-//!   product's box without any model.
+//!   product's box without any model. A packshot is one product: its
+//!   foreground is its only item, as the catalog indexed it.
 //!
 //! The report's parameters apply: a class list, a minimum score and a
 //! maximum number of boxes. The same code runs natively and in the browser.
@@ -24,6 +29,7 @@ pub use foreground::foreground_box;
 pub use garments::Garment;
 
 use crate::model::tfjs::{GraphModel, TfjsError};
+use crate::parse::{Mask, Parser, Part, figures, regions};
 use burn::tensor::Device;
 use image::RgbImage;
 use movenet::MoveNet;
@@ -31,12 +37,28 @@ use nanodet::NanoDet;
 use serde::{Deserialize, Serialize};
 
 /// The classes a photo is searched for unless the caller says otherwise:
-/// the garment regions plus the COCO classes that are fashion items.
-pub const DEFAULT_CLASSES: [&str; 7] =
-    ["upper body", "lower body", "full length", "shoes", "handbag", "backpack", "tie"];
+/// the garments, shoes and bags a catalog sells (the parser's names; the
+/// composed detector's bags and ties when no parser is loaded). Hats,
+/// glasses, belts and accessories are one `--classes` away.
+pub const DEFAULT_CLASSES: [&str; 9] = [
+    "upper body",
+    "outerwear",
+    "lower body",
+    "full length",
+    "shoes",
+    "bag",
+    "handbag",
+    "backpack",
+    "tie",
+];
+/// At most this many items per photo by default: an outfit often has four
+/// or five (a top, a jacket, trousers, shoes and a bag). The report's 3 is
+/// `--max-boxes 3`.
+pub const DEFAULT_MAX_BOXES: usize = 5;
 /// Every class the detectors can name and a class list may hold.
 pub fn known_classes() -> Vec<&'static str> {
     let mut all: Vec<&str> = Garment::ALL.iter().map(|g| g.name()).collect();
+    all.extend(Part::items().map(Part::name).filter(|n| !all.contains(n)).collect::<Vec<_>>());
     all.extend(coco::COCO_CLASSES);
     all.push(PRODUCT_CLASS);
     all
@@ -83,7 +105,7 @@ impl Default for DetectOptions {
         Self {
             classes: DEFAULT_CLASSES.iter().map(|c| c.to_string()).collect(),
             min_score: 0.6,
-            max_boxes: 3,
+            max_boxes: DEFAULT_MAX_BOXES,
         }
     }
 }
@@ -115,14 +137,58 @@ pub struct Item {
     pub class: String,
     pub score: f32,
     pub bbox: BBox,
+    /// Which pixels are the item's (parser items only): cuts the item out
+    /// of its background before it is embedded and its colour read.
+    #[serde(skip)]
+    pub mask: Option<Mask>,
 }
 
-/// The composed detector; either model may be absent (then its classes are
-/// never found), and with neither only packshot foregrounds are found.
+/// Margin added around an item's box before cropping, as a share of its
+/// size: the embedder saw whole objects with some context during training.
+pub const CROP_MARGIN: f32 = 0.1;
+
+impl Item {
+    /// The pixels `(x, y, width, height)` of a `width` x `height` photo that
+    /// the item's crop takes: its box and a margin.
+    pub fn region(&self, width: u32, height: u32) -> (u32, u32, u32, u32) {
+        self.bbox.scaled(1.0 + CROP_MARGIN, 1.0 + CROP_MARGIN).pixels(width, height)
+    }
+
+    /// The item's crop of `image`, as it is embedded and its colour read:
+    /// cut out of its background when it has a mask.
+    pub fn crop(&self, image: &image::DynamicImage) -> image::DynamicImage {
+        let region = self.region(image.width(), image.height());
+        match &self.mask {
+            Some(mask) => mask.dilated(CUT_OUT_GROWTH).cut_out(image, region),
+            None => {
+                let (x, y, w, h) = region;
+                image.crop_imm(x, y, w, h)
+            }
+        }
+    }
+}
+
+/// The overlay the page draws over a photo for `items` (those with masks):
+/// see [`crate::parse::overlay`].
+pub fn overlay(items: &[Item], width: u32, height: u32) -> image::RgbaImage {
+    let masked: Vec<(Part, BBox, &Mask)> = items
+        .iter()
+        .filter_map(|i| Some((Part::from_name(&i.class)?, i.bbox, i.mask.as_ref()?)))
+        .collect();
+    crate::parse::overlay(&masked, width, height)
+}
+
+/// A cut-out keeps this many grid cells around the item's mask (see
+/// [`Mask::dilated`]).
+const CUT_OUT_GROWTH: usize = 1;
+
+/// The detector; every model may be absent (then its classes are never
+/// found), and with none only packshot foregrounds are found.
 #[derive(Debug, Clone)]
 pub struct Detector {
     objects: Option<NanoDet>,
     pose: Option<MoveNet>,
+    parser: Option<Parser>,
 }
 
 impl Detector {
@@ -134,17 +200,39 @@ impl Detector {
         Ok(Self {
             objects: objects.map(|g| NanoDet::new(g, device)).transpose()?,
             pose: pose.map(|g| MoveNet::new(g, device)).transpose()?,
+            parser: None,
         })
     }
 
-    /// The items in `image`, best first, within the options' limits. A
-    /// packshot with nothing else found yields its foreground as one
-    /// `product` item (when that class is allowed).
+    /// Finds garments with `parser` instead of the pose model (which is
+    /// then not needed).
+    pub fn with_parser(mut self, parser: Parser) -> Self {
+        self.parser = Some(parser);
+        self
+    }
+
+    pub fn has_parser(&self) -> bool {
+        self.parser.is_some()
+    }
+
+    /// The items in `image`, best first, within the options' limits.
+    ///
+    /// A packshot (a plain background all round) is one product: its
+    /// foreground is its only item, of class `product`, whatever the class
+    /// list, so a shopper's packshot is searched as the catalog indexed its
+    /// own. Street photos go to the models.
     pub async fn detect(
         &self,
         image: &RgbImage,
         options: &DetectOptions,
     ) -> Result<Vec<Item>, DetectError> {
+        if let Some(bbox) = foreground_box(image) {
+            let class = PRODUCT_CLASS.to_string();
+            return Ok(vec![Item { class, score: 1.0, bbox, mask: None }]);
+        }
+        if let Some(parser) = &self.parser {
+            return self.parsed_items(parser, image, options).await;
+        }
         let mut items = Vec::new();
         let mut people = Vec::new();
         if let Some(objects) = &self.objects {
@@ -157,6 +245,7 @@ impl Detector {
                         class: object.label.to_string(),
                         score: object.score,
                         bbox: object.bbox,
+                        mask: None,
                     });
                 }
             }
@@ -167,14 +256,38 @@ impl Detector {
                 items.extend(self.garments(pose, image, &people, options).await?);
             }
         }
-        items = dedupe(items);
-        if items.is_empty()
-            && options.allows(PRODUCT_CLASS)
-            && let Some(bbox) = foreground_box(image)
+        Ok(select(dedupe(items), options.max_boxes))
+    }
+
+    /// The parser's items. The person detector runs only when the parser
+    /// sees more than one figure: then its people keep their garments apart
+    /// (in a browser it costs twice the parser, for nothing on the usual
+    /// one-person photo). Bags and ties are the parser's then, with masks.
+    async fn parsed_items(
+        &self,
+        parser: &Parser,
+        image: &RgbImage,
+        options: &DetectOptions,
+    ) -> Result<Vec<Item>, DetectError> {
+        let map = parser.parse(image).await?;
+        let mut people = Vec::new();
+        if let Some(objects) = &self.objects
+            && figures(&map) >= 2
         {
-            items.push(Item { class: PRODUCT_CLASS.to_string(), score: 1.0, bbox });
+            let found = objects.detect(image, options.min_score).await?;
+            people.extend(found.into_iter().filter(|o| o.label == "person").map(|o| o.bbox));
         }
-        Ok(select(items, options.max_boxes))
+        let items = regions(&map, |part| options.allows(part.name()), &people)
+            .into_iter()
+            .filter(|r| r.score >= options.min_score)
+            .map(|r| Item {
+                class: r.part.name().to_string(),
+                score: r.score,
+                bbox: r.bbox,
+                mask: Some(r.mask),
+            })
+            .collect();
+        Ok(select(dedupe(items), options.max_boxes))
     }
 
     /// Garment regions of each person: on a crop around every detected person
@@ -211,7 +324,7 @@ impl Detector {
                         bbox.x1 + x as f32,
                         bbox.y1 + y as f32,
                     );
-                    items.push(Item { class: garment.name().to_string(), score, bbox });
+                    items.push(Item { class: garment.name().to_string(), score, bbox, mask: None });
                 }
             }
         }
@@ -253,7 +366,7 @@ mod tests {
     use super::*;
 
     fn item(class: &str, score: f32) -> Item {
-        Item { class: class.into(), score, bbox: BBox::new(0.0, 0.0, 1.0, 1.0) }
+        Item { class: class.into(), score, bbox: BBox::new(0.0, 0.0, 1.0, 1.0), mask: None }
     }
 
     #[test]
@@ -276,7 +389,9 @@ mod tests {
         let mut options = DetectOptions::default();
         assert!(options.validate().is_ok());
         options.classes.push("hat".into());
-        assert!(options.validate().unwrap_err().to_string().contains("unknown class `hat`"));
+        assert!(options.validate().is_ok(), "the parser names hats");
+        options.classes.push("cravat".into());
+        assert!(options.validate().unwrap_err().to_string().contains("unknown class `cravat`"));
         options.classes.pop();
         options.min_score = 1.5;
         assert!(options.validate().unwrap_err().to_string().contains("1.5"));

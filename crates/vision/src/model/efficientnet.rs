@@ -192,6 +192,17 @@ impl MbConvBlock {
     }
 }
 
+/// Feature maps of one forward pass at three strides, `[batch, C, H/s, W/s]`,
+/// and the 1x1 head's map at stride 32 (the features the embedding pools:
+/// the most semantic, 1280 channels).
+#[derive(Debug, Clone)]
+pub struct Pyramid {
+    pub s8: Tensor<4>,
+    pub s16: Tensor<4>,
+    pub s32: Tensor<4>,
+    pub head: Tensor<4>,
+}
+
 /// EfficientNet-Lite0. `fc` (the ImageNet classifier) is optional: the
 /// recommender only needs the pooled features, and leaving the head out of
 /// the shipped record saves 5 MB of download.
@@ -242,6 +253,40 @@ impl EfficientNetLite {
         let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
         let [batch, channels, height, width] = x.dims();
         x.reshape([batch, channels, height * width]).mean_dim(2).reshape([batch, channels])
+    }
+
+    /// The feature maps at strides 8, 16 and 32 (the outputs of the last
+    /// block at each stride) and the 1x1 head's output: what a dense head
+    /// such as the garment parser reads. Any input size works (SAME padding); sides
+    /// divisible by 32 keep the three grids aligned.
+    pub fn pyramid(&self, images: Tensor<4>) -> Pyramid {
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let ends = self.stride_ends();
+        let mut maps = Vec::with_capacity(3);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if ends.contains(&i) {
+                maps.push(x.clone());
+            }
+        }
+        let [s8, s16, s32]: [Tensor<4>; 3] = maps.try_into().expect("three strides end in blocks");
+        let head = relu6(self.bn1.forward(self.conv_head.forward(s32.clone())));
+        Pyramid { s8, s16, s32, head }
+    }
+
+    /// Channels of [`EfficientNetLite::pyramid`]'s maps: strides 8, 16, 32,
+    /// then the 1x1 head's.
+    pub fn pyramid_channels(variant: Variant) -> [usize; 4] {
+        let stages = variant.stages();
+        [stages[2].channels_out, stages[4].channels_out, stages[6].channels_out, FEATURE_DIM]
+    }
+
+    /// Index of the last block of stages 2, 4 and 6: the ends of strides 8,
+    /// 16 and 32.
+    fn stride_ends(&self) -> [usize; 3] {
+        let stages = self.variant.stages();
+        let end = |stage: usize| stages[..=stage].iter().map(|s| s.repeats).sum::<usize>() - 1;
+        [end(2), end(4), end(6)]
     }
 
     /// ImageNet logits, `[batch, 1000]`; `None` when the classifier was left out.

@@ -28,6 +28,10 @@ impl Embedder {
         &self.model
     }
 
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Stacks model inputs (each from [`crate::preprocess::model_input`]) into one
     /// `[batch, 3, 224, 224]` tensor on this embedder's device.
     fn batch(&self, inputs: &[Vec<f32>]) -> Tensor<4> {

@@ -27,7 +27,7 @@ pub enum WeightsError {
     Apply { source_name: String, message: String },
 }
 
-fn check_applied(result: ApplyResult, source_name: &str) -> Result<(), WeightsError> {
+pub(crate) fn check_applied(result: ApplyResult, source_name: &str) -> Result<(), WeightsError> {
     if let Some(first) = result.errors.first() {
         return Err(WeightsError::Apply {
             source_name: source_name.to_string(),

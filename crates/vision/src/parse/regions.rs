@@ -1,0 +1,268 @@
+//! From the parser's grid to items: connected regions of each class,
+//! joined into one item per garment and person.
+//!
+//! A garment is often cut in pieces (a blouse by the arms and a bag strap,
+//! a pair of shoes by the gap between the feet), and a shopper searches the
+//! garment, not the pieces: pieces of one class close to each other (within
+//! the larger's size) are one item. Several people in a photo keep their
+//! garments apart when a person detector found them: pieces are only
+//! joined within one person's box.
+
+use super::{Mask, ParseMap, Part};
+use crate::detect::BBox;
+
+/// Pieces smaller than this many cells are noise (a grid cell is about a
+/// hundredth of a street photo's width).
+const MIN_CELLS: usize = 4;
+/// Pieces smaller than this share of their class's largest piece are
+/// specks: joined to it, they would stretch its box for nothing.
+const SPECK_SHARE: f32 = 0.1;
+/// Pieces of a class are joined when the gap between their boxes is at
+/// most this share of the larger piece's longer side.
+const JOIN_REACH: f32 = 1.0;
+
+/// One item found by the parser.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    pub part: Part,
+    /// The mean probability of the class over the item's cells.
+    pub score: f32,
+    /// In photo pixels.
+    pub bbox: BBox,
+    pub mask: Mask,
+}
+
+/// A connected piece of one class, in grid cells.
+struct Piece {
+    cells: Vec<usize>,
+    /// `[x0, y0, x1, y1]`, inclusive.
+    bounds: [usize; 4],
+}
+
+impl Piece {
+    fn longer_side(&self) -> usize {
+        (self.bounds[2] - self.bounds[0] + 1).max(self.bounds[3] - self.bounds[1] + 1)
+    }
+
+    fn gap(&self, other: &Piece) -> usize {
+        let gap = |a0: usize, a1: usize, b0: usize, b1: usize| {
+            b0.saturating_sub(a1 + 1).max(a0.saturating_sub(b1 + 1))
+        };
+        gap(self.bounds[0], self.bounds[2], other.bounds[0], other.bounds[2]).max(gap(
+            self.bounds[1],
+            self.bounds[3],
+            other.bounds[1],
+            other.bounds[3],
+        ))
+    }
+}
+
+/// The 4-connected pieces of the cells `member` accepts.
+fn pieces(cells: usize, width: usize, member: impl Fn(usize) -> bool) -> Vec<Piece> {
+    let height = cells / width.max(1);
+    let mut seen = vec![false; cells];
+    let mut found = Vec::new();
+    for start in 0..cells {
+        if seen[start] || !member(start) {
+            continue;
+        }
+        seen[start] = true;
+        let mut stack = vec![start];
+        let mut cells = Vec::new();
+        let mut bounds = [usize::MAX, usize::MAX, 0, 0];
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % width, i / width);
+            cells.push(i);
+            bounds = [bounds[0].min(x), bounds[1].min(y), bounds[2].max(x), bounds[3].max(y)];
+            let mut visit = |j: usize| {
+                if !seen[j] && member(j) {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            };
+            if x > 0 {
+                visit(i - 1);
+            }
+            if x + 1 < width {
+                visit(i + 1);
+            }
+            if y > 0 {
+                visit(i - width);
+            }
+            if y + 1 < height {
+                visit(i + width);
+            }
+        }
+        found.push(Piece { cells, bounds });
+    }
+    found
+}
+
+/// A figure (a person) takes at least this share of the grid.
+const MIN_FIGURE_SHARE: f32 = 0.03;
+
+/// How many people the map shows: separate blobs of anything but
+/// background (skin, hair, garments) of a fair size. Telling people apart
+/// needs the person detector, which costs more than the parser in a
+/// browser; this says when it is worth running.
+pub fn figures(map: &ParseMap) -> usize {
+    let labels = map.labels();
+    let cells = labels.len();
+    let blobs = pieces(cells, map.width, |i| labels[i] != Part::Background);
+    blobs.iter().filter(|b| b.cells.len() as f32 >= MIN_FIGURE_SHARE * cells as f32).count()
+}
+
+/// The person (index into `people`) a piece belongs to: the box holding
+/// its centre, the smallest when several do.
+fn owner(piece: &Piece, map: &ParseMap, people: &[BBox]) -> Option<usize> {
+    let (cw, ch) = map.cell_size();
+    let cx = (piece.bounds[0] + piece.bounds[2] + 1) as f32 / 2.0 * cw;
+    let cy = (piece.bounds[1] + piece.bounds[3] + 1) as f32 / 2.0 * ch;
+    people
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.x0 <= cx && cx <= p.x1 && p.y0 <= cy && cy <= p.y1)
+        .min_by(|a, b| a.1.area().total_cmp(&b.1.area()))
+        .map(|(i, _)| i)
+}
+
+/// The items of the classes `wanted` accepts, best first. `people`: person
+/// boxes from a detector; with two or more, pieces join only within one.
+pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -> Vec<Region> {
+    let labels = map.labels();
+    let (cw, ch) = map.cell_size();
+    let mut out = Vec::new();
+    for part in Part::items().filter(|p| wanted(*p)) {
+        let member = |i: usize| labels[i] == part;
+        let mut found = pieces(labels.len(), map.width, member);
+        let largest = found.iter().map(|p| p.cells.len()).max().unwrap_or(0);
+        found.retain(|p| {
+            p.cells.len() >= MIN_CELLS && p.cells.len() as f32 >= SPECK_SHARE * largest as f32
+        });
+        let owners: Vec<Option<usize>> = if people.len() >= 2 {
+            found.iter().map(|p| owner(p, map, people)).collect()
+        } else {
+            vec![None; found.len()]
+        };
+        // Join pieces (union-find): close, and of the same person.
+        let mut group: Vec<usize> = (0..found.len()).collect();
+        fn root(group: &mut [usize], mut i: usize) -> usize {
+            while group[i] != i {
+                group[i] = group[group[i]];
+                i = group[i];
+            }
+            i
+        }
+        for a in 0..found.len() {
+            for b in a + 1..found.len() {
+                let reach = JOIN_REACH * found[a].longer_side().max(found[b].longer_side()) as f32;
+                if owners[a] == owners[b] && found[a].gap(&found[b]) as f32 <= reach {
+                    let (ra, rb) = (root(&mut group, a), root(&mut group, b));
+                    group[ra.max(rb)] = ra.min(rb);
+                }
+            }
+        }
+        for leader in 0..found.len() {
+            if root(&mut group, leader) != leader {
+                continue;
+            }
+            let mut mask = Mask::empty(map.width, map.height, map.photo_width, map.photo_height);
+            let mut bounds = [usize::MAX, usize::MAX, 0, 0];
+            let mut total = 0.0;
+            let mut count = 0;
+            for member in 0..found.len() {
+                if root(&mut group, member) != leader {
+                    continue;
+                }
+                let piece = &found[member];
+                for &cell in &piece.cells {
+                    mask.cells[cell] = true;
+                    total += map.probability(part, cell);
+                    count += 1;
+                }
+                let b = piece.bounds;
+                bounds = [
+                    bounds[0].min(b[0]),
+                    bounds[1].min(b[1]),
+                    bounds[2].max(b[2]),
+                    bounds[3].max(b[3]),
+                ];
+            }
+            let bbox = BBox::new(
+                bounds[0] as f32 * cw,
+                bounds[1] as f32 * ch,
+                (bounds[2] + 1) as f32 * cw,
+                (bounds[3] + 1) as f32 * ch,
+            );
+            out.push(Region { part, score: total / count as f32, bbox, mask });
+        }
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A map whose cells are certain of the classes drawn in `rows`
+    /// (`.` background, `S` shoes, `U` upper body, `B` bag).
+    fn map_of(rows: &[&str], photo: (u32, u32)) -> ParseMap {
+        let (width, height) = (rows[0].len(), rows.len());
+        let mut probabilities = vec![0.0; Part::COUNT * width * height];
+        for (y, row) in rows.iter().enumerate() {
+            for (x, c) in row.chars().enumerate() {
+                let part = match c {
+                    'S' => Part::Shoes,
+                    'U' => Part::UpperBody,
+                    'B' => Part::Bag,
+                    _ => Part::Background,
+                };
+                probabilities[part.index() * width * height + y * width + x] = 0.9;
+                let other = if part == Part::Background { Part::Skin } else { Part::Background };
+                probabilities[other.index() * width * height + y * width + x] = 0.1;
+            }
+        }
+        ParseMap { width, height, probabilities, photo_width: photo.0, photo_height: photo.1 }
+    }
+
+    #[test]
+    fn a_pair_of_shoes_is_one_item_and_specks_are_dropped() {
+        let map = map_of(
+            &["UUUU......", "UUUU.....B", "UUUU......", "..........", "SS..SS....", "SS..SS...."],
+            (100, 60),
+        );
+        let found = regions(&map, |_| true, &[]);
+        let classes: Vec<Part> = found.iter().map(|r| r.part).collect();
+        // The lone bag cell is under MIN_CELLS.
+        assert_eq!(classes.len(), 2, "{classes:?}");
+        let shoes = found.iter().find(|r| r.part == Part::Shoes).unwrap();
+        assert_eq!(shoes.bbox, BBox::new(0.0, 40.0, 60.0, 60.0));
+        assert!((shoes.score - 0.9).abs() < 1e-6);
+        assert!(shoes.mask.contains(5, 45) && !shoes.mask.contains(25, 45));
+        let upper = found.iter().find(|r| r.part == Part::UpperBody).unwrap();
+        assert_eq!(upper.bbox, BBox::new(0.0, 0.0, 40.0, 30.0));
+        // Only the classes asked for.
+        assert!(regions(&map, |p| p == Part::Bag, &[]).is_empty());
+    }
+
+    #[test]
+    fn figures_are_counted_from_what_is_not_background() {
+        let one = map_of(&["UU........", "UU........", "SS........"], (100, 30));
+        assert_eq!(figures(&one), 1);
+        let two = map_of(&["UU......UU", "UU......UU", "SS......SS"], (100, 30));
+        assert_eq!(figures(&two), 2);
+        // A speck is not a person.
+        let speck = map_of(&["UU........", "UU........", "SS.......B"], (100, 30));
+        assert_eq!(figures(&speck), 1);
+    }
+
+    #[test]
+    fn two_people_keep_their_shoes_apart() {
+        let map = map_of(&["..........", "SS..SS....", "SS..SS...."], (100, 30));
+        assert_eq!(regions(&map, |_| true, &[]).len(), 1);
+        let people = [BBox::new(0.0, 0.0, 30.0, 30.0), BBox::new(30.0, 0.0, 100.0, 30.0)];
+        let found = regions(&map, |_| true, &people);
+        assert_eq!(found.len(), 2);
+    }
+}
