@@ -415,7 +415,7 @@ async function searchRegion(box, what, extra = {}) {
   const hits = await queryVector(vector, k, label, parts);
   const millis = performance.now() - searchStarted;
   state.rerun = async () => searchRegion(box, what, extra);
-  state.lastQuery = { kind: 'crop', what, box, prediction, label, hits, millis, embedMillis, detectMillis: state.photo.detectMillis, weights: state.weights, ...extra };
+  state.lastQuery = { kind: 'crop', what, box, vector: Array.from(vector), parts: Array.from(parts), prediction, label, hits, millis, embedMillis, detectMillis: state.photo.detectMillis, weights: state.weights, ...extra };
   const named = prediction ? `${what} (${prediction.label}, ${(100 * prediction.confidence).toFixed(0)}%)` : what;
   renderResults(`Looks like the ${named} in your photo`, hits, millis);
   setStatus(`Found ${state.photo.items.length} items in ${state.photo.detectMillis.toFixed(0)} ms; embedded the ${what} in ${embedMillis.toFixed(0)} ms on ${state.backend}.`);

@@ -104,11 +104,11 @@ const RUNS = {
 };
 
 /// The native build's embedding of one image, from `lookalike embed`.
-function nativeVector(image, dir) {
+function nativeVector(image, dir, crops = 'whole') {
   const out = fs.mkdtempSync(path.join(dir, 'embed-'));
   const catalog = path.join(out, 'one.csv');
   fs.writeFileSync(catalog, `id,image\nphoto,${image}\n`);
-  execFileSync(BIN, ['embed', '--catalog', catalog, '--out', out], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(BIN, ['embed', '--catalog', catalog, '--out', out, '--crops', crops], { stdio: ['ignore', 'ignore', 'inherit'] });
   const bytes = fs.readFileSync(path.join(out, 'vectors.npy'));
   const headerLength = bytes.readUInt16LE(8);
   const data = bytes.subarray(10 + headerLength);
@@ -218,10 +218,12 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     fs.copyFileSync(watch.file, photo);
     const started = Date.now();
     await page.setInputFiles('#photo', photo);
-    await page.waitFor(() => window.lookalike.lastQuery && window.lookalike.lastQuery.kind === 'photo' || document.body.dataset.error, null, 300_000);
+    // A packshot is one product: the page searches its foreground, as the
+    // build indexed the catalog's own packshots.
+    await page.waitFor(() => window.lookalike.lastQuery && window.lookalike.lastQuery.kind === 'crop' || document.body.dataset.error, null, 300_000);
     const photoQuery = await page.evaluate(() => {
       const q = window.lookalike.lastQuery;
-      return q && q.kind === 'photo' ? q : { error: document.body.dataset.error };
+      return q && q.kind === 'crop' ? q : { error: document.body.dataset.error };
     });
     // The model, on the backend this browser offers.
     const backend = await page.evaluate(() => window.lookalike.backend);
@@ -229,7 +231,9 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     if (photoQuery.error) {
       check(`[${tag}] photo search`, false, photoQuery.error);
     } else {
-      const parity = cosine(photoQuery.vector, nativeVector(photo, catalogDir));
+      check(`[${tag}] a packshot is searched as its foreground, one product`, photoQuery.what === 'product' && photoQuery.item === 0,
+        `${photoQuery.what}, item ${photoQuery.item}`);
+      const parity = cosine(photoQuery.vector, nativeVector(photo, catalogDir, 'foreground'));
       check(`[${tag}] wasm embedding matches the native build (cosine >= 0.999)`, parity >= 0.999, `cosine ${parity.toFixed(6)}`);
       check(`[${tag}] the photo finds its own product first`, photoQuery.hits[0].id === watch.product_id,
         `top hit ${photoQuery.hits[0].id}, embed ${photoQuery.embedMillis.toFixed(0)} ms, total ${Date.now() - started} ms`);
@@ -262,7 +266,30 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     check(`[${tag}] items in a street photo are detected and outlined`, !first.error && boxes >= 2 && boxes === first.items.length,
       `${boxes} boxes (${first.items.map((i) => i.class).join(', ')}), detection ${first.q ? first.q.detectMillis.toFixed(0) : '?'} ms on ${await page.evaluate(() => window.lookalike.detectorBackend)}`);
     // The page's detector (wasm, on this backend) agrees with the native tool's.
-    const native = JSON.parse(execFileSync(BIN, ['detect', street], { encoding: 'utf8' }));
+    const overlayPath = path.join(catalogDir, `${tag}-overlay.png`);
+    const native = JSON.parse(execFileSync(BIN, ['detect', street, '--overlay', overlayPath], { encoding: 'utf8' }));
+    // The parser's masks, drawn by the wasm on a canvas over the photo, are
+    // the native tool's overlay pixel for pixel (alpha compared).
+    const masks = await page.evaluate(async (png) => {
+      const canvas = document.querySelector('#photo-masks');
+      const drawn = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      const image = new Image();
+      image.src = `data:image/png;base64,${png}`;
+      await image.decode();
+      const reference = new OffscreenCanvas(image.width, image.height).getContext('2d');
+      reference.drawImage(image, 0, 0);
+      const expected = reference.getImageData(0, 0, image.width, image.height).data;
+      let covered = 0, same = 0;
+      for (let i = 3; i < drawn.length; i += 4) {
+        covered += drawn[i] > 0;
+        same += (drawn[i] > 0) === (expected[i] > 0);
+      }
+      const pixels = canvas.width * canvas.height;
+      return { size: [canvas.width, canvas.height, image.width, image.height], covered: covered / pixels, agree: same / pixels };
+    }, fs.readFileSync(overlayPath).toString('base64'));
+    check(`[${tag}] the parser's masks are drawn over the photo as the native tool draws them`,
+      masks.size[0] === masks.size[2] && masks.size[1] === masks.size[3] && masks.covered > 0.02 && masks.agree >= 0.99,
+      JSON.stringify(masks));
     const iou = (a, b) => {
       const w = Math.max(0, Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0));
       const h = Math.max(0, Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0));

@@ -9,7 +9,7 @@
 //!
 //! - **Recall**: a ground-truth box counts as found when an item of its
 //!   group overlaps it with IoU >= 0.5; at the shipped defaults (score >=
-//!   0.6, at most 5 items), at the report's (at most 3), and with every item.
+//!   0.6, at most 6 items), at the report's (at most 3), and with every item.
 //! - **Per-class IoU** of the parser's grid against the masks.
 //! - **Time** per photo natively (one core) and in wasm (CPU backend).
 //! - **subCategory fit**: for each ground-truth garment, the share of its
@@ -90,7 +90,8 @@ pub struct GroupRecall {
 /// One detector's figures.
 #[derive(Debug, Serialize)]
 pub struct DetectorFigures {
-    /// Recall per group at the shipped defaults (score >= 0.6, at most 5 items).
+    /// Recall per group at the shipped defaults (score >= 0.6, at most
+    /// `DEFAULT_MAX_BOXES` items).
     pub recall_default: BTreeMap<String, GroupRecall>,
     /// At the report's defaults (score >= 0.6, at most 3 boxes).
     pub recall_report: BTreeMap<String, GroupRecall>,
@@ -454,10 +455,8 @@ fn print_report(report: &DetectReport) {
         "CCP street fashion, {} validation photos (never trained on): recall at IoU >= 0.5",
         report.photos
     );
-    println!(
-        "{:<12} {:>22} {:>22} {:>22}   of",
-        "group", "parser 5 / 3 / every", "composed 5 / 3 / every", ""
-    );
+    let heading = |name: &str| format!("{name} {DEFAULT_MAX_BOXES} / {REPORT_MAX_BOXES} / every");
+    println!("{:<12} {:>22} {:>26}   of", "group", heading("parser"), heading("composed"));
     for (group, parser) in &report.parser.recall_default {
         let (p, c) = (&report.parser, &report.composed);
         println!(
@@ -473,7 +472,7 @@ fn print_report(report: &DetectReport) {
     }
     for (name, f) in [("parser", &report.parser), ("composed", &report.composed)] {
         println!(
-            "{name}: boxes per photo {:.2} (at most 5), {:.2} (at most 3), {:.2} (every item); {:.0} ms per photo natively (one core)",
+            "{name}: boxes per photo {:.2} (at most {DEFAULT_MAX_BOXES}), {:.2} (at most {REPORT_MAX_BOXES}), {:.2} (every item); {:.0} ms per photo natively (one core)",
             f.boxes_per_photo_default,
             f.boxes_per_photo_report,
             f.boxes_per_photo_every_item,

@@ -2,11 +2,14 @@
 //! joined into one item per garment and person.
 //!
 //! A garment is often cut in pieces (a blouse by the arms and a bag strap,
-//! a pair of shoes by the gap between the feet), and a shopper searches the
-//! garment, not the pieces: pieces of one class close to each other (within
-//! the larger's size) are one item. Several people in a photo keep their
-//! garments apart when a person detector found them: pieces are only
-//! joined within one person's box.
+//! a dress by a belt, a pair of shoes by the gap between the feet), and a
+//! shopper searches the garment, not the pieces. A person wears one of each
+//! kind of thing, so the pieces of a worn class (garments, shoes, hats,
+//! glasses, belts) on one person are one item; carried things (bags) and
+//! accessories can come several to a person, so only their close pieces
+//! (within the larger's size) are joined. Which person a piece is on comes
+//! from the person detector when the photo shows several figures; with
+//! one, every piece is on that person.
 
 use super::{Mask, ParseMap, Part};
 use crate::detect::BBox;
@@ -17,15 +20,24 @@ const MIN_CELLS: usize = 4;
 /// Pieces smaller than this share of their class's largest piece are
 /// specks: joined to it, they would stretch its box for nothing.
 const SPECK_SHARE: f32 = 0.1;
-/// Pieces of a class are joined when the gap between their boxes is at
-/// most this share of the larger piece's longer side.
+/// Pieces of a carried class are joined when the gap between their boxes
+/// is at most this share of the larger piece's longer side.
 const JOIN_REACH: f32 = 1.0;
+
+/// Whether a person has at most one item of this class (so its pieces on
+/// one person are one item).
+fn worn_once(part: Part) -> bool {
+    !matches!(part, Part::Bag | Part::Accessory)
+}
 
 /// One item found by the parser.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Region {
     pub part: Part,
-    /// The mean probability of the class over the item's cells.
+    /// How sure the parser is that the item is there: the mean probability
+    /// of its class over its most certain piece's cells (a garment's
+    /// fragments at the edge of what the parser sees do not make the
+    /// garment itself less likely).
     pub score: f32,
     /// In photo pixels.
     pub bbox: BBox,
@@ -109,7 +121,8 @@ pub fn figures(map: &ParseMap) -> usize {
     let labels = map.labels();
     let cells = labels.len();
     let blobs = pieces(cells, map.width, |i| labels[i] != Part::Background);
-    blobs.iter().filter(|b| b.cells.len() as f32 >= MIN_FIGURE_SHARE * cells as f32).count()
+    let least = (MIN_FIGURE_SHARE * cells as f32).max(MIN_CELLS as f32);
+    blobs.iter().filter(|b| b.cells.len() as f32 >= least).count()
 }
 
 /// The person (index into `people`) a piece belongs to: the box holding
@@ -156,7 +169,8 @@ pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -
         for a in 0..found.len() {
             for b in a + 1..found.len() {
                 let reach = JOIN_REACH * found[a].longer_side().max(found[b].longer_side()) as f32;
-                if owners[a] == owners[b] && found[a].gap(&found[b]) as f32 <= reach {
+                let close = worn_once(part) || found[a].gap(&found[b]) as f32 <= reach;
+                if owners[a] == owners[b] && close {
                     let (ra, rb) = (root(&mut group, a), root(&mut group, b));
                     group[ra.max(rb)] = ra.min(rb);
                 }
@@ -168,18 +182,18 @@ pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -
             }
             let mut mask = Mask::empty(map.width, map.height, map.photo_width, map.photo_height);
             let mut bounds = [usize::MAX, usize::MAX, 0, 0];
-            let mut total = 0.0;
-            let mut count = 0;
+            let mut score: f32 = 0.0;
             for member in 0..found.len() {
                 if root(&mut group, member) != leader {
                     continue;
                 }
                 let piece = &found[member];
+                let mut total = 0.0;
                 for &cell in &piece.cells {
                     mask.cells[cell] = true;
                     total += map.probability(part, cell);
-                    count += 1;
                 }
+                score = score.max(total / piece.cells.len() as f32);
                 let b = piece.bounds;
                 bounds = [
                     bounds[0].min(b[0]),
@@ -194,7 +208,7 @@ pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -
                 (bounds[2] + 1) as f32 * cw,
                 (bounds[3] + 1) as f32 * ch,
             );
-            out.push(Region { part, score: total / count as f32, bbox, mask });
+            out.push(Region { part, score, bbox, mask });
         }
     }
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -244,6 +258,28 @@ mod tests {
         assert_eq!(upper.bbox, BBox::new(0.0, 0.0, 40.0, 30.0));
         // Only the classes asked for.
         assert!(regions(&map, |p| p == Part::Bag, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_person_wears_one_top_but_may_carry_two_bags() {
+        // A top cut in two far apart (by a bag strap, an arm), and two bags.
+        let map = map_of(
+            &[
+                "UUU.....UUU.",
+                "UUU.....UUU.",
+                "............",
+                "............",
+                "............",
+                "BB........BB",
+                "BB........BB",
+            ],
+            (120, 70),
+        );
+        let found = regions(&map, |_| true, &[]);
+        let tops: Vec<&Region> = found.iter().filter(|r| r.part == Part::UpperBody).collect();
+        assert_eq!(tops.len(), 1);
+        assert_eq!(tops[0].bbox, BBox::new(0.0, 0.0, 110.0, 20.0));
+        assert_eq!(found.iter().filter(|r| r.part == Part::Bag).count(), 2);
     }
 
     #[test]
