@@ -828,18 +828,18 @@ fn query_image(
     // Each item's crop (cut out of the street when the parser masked it);
     // the whole photo when nothing was found.
     let (w, h) = rgb.dimensions();
-    let (regions, crop_images): (Vec<(Option<&lookalike_vision::detect::Item>, [u32; 4])>, Vec<_>) =
-        if items.is_empty() {
-            (vec![(None, [0, 0, w, h])], vec![decoded.clone()])
-        } else {
-            items
-                .iter()
-                .map(|i| {
-                    let (x, y, cw, ch) = i.region(w, h);
-                    ((Some(i), [x, y, cw, ch]), i.crop(&decoded))
-                })
-                .unzip()
-        };
+    type Region<'a> = (Option<&'a lookalike_vision::detect::Item>, [u32; 4]);
+    let (regions, crop_images): (Vec<Region>, Vec<image::DynamicImage>) = if items.is_empty() {
+        (vec![(None, [0, 0, w, h])], vec![decoded.clone()])
+    } else {
+        items
+            .iter()
+            .map(|i| {
+                let (x, y, cw, ch) = i.region(w, h);
+                ((Some(i), [x, y, cw, ch]), i.crop(&decoded))
+            })
+            .unzip()
+    };
     let crops: Vec<Vec<f32>> =
         crop_images.iter().map(lookalike_vision::preprocess::model_input).collect();
     let model = weights::from_file(&args.site.join(site::MODEL_PATH), &device)?;

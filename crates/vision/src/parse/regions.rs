@@ -176,18 +176,13 @@ pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -
                 }
             }
         }
-        for leader in 0..found.len() {
-            if root(&mut group, leader) != leader {
-                continue;
-            }
+        let roots: Vec<usize> = (0..found.len()).map(|i| root(&mut group, i)).collect();
+        for (leader, _) in roots.iter().enumerate().filter(|(i, r)| i == *r) {
             let mut mask = Mask::empty(map.width, map.height, map.photo_width, map.photo_height);
             let mut bounds = [usize::MAX, usize::MAX, 0, 0];
             let mut score: f32 = 0.0;
-            for member in 0..found.len() {
-                if root(&mut group, member) != leader {
-                    continue;
-                }
-                let piece = &found[member];
+            let members = found.iter().zip(&roots).filter(|(_, r)| **r == leader);
+            for (piece, _) in members {
                 let mut total = 0.0;
                 for &cell in &piece.cells {
                     mask.cells[cell] = true;

@@ -100,7 +100,7 @@ fn stack(samples: &[&Sample], shapes: &Shapes, device: &Device) -> (Pyramid, Ten
 /// Class weights from the training targets: `(median share / share)^0.5`,
 /// within [0.1, 10].
 fn class_weights(samples: &[Sample]) -> Vec<f32> {
-    let mut totals = vec![0.0f64; Part::COUNT];
+    let mut totals = [0.0f64; Part::COUNT];
     for sample in samples {
         let cells = sample.target.len() / Part::COUNT;
         for (c, total) in totals.iter_mut().enumerate() {
@@ -209,9 +209,9 @@ pub fn class_iou(
     shapes: &Shapes,
     device: &Device,
 ) -> (Vec<ClassIou>, f64) {
-    let mut intersection = vec![0usize; Part::COUNT];
-    let mut union = vec![0usize; Part::COUNT];
-    let mut truth_cells = vec![0usize; Part::COUNT];
+    let mut intersection = [0usize; Part::COUNT];
+    let mut union = [0usize; Part::COUNT];
+    let mut truth_cells = [0usize; Part::COUNT];
     let (mut right, mut cells_seen) = (0, 0);
     let argmax = |values: &[f32], cells: usize, i: usize| {
         (0..Part::COUNT)
