@@ -49,6 +49,26 @@ fn ccp_photos(n: usize) -> Vec<(PathBuf, Vec<(String, BBox)>)> {
     photos.into_iter().map(|(f, b)| (ccp().join(f), b)).collect()
 }
 
+/// Counts, per garment group, the ground-truth boxes an item of the group
+/// overlaps with IoU >= 0.5 (found, of all).
+fn tally(
+    counts: &mut HashMap<&'static str, (usize, usize)>,
+    garments: &[(String, BBox)],
+    items: &[lookalike_vision::detect::Item],
+) {
+    for (label, truth) in garments {
+        let Some(group) = lookalike_vision::detect::groups::group_of_label(label) else {
+            continue;
+        };
+        let entry = counts.entry(group).or_default();
+        entry.1 += 1;
+        let found = items
+            .iter()
+            .any(|i| group_of_class(&i.class) == Some(group) && i.bbox.iou(truth) >= 0.5);
+        entry.0 += found as usize;
+    }
+}
+
 fn rgb(path: &PathBuf) -> image::RgbImage {
     image::open(path).unwrap().to_rgb8()
 }
@@ -106,24 +126,10 @@ fn movenet_joints_are_where_anatomy_puts_them() {
 fn garment_regions_overlap_the_ccp_masks() {
     let detector = Detector::new(Some(&models().0), Some(&models().1), &Device::flex()).unwrap();
     let options = DetectOptions { max_boxes: usize::MAX, ..DetectOptions::default() };
-    let groups = |label: &str| -> Option<&'static str> {
-        lookalike_vision::detect::groups::GROUPS
-            .iter()
-            .find(|(_, l)| l.contains(&label))
-            .map(|(g, _)| *g)
-    };
-    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut counts = HashMap::new();
     for (path, garments) in ccp_photos(30) {
         let items = block_on(detector.detect(&rgb(&path), &options)).unwrap();
-        for (label, truth) in &garments {
-            let Some(group) = groups(label) else { continue };
-            let entry = counts.entry(group).or_default();
-            entry.1 += 1;
-            entry.0 += items
-                .iter()
-                .any(|i| group_of_class(&i.class) == Some(group) && i.bbox.iou(truth) >= 0.5)
-                as usize;
-        }
+        tally(&mut counts, &garments, &items);
     }
     let recall = |g: &str| counts[g].0 as f64 / counts[g].1 as f64;
     // Well under what `bench detect` measures on the whole set (0.70, 0.81,
@@ -257,7 +263,7 @@ fn the_parser_finds_garments_shoes_and_bags_in_photos_it_never_saw() {
     let detector =
         Detector::new(None, None, &Device::flex()).unwrap().with_parser(parser().clone());
     let options = DetectOptions::default();
-    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new();
+    let mut counts = HashMap::new();
     let photos = validation_photos(30);
     assert_eq!(photos.len(), 30);
     for (path, garments) in &photos {
@@ -278,17 +284,7 @@ fn the_parser_finds_garments_shoes_and_bags_in_photos_it_never_saw() {
                 item.class
             );
         }
-        for (label, truth) in garments {
-            let Some(group) = lookalike_vision::detect::groups::group_of_label(label) else {
-                continue;
-            };
-            let entry = counts.entry(group).or_default();
-            entry.1 += 1;
-            entry.0 += items
-                .iter()
-                .any(|i| group_of_class(&i.class) == Some(group) && i.bbox.iou(truth) >= 0.5)
-                as usize;
-        }
+        tally(&mut counts, garments, &items);
     }
     let recall = |g: &str| counts[g].0 as f64 / counts[g].1 as f64;
     // Under what `bench detect` measures on all 125 validation photos: these
@@ -309,7 +305,7 @@ fn parser_items_are_cut_out_of_the_street_before_embedding() {
     let item = items.first().expect("a street photo has items");
     let (x0, y0, _, _) = item.region(photo.width(), photo.height());
     let crop = item.crop(&photo).to_rgb8();
-    let grown = item.mask.as_ref().unwrap().dilated(1);
+    let grown = item.mask.as_ref().unwrap().dilated(lookalike_vision::detect::CUT_OUT_GROWTH);
     let (mut kept, mut whitened) = (0, 0);
     for (x, y, pixel) in crop.enumerate_pixels() {
         if grown.contains(x0 + x, y0 + y) {

@@ -184,7 +184,7 @@ pub fn overlay(items: &[Item], width: u32, height: u32) -> image::RgbaImage {
 /// photos show too. Measured on CCP's validation photos against the fashion
 /// catalog, a one-cell margin cost 0.04 of subCategory fit against plain
 /// boxes; three cells lose 0.01.
-const CUT_OUT_GROWTH: usize = 3;
+pub const CUT_OUT_GROWTH: usize = 3;
 
 /// The detector; every model may be absent (then its classes are never
 /// found), and with none only packshot foregrounds are found.
