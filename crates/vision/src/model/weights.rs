@@ -111,10 +111,19 @@ pub fn to_burnpack_bytes(
     model: &EfficientNetLite,
     source_name: &str,
 ) -> Result<Vec<u8>, WeightsError> {
+    module_to_burnpack_bytes(model.clone().without_classifier(), source_name)
+}
+
+/// Any module's weights as Burnpack record bytes (the embedder's, the
+/// parser head's).
+pub(crate) fn module_to_burnpack_bytes<M: ModuleSnapshot>(
+    module: M,
+    source_name: &str,
+) -> Result<Vec<u8>, WeightsError> {
     let err =
         |message: String| WeightsError::Read { source_name: source_name.to_string(), message };
     let mut store = BurnpackStore::from_bytes(None);
-    model.clone().without_classifier().save_into(&mut store).map_err(|e| err(e.to_string()))?;
+    module.save_into(&mut store).map_err(|e| err(e.to_string()))?;
     let bytes = store.get_bytes().map_err(|e| err(e.to_string()))?;
     Ok(bytes.to_vec())
 }

@@ -159,9 +159,5 @@ pub fn head_to_burnpack_bytes(
     head: &ParserHead,
     source_name: &str,
 ) -> Result<Vec<u8>, WeightsError> {
-    let err =
-        |message: String| WeightsError::Read { source_name: source_name.to_string(), message };
-    let mut store = BurnpackStore::from_bytes(None);
-    head.clone().valid().save_into(&mut store).map_err(|e| err(e.to_string()))?;
-    Ok(store.get_bytes().map_err(|e| err(e.to_string()))?.to_vec())
+    crate::model::weights::module_to_burnpack_bytes(head.clone().valid(), source_name)
 }
