@@ -24,7 +24,7 @@
 //! let head = ParserHead::new(Parser::head_channels(&backbone), &device);
 //! let parser = Parser::new(backbone, head, device);
 //! let map = block_on(parser.parse(&image::RgbImage::new(110, 166))).unwrap();
-//! assert_eq!((map.width, map.height), (28, 44));
+//! assert_eq!((map.width, map.height), (56, 88)); // a stride-4 grid over a 224 x 352 input
 //! let items = regions(&map, |part| part != Part::Hat, &[]);
 //! assert!(items.iter().all(|item| item.part.is_item() && item.part != Part::Hat));
 //! ```
