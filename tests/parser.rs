@@ -165,3 +165,28 @@ fn a_bad_parser_record_is_refused_by_name() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("efficientnet-lite0.bpk"));
 }
+
+#[test]
+fn training_data_that_leaves_its_folder_or_names_unknown_labels_is_refused() {
+    let dir = temp("hostile");
+    let data = dir.join("ccp");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("label_names.csv"), "label_id,label\n0,null\n1,shoes\n").unwrap();
+    std::fs::write(
+        data.join("labels.csv"),
+        "file,group_id,mask\nimages/a.jpg,a,masks/a.png\n../../etc/b.jpg,b,masks/b.png\n",
+    )
+    .unwrap();
+    let output =
+        lookalike(&["train-parser", "--data", s(&data), "--out", s(&dir.join("p.bpk"))], &dir);
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("line 3") && message.contains("leaves the folder"), "{message}");
+    std::fs::write(data.join("label_names.csv"), "label_id,label\n0,null\n1,cravat\n").unwrap();
+    let output =
+        lookalike(&["train-parser", "--data", s(&data), "--out", s(&dir.join("p.bpk"))], &dir);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("unknown label `cravat`") && message.contains("line 3"), "{message}");
+    // Nothing was written.
+    assert!(!dir.join("p.bpk").exists());
+}
