@@ -193,6 +193,7 @@ fn child_process_entry() {
             "npy" => cases::npy(case),
             "tfjs" => cases::tfjs(case),
             "detector" => cases::detector(case),
+            "parser" => cases::parser(case),
             "catalog" => cases::catalog(case),
             "image" => cases::image(case),
             other => panic!("unknown class {other}"),
@@ -258,6 +259,16 @@ fn hostile_detector_models() {
     let cases = 62;
     let tally = run_class("detector", cases, Duration::from_secs(60), 3072);
     assert_survived("TF.js graphs (NanoDet and MoveNet mutated)", &tally, cases);
+}
+
+#[test]
+fn hostile_parser_records() {
+    let cases = 120;
+    let tally = run_class("parser", cases, Duration::from_secs(30), 3072);
+    assert_survived("garment parser records", &tally, cases);
+    // Damaged headers and truncations (half the inputs) are mostly refused;
+    // flipped weight bytes and trailing bytes still load.
+    assert!(tally.count("error") > cases / 4, "damage is refused: {:?}", tally.counts);
 }
 
 #[test]
@@ -784,6 +795,54 @@ mod cases {
     }
 
     /// The shipped detector models, mutated the same way and run whole.
+    /// The shipped parser head's record, mutated (header bytes, weight
+    /// bytes, truncated, extended), loaded onto the real backbone and run
+    /// on a small photo: a named error or an answer, never a panic.
+    pub fn parser(case: usize) -> Result {
+        use std::sync::OnceLock;
+        static BACKBONE: OnceLock<lookalike_vision::model::EfficientNetLite> = OnceLock::new();
+        let device = burn::tensor::Device::flex();
+        let backbone = BACKBONE.get_or_init(|| {
+            let path = super::common::project_file("models/efficientnet-lite0.bpk");
+            lookalike_vision::model::weights::from_file(&path, &device).unwrap()
+        });
+        let mut bytes = std::fs::read(super::common::project_file("models/parser.bpk")).unwrap();
+        let mut rng = StdRng::seed_from_u64(case as u64 ^ 0x9a45);
+        // The header (tensor names, shapes, offsets) is the first few KB.
+        let header = bytes.len().min(4096);
+        match case % 4 {
+            0 => {
+                for _ in 0..rng.random_range(1..4) {
+                    let at = rng.random_range(0..header);
+                    bytes[at] = rng.random();
+                }
+            }
+            1 => {
+                for _ in 0..rng.random_range(1..16) {
+                    let at = rng.random_range(header..bytes.len());
+                    bytes[at] = rng.random();
+                }
+            }
+            2 => bytes.truncate(rng.random_range(0..bytes.len())),
+            _ => bytes.extend((0..rng.random_range(1..256)).map(|_| rng.random::<u8>())),
+        }
+        let head = lookalike_vision::parse::head_from_burnpack_bytes(
+            bytes,
+            backbone,
+            "hostile.bpk",
+            &device,
+        )
+        .map_err(|e| e.to_string())?;
+        let parser = lookalike_vision::parse::Parser::new(backbone.clone(), head, device);
+        let photo = image::RgbImage::from_fn(96, 128, |x, y| {
+            image::Rgb([(x * 2) as u8, (y * 2) as u8, 128])
+        });
+        let map = lookalike_vision::detect::readback::block_on(parser.parse(&photo))
+            .map_err(|e| e.to_string())?;
+        let items = lookalike_vision::parse::regions(&map, |_| true, &[]);
+        Ok(items.len() < 1000)
+    }
+
     pub fn detector(case: usize) -> Result {
         let path = super::common::project_file(if case.is_multiple_of(2) {
             "models/nanodet.json"
