@@ -5,8 +5,7 @@
 use crate::site::Crop;
 use image::DynamicImage;
 use lookalike_vision::detect::{
-    CROP_MARGIN, DetectError, DetectOptions, Detector, Item, PRODUCT_CLASS, foreground_box,
-    readback::block_on,
+    CROP_MARGIN, DetectError, DetectOptions, Detector, Item, packshot_item, readback::block_on,
 };
 
 pub enum CropMode {
@@ -15,8 +14,8 @@ pub enum CropMode {
     /// The product in a packshot (the box around what differs from the
     /// background); the whole image when the background is not plain.
     Foreground,
-    /// Every item the detector finds, each its own crop; the foreground when
-    /// it finds nothing.
+    /// Every item the detector finds, each its own crop (a packshot's one
+    /// item is its foreground); the whole image when it finds nothing.
     Detect(Box<Detector>, DetectOptions),
 }
 
@@ -38,22 +37,11 @@ impl CropMode {
         &self,
         image: &DynamicImage,
     ) -> Result<Vec<(Option<Crop>, DynamicImage)>, DetectError> {
-        let rgb = || image.to_rgb8();
-        let product = |rgb: &image::RgbImage| {
-            foreground_box(rgb).map(|bbox| Item {
-                class: PRODUCT_CLASS.to_string(),
-                score: 1.0,
-                bbox,
-                mask: None,
-            })
-        };
         let found: Vec<Item> = match self {
             CropMode::Whole => Vec::new(),
-            CropMode::Foreground => product(&rgb()).into_iter().collect(),
+            CropMode::Foreground => packshot_item(&image.to_rgb8()).into_iter().collect(),
             CropMode::Detect(detector, options) => {
-                let rgb = rgb();
-                let items = block_on(detector.detect(&rgb, options))?;
-                if items.is_empty() { product(&rgb).into_iter().collect() } else { items }
+                block_on(detector.detect(&image.to_rgb8(), options))?
             }
         };
         if found.is_empty() {

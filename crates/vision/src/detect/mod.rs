@@ -143,6 +143,13 @@ pub struct Item {
     pub mask: Option<Mask>,
 }
 
+/// A packshot's one item: its foreground, of class `product`; `None` when
+/// the photo's border is not plain (not a packshot).
+pub fn packshot_item(image: &RgbImage) -> Option<Item> {
+    let bbox = foreground_box(image)?;
+    Some(Item { class: PRODUCT_CLASS.to_string(), score: 1.0, bbox, mask: None })
+}
+
 /// Margin added around an item's box before cropping, as a share of its
 /// size: the embedder saw whole objects with some context during training.
 pub const CROP_MARGIN: f32 = 0.1;
@@ -215,10 +222,6 @@ impl Detector {
         self
     }
 
-    pub fn has_parser(&self) -> bool {
-        self.parser.is_some()
-    }
-
     /// The items in `image`, best first, within the options' limits.
     ///
     /// A packshot (a plain background all round) is one product: its
@@ -230,9 +233,8 @@ impl Detector {
         image: &RgbImage,
         options: &DetectOptions,
     ) -> Result<Vec<Item>, DetectError> {
-        if let Some(bbox) = foreground_box(image) {
-            let class = PRODUCT_CLASS.to_string();
-            return Ok(vec![Item { class, score: 1.0, bbox, mask: None }]);
+        if let Some(product) = packshot_item(image) {
+            return Ok(vec![product]);
         }
         if let Some(parser) = &self.parser {
             return self.parsed_items(parser, image, options).await;
