@@ -138,14 +138,16 @@ pub fn train(
     let plain = Device::flex();
     let mut head = ParserHead::new(shapes.channels, &device);
     let mut optimizer = AdamWConfig::new().with_weight_decay(WEIGHT_DECAY).init();
+    let class_weights = class_weights(training);
     let weights_of = |device: &Device| -> Tensor<4> {
-        Tensor::<1>::from_data(TensorData::new(class_weights(training), [Part::COUNT]), device)
+        Tensor::<1>::from_data(TensorData::new(class_weights.clone(), [Part::COUNT]), device)
             .reshape([1, Part::COUNT, 1, 1])
     };
     let (weights, plain_weights) = (weights_of(&device), weights_of(&plain));
     let mut order: Vec<usize> = (0..training.len()).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     let mut epochs = Vec::new();
+    let mut last = None;
     for epoch in 1..=options.epochs {
         order.shuffle(&mut rng);
         // Cosine decay: large steps first, fine ones at the end.
@@ -162,53 +164,47 @@ pub fn train(
             let grads = GradientsParams::from_grads(value.backward(), &head);
             head = optimizer.step(rate, head, grads);
         }
-        let valid = head.valid();
-        let validation_loss = evaluate_loss(&valid, validation, shapes, &plain, &plain_weights);
-        let (iou, _) = class_iou(&valid, validation, shapes, &plain);
-        let items: Vec<&ClassIou> =
-            iou.iter().filter(|c| Part::from_name(c.class).is_some_and(Part::is_item)).collect();
+        let checked = validate(&head.valid(), validation, shapes, &plain, &plain_weights);
+        let items: Vec<&ClassIou> = checked
+            .iou
+            .iter()
+            .filter(|c| Part::from_name(c.class).is_some_and(Part::is_item))
+            .collect();
         let validation_item_iou =
             items.iter().map(|c| c.iou).sum::<f64>() / items.len().max(1) as f64;
         let report = EpochReport {
             epoch,
             train_loss: total / batches.max(1) as f64,
-            validation_loss,
+            validation_loss: checked.loss,
             validation_item_iou,
         };
         progress(&report);
         epochs.push(report);
+        last = Some(checked);
     }
-    let head = head.valid();
-    let (iou, pixel_accuracy) = class_iou(&head, validation, shapes, &plain);
-    (head, TrainReport { epochs, iou, pixel_accuracy })
+    let checked =
+        last.unwrap_or_else(|| validate(&head.valid(), validation, shapes, &plain, &plain_weights));
+    (head.valid(), TrainReport { epochs, iou: checked.iou, pixel_accuracy: checked.pixel_accuracy })
 }
 
-fn evaluate_loss(
+/// What a head does on the validation photos.
+struct Validation {
+    loss: f64,
+    iou: Vec<ClassIou>,
+    pixel_accuracy: f64,
+}
+
+/// The head's loss on `samples`, and per class the IoU of its most likely
+/// class against each cell's majority class, and the share of cells it got
+/// right: one forward pass for all three.
+fn validate(
     head: &ParserHead,
     samples: &[Sample],
     shapes: &Shapes,
     device: &Device,
     weights: &Tensor<4>,
-) -> f64 {
-    let mut total = 0.0;
-    let mut batches = 0;
-    for chunk in samples.chunks(16) {
-        let batch: Vec<&Sample> = chunk.iter().collect();
-        let (pyramid, targets) = stack(&batch, shapes, device);
-        total += loss(head.forward(pyramid), targets, weights).into_scalar::<f32>() as f64;
-        batches += 1;
-    }
-    total / batches.max(1) as f64
-}
-
-/// Per-class IoU of the head's most likely class against each cell's
-/// majority class, over `samples`; and the share of cells it got right.
-pub fn class_iou(
-    head: &ParserHead,
-    samples: &[Sample],
-    shapes: &Shapes,
-    device: &Device,
-) -> (Vec<ClassIou>, f64) {
+) -> Validation {
+    let (mut total, mut batches) = (0.0, 0);
     let mut intersection = [0usize; Part::COUNT];
     let mut union = [0usize; Part::COUNT];
     let mut truth_cells = [0usize; Part::COUNT];
@@ -220,9 +216,12 @@ pub fn class_iou(
     };
     for chunk in samples.chunks(16) {
         let batch: Vec<&Sample> = chunk.iter().collect();
-        let (pyramid, _) = stack(&batch, shapes, device);
+        let (pyramid, targets) = stack(&batch, shapes, device);
+        let logits = head.forward(pyramid);
+        total += loss(logits.clone(), targets, weights).into_scalar::<f32>() as f64;
+        batches += 1;
         let logits: Vec<f32> =
-            head.forward(pyramid).into_data().convert::<f32>().try_into_vec().expect("f32 logits");
+            logits.into_data().convert::<f32>().try_into_vec().expect("f32 logits");
         let cells = shapes.grids[0][0] * shapes.grids[0][1];
         for (s, sample) in batch.iter().enumerate() {
             let predicted = &logits[s * Part::COUNT * cells..(s + 1) * Part::COUNT * cells];
@@ -252,5 +251,9 @@ pub fn class_iou(
             }
         })
         .collect();
-    (iou, right as f64 / cells_seen.max(1) as f64)
+    Validation {
+        loss: total / batches.max(1) as f64,
+        iou,
+        pixel_accuracy: right as f64 / cells_seen.max(1) as f64,
+    }
 }
