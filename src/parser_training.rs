@@ -92,12 +92,32 @@ pub fn read_ccp(dir: &Path) -> Result<(Vec<CcpPhoto>, Vec<Part>)> {
     Ok((photos, classes))
 }
 
+/// A photo's and its mask's bytes, read once: for the data's hash, the
+/// feature cache's key, the features and the targets.
+struct Read<'a> {
+    photo: &'a CcpPhoto,
+    image: Vec<u8>,
+    /// SHA-256 of `image`.
+    digest: [u8; 32],
+    mask: Vec<u8>,
+}
+
+impl<'a> Read<'a> {
+    fn new(photo: &'a CcpPhoto) -> Result<Self> {
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let image = read(&photo.file)?;
+        let digest = Sha256::digest(&image).into();
+        Ok(Self { photo, image, digest, mask: read(&photo.mask)? })
+    }
+}
+
 /// The soft target of one photo (mirrored when `flip`): each stride-8
 /// cell's share of every class.
-fn target(photo: &CcpPhoto, classes: &[Part], grid: [usize; 2], flip: bool) -> Result<Vec<f32>> {
-    let bytes =
-        std::fs::read(&photo.mask).with_context(|| format!("reading {}", photo.mask.display()))?;
-    let mask = decode(&bytes).with_context(|| format!("decoding {}", photo.mask.display()))?;
+fn target(read: &Read, classes: &[Part], grid: [usize; 2], flip: bool) -> Result<Vec<f32>> {
+    let path = &read.photo.mask;
+    let mask = decode(&read.mask).with_context(|| format!("decoding {}", path.display()))?;
     let (w, h) = mask.dimensions();
     let mask = mask.to_luma8();
     let [gh, gw] = grid;
@@ -106,7 +126,7 @@ fn target(photo: &CcpPhoto, classes: &[Part], grid: [usize; 2], flip: bool) -> R
         let part = classes.get(label.0[0] as usize).with_context(|| {
             format!(
                 "{}: pixel ({x}, {y}) has label {}, not in label_names.csv",
-                photo.mask.display(),
+                path.display(),
                 label.0[0]
             )
         })?;
@@ -137,12 +157,13 @@ fn shapes(backbone: &EfficientNetLite) -> Shapes {
 /// the training input.
 fn pyramid(
     backbone: &EfficientNetLite,
-    photo: &Path,
+    read: &Read,
     flip: bool,
     device: &Device,
 ) -> Result<[Vec<f32>; 4]> {
-    let bytes = std::fs::read(photo).with_context(|| format!("reading {}", photo.display()))?;
-    let image = decode(&bytes).with_context(|| format!("decoding {}", photo.display()))?.to_rgb8();
+    let path = &read.photo.file;
+    let image = decode(&read.image).with_context(|| format!("decoding {}", path.display()))?;
+    let image = image.to_rgb8();
     let (w, h) = input_size(TRAINING_PHOTO.0, TRAINING_PHOTO.1);
     let mut resized = resize_rgb(&image, w, h);
     if flip {
@@ -167,7 +188,7 @@ fn pyramid(
 fn pyramids(
     backbone: &EfficientNetLite,
     backbone_hash: &str,
-    jobs: &[(&CcpPhoto, bool)],
+    jobs: &[(&Read, bool)],
     cache_dir: &Path,
 ) -> Result<Vec<[Vec<f32>; 4]>> {
     use rayon::prelude::*;
@@ -175,10 +196,8 @@ fn pyramids(
     let mut key = Sha256::new();
     key.update(backbone_hash.as_bytes());
     key.update(format!("{shapes:?}"));
-    for (photo, flip) in jobs {
-        let bytes = std::fs::read(&photo.file)
-            .with_context(|| format!("reading {}", photo.file.display()))?;
-        key.update(Sha256::digest(&bytes));
+    for (read, flip) in jobs {
+        key.update(read.digest);
         key.update([*flip as u8]);
     }
     let key = format!("{:x}", key.finalize());
@@ -211,8 +230,8 @@ fn pyramids(
     let pool = rayon::ThreadPoolBuilder::new().num_threads(lanes).build()?;
     let computed: Vec<[Vec<f32>; 4]> = pool.install(|| {
         jobs.par_iter()
-            .map(|(photo, flip)| {
-                let maps = pyramid(backbone, &photo.file, *flip, &device);
+            .map(|(read, flip)| {
+                let maps = pyramid(backbone, read, *flip, &device);
                 progress.lock().expect("progress lock").advance(1);
                 maps
             })
@@ -282,23 +301,23 @@ pub fn train_parser(args: &TrainParserArgs) -> Result<ParserProvenance> {
     let shapes = shapes(&backbone);
     // Training photos are seen as they are and mirrored (a garment's
     // left and right are alike); validation photos as they are.
-    let jobs: Vec<(&CcpPhoto, bool)> = training
+    let read: Vec<Read> =
+        training.iter().chain(&validation).map(Read::new).collect::<Result<_>>()?;
+    let (read_training, read_validation) = read.split_at(training.len());
+    let jobs: Vec<(&Read, bool)> = read_training
         .iter()
-        .flat_map(|p| [(p, false), (p, true)])
-        .chain(validation.iter().map(|p| (p, false)))
+        .flat_map(|r| [(r, false), (r, true)])
+        .chain(read_validation.iter().map(|r| (r, false)))
         .collect();
     let features = pyramids(&backbone, &backbone_hash, &jobs, &args.cache_dir)?;
     let mut data_hash = Sha256::new();
-    for photo in training.iter().chain(&validation) {
-        for path in [&photo.file, &photo.mask] {
-            data_hash.update(
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-            );
-        }
+    for r in &read {
+        data_hash.update(&r.image);
+        data_hash.update(&r.mask);
     }
     let mut samples = Vec::with_capacity(jobs.len());
-    for ((photo, flip), pyramid) in jobs.iter().zip(features) {
-        samples.push(Sample { pyramid, target: target(photo, &classes, shapes.grids[0], *flip)? });
+    for ((r, flip), pyramid) in jobs.iter().zip(features) {
+        samples.push(Sample { pyramid, target: target(r, &classes, shapes.grids[0], *flip)? });
     }
     let validation_samples = samples.split_off(2 * training.len());
     eprintln!(
