@@ -22,14 +22,14 @@ use lookalike::catalog::Columns;
 use lookalike::catalog_embeddings::{catalog_embeddings_of, embed_with_cache};
 use lookalike::crops::CropMode;
 use lookalike::labels::train_labels;
-use lookalike::parser_training::{is_validation, read_ccp};
-use lookalike::site_builder::{DetectorFiles, ParserFiles};
+use lookalike::parser_training::{CcpPhoto, is_validation, read_ccp};
 use lookalike_index::normalized;
 use lookalike_vision::detect::groups::{GROUPS, group_of_class, group_of_label};
 use lookalike_vision::detect::{
     BBox, DEFAULT_MAX_BOXES, DetectOptions, Detector, Item, readback::block_on, select,
 };
 use lookalike_vision::model::Embedder;
+use lookalike_vision::model::tfjs::read_model;
 use lookalike_vision::parse::{Parser, Part};
 use lookalike_vision::preprocess::model_input;
 use rayon::prelude::*;
@@ -292,9 +292,13 @@ fn figures(
 
 /// Per-class IoU of the parser's most likely class per grid cell against
 /// the mask's label at the cell's centre.
-fn parser_iou(parser: &Parser, photos: &[Photo], dir: &Path) -> Result<BTreeMap<String, f64>> {
-    let (ccp, classes) = read_ccp(dir)?;
-    let masks: BTreeMap<PathBuf, PathBuf> = ccp.into_iter().map(|p| (p.file, p.mask)).collect();
+fn parser_iou(
+    parser: &Parser,
+    photos: &[Photo],
+    dir: &Path,
+    (ccp, classes): &(Vec<CcpPhoto>, Vec<Part>),
+) -> Result<BTreeMap<String, f64>> {
+    let masks: BTreeMap<&PathBuf, &PathBuf> = ccp.iter().map(|p| (&p.file, &p.mask)).collect();
     let counts = photos
         .par_iter()
         .map(|photo| -> Result<Vec<[usize; 2]>> {
@@ -336,9 +340,9 @@ fn parser_iou(parser: &Parser, photos: &[Photo], dir: &Path) -> Result<BTreeMap<
 
 pub fn run(options: &DetectBenchOptions) -> Result<()> {
     let dir = options.data_dir.join("ccp-street-fashion");
-    let (ccp, _) = read_ccp(&dir)?;
-    let validation: std::collections::HashSet<PathBuf> =
-        ccp.into_iter().filter(|p| is_validation(&p.group_id)).map(|p| p.file).collect();
+    let ccp = read_ccp(&dir)?;
+    let validation: std::collections::HashSet<&PathBuf> =
+        ccp.0.iter().filter(|p| is_validation(&p.group_id)).map(|p| &p.file).collect();
     let mut photos = read_ground_truth(&dir.join("boxes.csv"))?;
     photos.retain(|p| validation.contains(&dir.join(&p.file)));
     if options.quick {
@@ -347,18 +351,10 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
     if photos.is_empty() {
         bail!("no validation photos in {}", dir.display());
     }
+    // Every model read once: the embedder's backbone is the parser's too.
     let device = Device::flex();
-    let files = |parser: bool| DetectorFiles {
-        objects: options.models_dir.join("nanodet.json"),
-        pose: options.models_dir.join("movenet-lightning.json"),
-        parser: parser.then(|| ParserFiles {
-            head: options.models_dir.join("parser.bpk"),
-            backbone: options.model.clone(),
-        }),
-        options: DetectOptions::default(),
-    };
-    let with_parser = files(true).load(&device)?;
-    let composed = files(false).load(&device)?;
+    let objects = read_model(&options.models_dir.join("nanodet.json"))?;
+    let pose = read_model(&options.models_dir.join("movenet-lightning.json"))?;
     let embedder = Embedder::new(
         lookalike_vision::model::weights::from_file(&options.model, &device)?,
         device.clone(),
@@ -371,12 +367,14 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
     )?;
     let parser = Parser::new(embedder.model().clone(), head, device.clone());
     let parser_only = Detector::new(None, None, &device)?.with_parser(parser.clone());
+    let with_parser = Detector::new(Some(&objects), None, &device)?.with_parser(parser.clone());
+    let composed = Detector::new(Some(&objects), Some(&pose), &device)?;
 
     eprintln!("detecting on {} validation photos...", photos.len());
     let (parsed, parsed_ms) = detect_all(&with_parser, &photos, &dir)?;
     let (_, parser_only_ms) = detect_all(&parser_only, &photos, &dir)?;
     let (old, old_ms) = detect_all(&composed, &photos, &dir)?;
-    let parser_iou = parser_iou(&parser, &photos, &dir)?;
+    let parser_iou = parser_iou(&parser, &photos, &dir, &ccp)?;
     if let Some(path) = std::env::var_os("LOOKALIKE_DETECT_DUMP") {
         // Every item of every photo, for looking into misses by hand.
         let dump: Vec<serde_json::Value> = photos
