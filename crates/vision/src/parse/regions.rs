@@ -34,10 +34,12 @@ fn worn_once(part: Part) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Region {
     pub part: Part,
-    /// How sure the parser is that the item is there: the mean probability
-    /// of its class over its most certain piece's cells (a garment's
-    /// fragments at the edge of what the parser sees do not make the
-    /// garment itself less likely).
+    /// How sure the parser is that the item is there: the highest
+    /// probability of its class over its cells, as a keypoint detector
+    /// scores an object by its heatmap's peak. An item's edges are always
+    /// uncertain, and the smaller the item the more of it is edge: a mean
+    /// over its cells would rank a bag below a coat the parser is no surer
+    /// of.
     pub score: f32,
     /// In photo pixels.
     pub bbox: BBox,
@@ -183,12 +185,10 @@ pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -
             let mut score: f32 = 0.0;
             let members = found.iter().zip(&roots).filter(|(_, r)| **r == leader);
             for (piece, _) in members {
-                let mut total = 0.0;
                 for &cell in &piece.cells {
                     mask.cells[cell] = true;
-                    total += map.probability(part, cell);
+                    score = score.max(map.probability(part, cell));
                 }
-                score = score.max(total / piece.cells.len() as f32);
                 let b = piece.bounds;
                 bounds = [
                     bounds[0].min(b[0]),
@@ -275,6 +275,28 @@ mod tests {
         assert_eq!(tops.len(), 1);
         assert_eq!(tops[0].bbox, BBox::new(0.0, 0.0, 110.0, 20.0));
         assert_eq!(found.iter().filter(|r| r.part == Part::Bag).count(), 2);
+    }
+
+    #[test]
+    fn an_item_is_scored_by_its_surest_cell() {
+        // A bag sure at its core, unsure on its edges: the edges do not make
+        // the bag itself less likely.
+        let mut map = map_of(&["......", ".BBBB.", ".BBBB.", "......"], (60, 40));
+        let cells = map.width * map.height;
+        for (i, row) in ["......", ".BBBB.", ".BBBB.", "......"].iter().enumerate() {
+            for (x, c) in row.chars().enumerate() {
+                let core = (2..=3).contains(&x);
+                if c == 'B' && !core {
+                    let cell = i * map.width + x;
+                    map.probabilities[Part::Bag.index() * cells + cell] = 0.5;
+                    map.probabilities[Part::Background.index() * cells + cell] = 0.5;
+                }
+            }
+        }
+        let found = regions(&map, |_| true, &[]);
+        assert_eq!(found.len(), 1);
+        assert!((found[0].score - 0.9).abs() < 1e-6, "{}", found[0].score);
+        assert_eq!(found[0].bbox, BBox::new(10.0, 10.0, 50.0, 30.0));
     }
 
     #[test]
