@@ -23,7 +23,7 @@ use lookalike::catalog_embeddings::{catalog_embeddings_of, embed_with_cache};
 use lookalike::crops::CropMode;
 use lookalike::labels::train_labels;
 use lookalike::parser_training::{CcpPhoto, is_validation, read_ccp};
-use lookalike_index::normalized;
+use lookalike_index::{LabelHead, normalized};
 use lookalike_vision::detect::groups::{GROUPS, group_of_class, group_of_label};
 use lookalike_vision::detect::{
     BBox, DEFAULT_MAX_BOXES, DetectOptions, Detector, Item, readback::block_on, select,
@@ -112,6 +112,10 @@ pub struct DetectorFigures {
     pub fit_all: f64,
     /// The same over the garments an item matched (ignoring misses).
     pub fit_found: f64,
+    /// The fit with the page's "same category only": look-alikes among the
+    /// products of the articleType the shipped label head names the item.
+    pub fit_same_category: BTreeMap<String, f64>,
+    pub fit_same_category_all: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,20 +194,30 @@ fn fits(group: &str) -> &'static [&'static str] {
 /// The groups the overall fit is taken over.
 const FIT_GROUPS: [&str; 4] = ["upper body", "lower body", "shoes", "bags"];
 
-/// The catalog: unit vectors and subCategories.
+/// The catalog: unit vectors, subCategories, and the label the page's
+/// "same category only" filters by (articleType, what the shipped label
+/// head names).
 struct Catalog {
     vectors: Vec<Vec<f32>>,
     kinds: Vec<String>,
+    article_types: Vec<String>,
+    /// The shipped label head, for the same-category fit.
+    head: LabelHead,
 }
 
 impl Catalog {
-    /// Share of the `FIT_K` nearest products whose subCategory is in `wanted`.
-    fn fit(&self, query: &[f32], wanted: &[&str]) -> f64 {
+    /// Share of the `FIT_K` nearest products whose subCategory is in
+    /// `wanted`; with `same_category`, among the products of the
+    /// articleType the label head names the query (as the page's "same
+    /// category only" does).
+    fn fit(&self, query: &[f32], wanted: &[&str], same_category: bool) -> f64 {
         let q = normalized(query);
+        let category = same_category.then(|| self.head.predict(query).label);
         let mut scored: Vec<(f32, usize)> = self
             .vectors
             .iter()
             .enumerate()
+            .filter(|(i, _)| category.as_ref().is_none_or(|c| self.article_types[*i] == *c))
             .map(|(i, v)| (-v.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>(), i))
             .collect();
         scored.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -221,6 +235,7 @@ fn subcategory_fit(
     dir: &Path,
     embedder: &Embedder,
     catalog: &Catalog,
+    same_category: bool,
 ) -> Result<(BTreeMap<String, f64>, f64, f64)> {
     // Crops of the matched items, then one embedding pass.
     let mut crops = Vec::new();
@@ -239,7 +254,7 @@ fn subcategory_fit(
     let mut per_group: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let (mut all, mut all_n, mut found_sum, mut found_n) = (0.0, 0, 0.0, 0);
     for (group, crop) in garments {
-        let fit = crop.map_or(0.0, |c| catalog.fit(&vectors[c], fits(group)));
+        let fit = crop.map_or(0.0, |c| catalog.fit(&vectors[c], fits(group), same_category));
         let entry = per_group.entry(group.to_string()).or_default();
         entry.0 += fit;
         entry.1 += 1;
@@ -292,6 +307,7 @@ fn figures(
     found: &[Vec<Item>],
     ms_per_photo: f64,
     fit: (BTreeMap<String, f64>, f64, f64),
+    same_category: (BTreeMap<String, f64>, f64, f64),
 ) -> DetectorFigures {
     let (default, report) = (limited(found, DEFAULT_MAX_BOXES), limited(found, REPORT_MAX_BOXES));
     let per_photo = |d: &[Vec<Item>]| d.iter().map(Vec::len).sum::<usize>() as f64 / d.len() as f64;
@@ -307,6 +323,8 @@ fn figures(
         fit: fit.0,
         fit_all: fit.1,
         fit_found: fit.2,
+        fit_same_category: same_category.0,
+        fit_same_category_all: same_category.1,
     }
 }
 
@@ -416,24 +434,6 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         Some("subCategory"),
         &CropMode::Foreground,
     )?;
-    let catalog = Catalog {
-        vectors: catalog
-            .vectors
-            .chunks_exact(lookalike_vision::FEATURE_DIM)
-            .map(normalized)
-            .collect(),
-        kinds: catalog.products.iter().map(|p| p.label.clone().unwrap_or_default()).collect(),
-    };
-    let at_defaults = |found: &[Vec<Item>]| limited(found, DEFAULT_MAX_BOXES);
-    let parser_fit = subcategory_fit(&photos, &at_defaults(&parsed), &dir, &embedder, &catalog)?;
-    // The parser's boxes without the cut-out: what the masks change.
-    let unmasked: Vec<Vec<Item>> = at_defaults(&parsed)
-        .into_iter()
-        .map(|items| items.into_iter().map(|i| Item { mask: None, ..i }).collect())
-        .collect();
-    let parser_boxes_fit = subcategory_fit(&photos, &unmasked, &dir, &embedder, &catalog)?.1;
-    let old_fit = subcategory_fit(&photos, &at_defaults(&old), &dir, &embedder, &catalog)?;
-
     let columns = Columns {
         id: Some("product_id".into()),
         image: Some("file".into()),
@@ -445,13 +445,52 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         &options.cache_dir,
         &options.model,
     )?;
+    let article_types: std::collections::HashMap<&str, &str> = fashion
+        .products
+        .iter()
+        .map(|p| (p.image.as_str(), p.label.as_deref().unwrap_or_default()))
+        .collect();
+    let head_path = options.models_dir.join("labels.json");
+    let head = LabelHead::from_json(
+        &std::fs::read(&head_path).with_context(|| format!("reading {}", head_path.display()))?,
+        &head_path.display().to_string(),
+    )?;
+    let catalog = Catalog {
+        vectors: catalog
+            .vectors
+            .chunks_exact(lookalike_vision::FEATURE_DIM)
+            .map(normalized)
+            .collect(),
+        kinds: catalog.products.iter().map(|p| p.label.clone().unwrap_or_default()).collect(),
+        article_types: catalog
+            .products
+            .iter()
+            .map(|p| article_types.get(p.image.as_str()).copied().unwrap_or_default().to_string())
+            .collect(),
+        head,
+    };
+    let at_defaults = |found: &[Vec<Item>]| limited(found, DEFAULT_MAX_BOXES);
+    let fit = |found: &[Vec<Item>], same_category: bool| {
+        subcategory_fit(&photos, found, &dir, &embedder, &catalog, same_category)
+    };
+    let parser_fit = fit(&at_defaults(&parsed), false)?;
+    let parser_same_category_fit = fit(&at_defaults(&parsed), true)?;
+    // The parser's boxes without the cut-out: what the masks change.
+    let unmasked: Vec<Vec<Item>> = at_defaults(&parsed)
+        .into_iter()
+        .map(|items| items.into_iter().map(|i| Item { mask: None, ..i }).collect())
+        .collect();
+    let parser_boxes_fit = fit(&unmasked, false)?.1;
+    let old_fit = fit(&at_defaults(&old), false)?;
+    let old_same_category_fit = fit(&at_defaults(&old), true)?;
+
     let trained = train_labels(&fashion.products, &fashion.vectors, "articleType", 20, 0.2)?;
     let wasm_cpu = wasm_timing(options, &dir.join(&photos[0].file));
 
     let report = DetectReport {
         photos: photos.len(),
-        parser: figures(&photos, &parsed, parsed_ms, parser_fit),
-        composed: figures(&photos, &old, old_ms, old_fit),
+        parser: figures(&photos, &parsed, parsed_ms, parser_fit, parser_same_category_fit),
+        composed: figures(&photos, &old, old_ms, old_fit, old_same_category_fit),
         parser_only_ms_native: parser_only_ms,
         parser_boxes_fit,
         parser_iou,
@@ -518,6 +557,15 @@ fn print_report(report: &DetectReport) {
         );
     }
     println!("  parser, boxes not cut out: {:.3}", report.parser_boxes_fit);
+    for (name, f) in [("parser", &report.parser), ("composed", &report.composed)] {
+        let groups: Vec<String> =
+            f.fit_same_category.iter().map(|(g, v)| format!("{g} {v:.3}")).collect();
+        println!(
+            "  {name}, same category only (the label head's articleType): {:.3}; {}",
+            f.fit_same_category_all,
+            groups.join(", ")
+        );
+    }
     match &report.wasm_cpu {
         Some(t) => println!(
             "wasm, CPU backend, one {}x{} photo: parser alone {:.0} ms; detection with the person detector {:.0} ms; composed detector {:.0} ms",
