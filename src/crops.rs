@@ -16,7 +16,13 @@ pub enum CropMode {
     Foreground,
     /// Every item the detector finds, each its own crop (a packshot's one
     /// item is its foreground); the whole image when it finds nothing.
-    Detect(Box<Detector>, DetectOptions),
+    Detect {
+        detector: Box<Detector>,
+        options: DetectOptions,
+        /// A digest of the detector's model files: other models find other
+        /// crops, so it enters the cache key.
+        models: String,
+    },
 }
 
 impl CropMode {
@@ -25,8 +31,8 @@ impl CropMode {
         match self {
             CropMode::Whole => "whole".into(),
             CropMode::Foreground => format!("foreground-{CROP_MARGIN}"),
-            CropMode::Detect(_, options) => format!(
-                "detect-{CROP_MARGIN}-{}",
+            CropMode::Detect { options, models, .. } => format!(
+                "detect-{CROP_MARGIN}-{models}-{}",
                 serde_json::to_string(options).unwrap_or_default()
             ),
         }
@@ -40,7 +46,7 @@ impl CropMode {
         let found: Vec<Item> = match self {
             CropMode::Whole => Vec::new(),
             CropMode::Foreground => packshot_item(&image.to_rgb8()).into_iter().collect(),
-            CropMode::Detect(detector, options) => {
+            CropMode::Detect { detector, options, .. } => {
                 block_on(detector.detect(&image.to_rgb8(), options))?
             }
         };
@@ -56,5 +62,23 @@ impl CropMode {
                 (Some(Crop { class: item.class, bbox: [x, y, cw, ch] }), pixels)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crops_from_other_detector_models_are_cached_apart() {
+        let device = burn::tensor::Device::flex();
+        let detect = |models: &str| CropMode::Detect {
+            detector: Box::new(Detector::new(None, None, &device).unwrap()),
+            options: DetectOptions::default(),
+            models: models.to_string(),
+        };
+        assert_ne!(detect("parser").cache_key(), detect("pose").cache_key());
+        assert_eq!(detect("parser").cache_key(), detect("parser").cache_key());
+        assert_ne!(detect("parser").cache_key(), CropMode::Foreground.cache_key());
     }
 }

@@ -113,24 +113,37 @@ pub struct DetectorModels {
     objects: lookalike_vision::model::tfjs::GraphModel,
     pose: Option<lookalike_vision::model::tfjs::GraphModel>,
     parser: Option<(Vec<u8>, Vec<u8>)>,
+    /// SHA-256 of every byte the models were read from: crops found by
+    /// another detector (the parser or the pose model, another head) are
+    /// other crops, so this keys the embedding cache.
+    digest: String,
 }
 
 impl DetectorFiles {
     /// Reads and checks every model's files (graphs, manifests, shards, the
     /// parser's records); the pose model only when there is no parser.
     pub fn read(&self) -> Result<DetectorModels> {
-        use lookalike_vision::model::tfjs::read_model;
-        let read = |path: &Path| {
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        use lookalike_vision::model::tfjs::{GraphModel, read_model_bytes};
+        let mut digest = Sha256::new();
+        let mut read = |path: &Path| -> Result<Vec<u8>> {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            digest.update(&bytes);
+            Ok(bytes)
         };
-        Ok(DetectorModels {
-            objects: read_model(&self.objects)?,
-            pose: if self.parser.is_none() { Some(read_model(&self.pose)?) } else { None },
-            parser: match &self.parser {
-                Some(files) => Some((read(&files.head)?, read(&files.backbone)?)),
-                None => None,
-            },
-        })
+        let parser = match &self.parser {
+            Some(files) => Some((read(&files.head)?, read(&files.backbone)?)),
+            None => None,
+        };
+        let mut graph = |path: &Path| -> Result<GraphModel> {
+            let (json, weights) = read_model_bytes(path)?;
+            digest.update(&json);
+            digest.update(&weights);
+            Ok(GraphModel::parse(&json, &weights, &path.display().to_string())?)
+        };
+        let objects = graph(&self.objects)?;
+        let pose = if parser.is_none() { Some(graph(&self.pose)?) } else { None };
+        Ok(DetectorModels { objects, pose, parser, digest: format!("{:x}", digest.finalize()) })
     }
 
     pub fn load(&self, device: &Device) -> Result<lookalike_vision::detect::Detector> {
@@ -560,10 +573,11 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
     let crop_mode = match (&options.crops, &options.detector, &detector_graphs) {
         (CropSpec::Whole, ..) => CropMode::Whole,
         (CropSpec::Foreground, ..) => CropMode::Foreground,
-        (CropSpec::Detect, Some(files), Some(models)) => CropMode::Detect(
-            Box::new(files.compile(models, &Device::flex())?),
-            files.options.clone(),
-        ),
+        (CropSpec::Detect, Some(files), Some(models)) => CropMode::Detect {
+            detector: Box::new(files.compile(models, &Device::flex())?),
+            options: files.options.clone(),
+            models: models.digest.clone(),
+        },
         (CropSpec::Detect, ..) => bail!("cropping by detection needs the detector models"),
     };
     drop(detector_graphs); // the weights are shipped from their files

@@ -12,7 +12,7 @@ pub use format::{GraphModel, HostTensor, TfjsError};
 pub use program::{Program, Value, supported_ops};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::read_model;
+pub use native::{read_model, read_model_bytes};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -21,6 +21,14 @@ mod native {
 
     /// Reads `model.json` and the shards it names (relative to its folder).
     pub fn read_model(model_json: &Path) -> Result<GraphModel, TfjsError> {
+        let (json, weights) = read_model_bytes(model_json)?;
+        GraphModel::parse(&json, &weights, &model_json.display().to_string())
+    }
+
+    /// The bytes of `model.json` and of its shards, concatenated in order:
+    /// what [`GraphModel::parse`] takes, for a caller that also keys a
+    /// cache by them.
+    pub fn read_model_bytes(model_json: &Path) -> Result<(Vec<u8>, Vec<u8>), TfjsError> {
         let source = model_json.display().to_string();
         let read = |path: &Path| {
             std::fs::read(path).map_err(|e| TfjsError::Graph {
@@ -34,6 +42,6 @@ mod native {
         for shard in GraphModel::shard_paths(&json, &source)? {
             weights.extend(read(&folder.join(shard))?);
         }
-        GraphModel::parse(&json, &weights, &source)
+        Ok((json, weights))
     }
 }
