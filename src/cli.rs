@@ -5,8 +5,8 @@ use crate::eval::{column_values, evaluate};
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::site::{self, SiteManifest};
 use crate::site_builder::{
-    BuildOptions, CropSpec, DetectorFiles, EmbedJob, Storage, build_site, embed_catalog,
-    read_catalog,
+    BuildOptions, CropSpec, DetectorFiles, EmbedJob, GarmentModel, ParserFiles, Storage,
+    build_site, embed_catalog, read_catalog,
 };
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
@@ -171,18 +171,17 @@ impl DetectArgs {
     }
 
     fn files(&self) -> Result<DetectorFiles> {
-        let parser = if self.no_parser {
-            None
+        let garments = if self.no_parser {
+            GarmentModel::Pose(model_or_default(self.pose.clone(), DEFAULT_POSE_MODEL)?)
         } else {
-            Some(crate::site_builder::ParserFiles {
+            GarmentModel::Parser(ParserFiles {
                 head: model_or_default(self.parser.clone(), DEFAULT_PARSER)?,
                 backbone: model_or_default(self.backbone.clone(), DEFAULT_MODEL)?,
             })
         };
         Ok(DetectorFiles {
             objects: model_or_default(self.detector.clone(), DEFAULT_OBJECT_DETECTOR)?,
-            pose: model_or_default(self.pose.clone(), DEFAULT_POSE_MODEL)?,
-            parser,
+            garments,
             options: self.options()?,
         })
     }
@@ -577,7 +576,11 @@ fn build(args: BuildArgs) -> Result<()> {
         layout,
     };
     if let Some(files) = &options.detector {
-        for file in [&files.objects, &files.pose] {
+        let garments = match &files.garments {
+            GarmentModel::Parser(parser) => &parser.head,
+            GarmentModel::Pose(pose) => pose,
+        };
+        for file in [&files.objects, garments] {
             if !file.is_file() {
                 bail!(
                     "detector model {} not found; run ./build.sh to fetch it, or pass --no-detector",
@@ -797,14 +800,14 @@ fn query_image(
     let detector = match &manifest.detector {
         Some(info) if !flags_name_models => DetectorFiles {
             objects: args.site.join(&info.objects),
-            pose: match &info.pose {
-                Some(pose) => args.site.join(pose),
-                None => model_or_default(None, DEFAULT_POSE_MODEL)?,
+            garments: match (&info.parser, &info.pose) {
+                (Some(head), _) => GarmentModel::Parser(ParserFiles {
+                    head: args.site.join(head),
+                    backbone: args.site.join(site::MODEL_PATH),
+                }),
+                (None, Some(pose)) => GarmentModel::Pose(args.site.join(pose)),
+                (None, None) => GarmentModel::Pose(model_or_default(None, DEFAULT_POSE_MODEL)?),
             },
-            parser: info.parser.as_ref().map(|head| crate::site_builder::ParserFiles {
-                head: args.site.join(head),
-                backbone: args.site.join(site::MODEL_PATH),
-            }),
             options: info.options.clone(),
         }
         .load(&device)?,

@@ -89,19 +89,27 @@ pub enum CropSpec {
 }
 
 /// The detector's models and the options they run with, in the build and
-/// in the site's page: NanoDet (objects, people) and MoveNet (pose) as
-/// TF.js graphs, and the garment parser's head, which runs on the
-/// embedder's backbone (`backbone`, the embedder's weights) and replaces
-/// the pose model when given.
+/// in the site's page: NanoDet (objects, people) as a TF.js graph, and what
+/// finds the garments.
 #[derive(Debug, Clone)]
 pub struct DetectorFiles {
     pub objects: PathBuf,
-    pub pose: PathBuf,
-    pub parser: Option<ParserFiles>,
+    pub garments: GarmentModel,
     pub options: DetectOptions,
 }
 
-/// The garment parser: its trained head and the backbone it reads.
+/// What finds the garments in a street photo.
+#[derive(Debug, Clone)]
+pub enum GarmentModel {
+    /// The garment parser (the default).
+    Parser(ParserFiles),
+    /// MoveNet's joints as a TF.js graph, turned into garment regions (the
+    /// composed detector of earlier versions).
+    Pose(PathBuf),
+}
+
+/// The garment parser: its trained head and the backbone it reads (the
+/// embedder's weights).
 #[derive(Debug, Clone)]
 pub struct ParserFiles {
     pub head: PathBuf,
@@ -111,57 +119,69 @@ pub struct ParserFiles {
 /// The detector's models, read and checked.
 pub struct DetectorModels {
     objects: lookalike_vision::model::tfjs::GraphModel,
-    pose: Option<lookalike_vision::model::tfjs::GraphModel>,
-    parser: Option<(Vec<u8>, Vec<u8>)>,
+    garments: GarmentRecords,
     /// SHA-256 of every byte the models were read from: crops found by
     /// another detector (the parser or the pose model, another head) are
     /// other crops, so this keys the embedding cache.
     digest: String,
 }
 
+/// [`GarmentModel`]'s files, read.
+enum GarmentRecords {
+    Parser { files: ParserFiles, head: Vec<u8>, backbone: Vec<u8> },
+    Pose(lookalike_vision::model::tfjs::GraphModel),
+}
+
+/// A file's bytes, entered in `digest`.
+fn read_digested(path: &Path, digest: &mut Sha256) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    digest.update(&bytes);
+    Ok(bytes)
+}
+
+/// A TF.js graph model, its files entered in `digest`.
+fn read_graph(
+    path: &Path,
+    digest: &mut Sha256,
+) -> Result<lookalike_vision::model::tfjs::GraphModel> {
+    use lookalike_vision::model::tfjs::{GraphModel, read_model_bytes};
+    let (json, weights) = read_model_bytes(path)?;
+    digest.update(&json);
+    digest.update(&weights);
+    Ok(GraphModel::parse(&json, &weights, &path.display().to_string())?)
+}
+
 impl DetectorFiles {
     /// Reads and checks every model's files (graphs, manifests, shards, the
-    /// parser's records); the pose model only when there is no parser.
+    /// parser's records).
     pub fn read(&self) -> Result<DetectorModels> {
-        use lookalike_vision::model::tfjs::{GraphModel, read_model_bytes};
         let mut digest = Sha256::new();
-        let mut read = |path: &Path| -> Result<Vec<u8>> {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            digest.update(&bytes);
-            Ok(bytes)
+        let garments = match &self.garments {
+            GarmentModel::Parser(files) => GarmentRecords::Parser {
+                head: read_digested(&files.head, &mut digest)?,
+                backbone: read_digested(&files.backbone, &mut digest)?,
+                files: files.clone(),
+            },
+            GarmentModel::Pose(path) => GarmentRecords::Pose(read_graph(path, &mut digest)?),
         };
-        let parser = match &self.parser {
-            Some(files) => Some((read(&files.head)?, read(&files.backbone)?)),
-            None => None,
-        };
-        let mut graph = |path: &Path| -> Result<GraphModel> {
-            let (json, weights) = read_model_bytes(path)?;
-            digest.update(&json);
-            digest.update(&weights);
-            Ok(GraphModel::parse(&json, &weights, &path.display().to_string())?)
-        };
-        let objects = graph(&self.objects)?;
-        let pose = if parser.is_none() { Some(graph(&self.pose)?) } else { None };
-        Ok(DetectorModels { objects, pose, parser, digest: format!("{:x}", digest.finalize()) })
+        let objects = read_graph(&self.objects, &mut digest)?;
+        Ok(DetectorModels { objects, garments, digest: format!("{:x}", digest.finalize()) })
     }
 
     pub fn load(&self, device: &Device) -> Result<lookalike_vision::detect::Detector> {
-        self.compile(&self.read()?, device)
+        Self::compile(&self.read()?, device)
     }
 
     fn compile(
-        &self,
         models: &DetectorModels,
         device: &Device,
     ) -> Result<lookalike_vision::detect::Detector> {
-        let detector = lookalike_vision::detect::Detector::new(
-            Some(&models.objects),
-            models.pose.as_ref(),
-            device,
-        )?;
-        let (Some((head, backbone)), Some(files)) = (&models.parser, &self.parser) else {
-            return Ok(detector);
+        use lookalike_vision::detect::Detector;
+        let (files, head, backbone) = match &models.garments {
+            GarmentRecords::Pose(pose) => {
+                return Ok(Detector::new(Some(&models.objects), Some(pose), device)?);
+            }
+            GarmentRecords::Parser { files, head, backbone } => (files, head, backbone),
         };
         let backbone =
             weights::from_file_bytes(&files.backbone, backbone, device).with_context(|| {
@@ -174,7 +194,7 @@ impl DetectorFiles {
             device,
         )?;
         let parser = lookalike_vision::parse::Parser::new(backbone, head, device.clone());
-        Ok(detector.with_parser(parser))
+        Ok(Detector::new(Some(&models.objects), None, device)?.with_parser(parser))
     }
 }
 
@@ -574,7 +594,7 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         (CropSpec::Whole, ..) => CropMode::Whole,
         (CropSpec::Foreground, ..) => CropMode::Foreground,
         (CropSpec::Detect, Some(files), Some(models)) => CropMode::Detect {
-            detector: Box::new(files.compile(models, &Device::flex())?),
+            detector: Box::new(DetectorFiles::compile(models, &Device::flex())?),
             options: files.options.clone(),
             models: models.digest.clone(),
         },
@@ -966,10 +986,9 @@ fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
     let dir = out.join(site::DETECTOR_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // The pose model only runs without the parser: not shipped with it.
-    let graphs: Vec<&PathBuf> = if files.parser.is_some() {
-        vec![&files.objects]
-    } else {
-        vec![&files.objects, &files.pose]
+    let graphs: Vec<&PathBuf> = match &files.garments {
+        GarmentModel::Parser(_) => vec![&files.objects],
+        GarmentModel::Pose(pose) => vec![&files.objects, pose],
     };
     let mut shipped = Vec::new();
     for model in graphs {
@@ -992,14 +1011,14 @@ fn ship_detector(files: &DetectorFiles, out: &Path) -> Result<DetectorInfo> {
             shards.iter().map(|s| format!("{}/{s}", site::DETECTOR_DIR)).collect::<Vec<_>>(),
         ));
     }
-    let parser = match &files.parser {
-        Some(parser) => {
+    let parser = match &files.garments {
+        GarmentModel::Parser(parser) => {
             let to = dir.join(site::PARSER_FILE);
             copy_file(&parser.head, &to)
                 .with_context(|| format!("copying {}", parser.head.display()))?;
             Some(format!("{}/{}", site::DETECTOR_DIR, site::PARSER_FILE))
         }
-        None => {
+        GarmentModel::Pose(_) => {
             crate::fsutil::remove_if_present(&dir.join(site::PARSER_FILE))?;
             None
         }

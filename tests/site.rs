@@ -405,11 +405,12 @@ fn detected_crops_are_indexed_and_results_name_each_product_once() {
     opts.crops = CropSpec::Detect;
     opts.detector = Some(DetectorFiles {
         objects: common::detector_model("nanodet.json"),
-        pose: common::detector_model("movenet-lightning.json"),
-        parser: Some(lookalike::site_builder::ParserFiles {
-            head: common::project_file("models/parser.bpk"),
-            backbone: common::project_file("models/efficientnet-lite0.bpk"),
-        }),
+        garments: lookalike::site_builder::GarmentModel::Parser(
+            lookalike::site_builder::ParserFiles {
+                head: common::project_file("models/parser.bpk"),
+                backbone: common::project_file("models/efficientnet-lite0.bpk"),
+            },
+        ),
         options: lookalike_vision::detect::DetectOptions::default(),
     });
     let report = build_site(&opts).unwrap();

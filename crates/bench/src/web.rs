@@ -45,11 +45,12 @@ pub fn run(options: &WebBenchOptions) -> Result<()> {
         crops: CropSpec::Foreground,
         detector: Some(DetectorFiles {
             objects: models.join("nanodet.json"),
-            pose: models.join("movenet-lightning.json"),
-            parser: Some(lookalike::site_builder::ParserFiles {
-                head: models.join("parser.bpk"),
-                backbone: options.model.clone(),
-            }),
+            garments: lookalike::site_builder::GarmentModel::Parser(
+                lookalike::site_builder::ParserFiles {
+                    head: models.join("parser.bpk"),
+                    backbone: options.model.clone(),
+                },
+            ),
             options: lookalike_vision::detect::DetectOptions::default(),
         }),
         labels: labels.is_file().then_some(labels),
