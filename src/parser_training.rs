@@ -209,17 +209,18 @@ fn pyramids(
         && bytes.len() == jobs.len() * per_photo * 2
     {
         eprintln!("backbone features: from {}", path.display());
-        let values: Vec<f32> = bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect();
-        return Ok(values
-            .chunks_exact(per_photo)
+        // Decoded photo by photo: CCP's features take a gigabyte as f32,
+        // and a whole decoded copy beside the split one doubled the peak.
+        let level = |bytes: &[u8]| -> Vec<f32> {
+            bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+        };
+        return Ok(bytes
+            .chunks_exact(per_photo * 2)
             .map(|p| {
-                let (a, rest) = p.split_at(sizes[0]);
-                let (b, rest) = rest.split_at(sizes[1]);
-                let (c, d) = rest.split_at(sizes[2]);
-                [a.to_vec(), b.to_vec(), c.to_vec(), d.to_vec()]
+                let (a, rest) = p.split_at(sizes[0] * 2);
+                let (b, rest) = rest.split_at(sizes[1] * 2);
+                let (c, d) = rest.split_at(sizes[2] * 2);
+                [level(a), level(b), level(c), level(d)]
             })
             .collect());
     }
