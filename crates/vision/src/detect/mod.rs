@@ -29,7 +29,7 @@ pub use foreground::foreground_box;
 pub use garments::Garment;
 
 use crate::model::tfjs::{GraphModel, TfjsError};
-use crate::parse::{Mask, Parser, Part, figures, regions};
+use crate::parse::{Mask, Parser, Part, figures, regions, whole_garments};
 use burn::tensor::Device;
 use image::RgbImage;
 use movenet::MoveNet;
@@ -283,8 +283,12 @@ impl Detector {
             let found = objects.detect(image, options.min_score).await?;
             people.extend(found.into_iter().filter(|o| o.label == "person").map(|o| o.bbox));
         }
-        let items = regions(&map, |part| options.allows(part.name()), &people)
+        // The parser's reading, then the garments it split read whole.
+        let found = regions(&map, |part| options.allows(part.name()), &people);
+        let whole = whole_garments(&map, &found);
+        let items = found
             .into_iter()
+            .chain(whole)
             .filter(|r| r.score >= options.min_score)
             .map(|r| Item {
                 class: r.part.name().to_string(),

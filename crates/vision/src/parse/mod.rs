@@ -45,4 +45,4 @@ pub use overlay::overlay;
 pub use parser::{
     INPUT_PIXELS, ParseMap, Parser, head_from_burnpack_bytes, head_to_burnpack_bytes, input_size,
 };
-pub use regions::{Region, figures, regions};
+pub use regions::{Region, figures, regions, whole_garments};

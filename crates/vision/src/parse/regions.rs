@@ -71,6 +71,39 @@ impl Piece {
     }
 }
 
+/// Cell bounds `[x0, y0, x1, y1]` (inclusive) of nothing yet.
+const NO_BOUNDS: [usize; 4] = [usize::MAX, usize::MAX, 0, 0];
+
+/// `bounds` stretched to hold cell `index` of a grid `width` cells across.
+fn stretch(bounds: &mut [usize; 4], index: usize, width: usize) {
+    let (x, y) = (index % width, index / width);
+    *bounds = [bounds[0].min(x), bounds[1].min(y), bounds[2].max(x), bounds[3].max(y)];
+}
+
+/// Cell bounds as a box in photo pixels.
+fn bbox_of(bounds: [usize; 4], map: &ParseMap) -> BBox {
+    let (cw, ch) = map.cell_size();
+    BBox::new(
+        bounds[0] as f32 * cw,
+        bounds[1] as f32 * ch,
+        (bounds[2] + 1) as f32 * cw,
+        (bounds[3] + 1) as f32 * ch,
+    )
+}
+
+/// The 4-neighbours of cell `index` on a `width` x `height` grid.
+fn neighbours(index: usize, width: usize, height: usize) -> impl Iterator<Item = usize> {
+    let (x, y) = (index % width, index / width);
+    [
+        (x > 0).then(|| index - 1),
+        (x + 1 < width).then(|| index + 1),
+        (y > 0).then(|| index - width),
+        (y + 1 < height).then(|| index + width),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// The 4-connected pieces of the cells `member` accepts.
 fn pieces(cells: usize, width: usize, member: impl Fn(usize) -> bool) -> Vec<Piece> {
     let height = cells / width.max(1);
@@ -83,28 +116,15 @@ fn pieces(cells: usize, width: usize, member: impl Fn(usize) -> bool) -> Vec<Pie
         seen[start] = true;
         let mut stack = vec![start];
         let mut cells = Vec::new();
-        let mut bounds = [usize::MAX, usize::MAX, 0, 0];
+        let mut bounds = NO_BOUNDS;
         while let Some(i) = stack.pop() {
-            let (x, y) = (i % width, i / width);
             cells.push(i);
-            bounds = [bounds[0].min(x), bounds[1].min(y), bounds[2].max(x), bounds[3].max(y)];
-            let mut visit = |j: usize| {
+            stretch(&mut bounds, i, width);
+            for j in neighbours(i, width, height) {
                 if !seen[j] && member(j) {
                     seen[j] = true;
                     stack.push(j);
                 }
-            };
-            if x > 0 {
-                visit(i - 1);
-            }
-            if x + 1 < width {
-                visit(i + 1);
-            }
-            if y > 0 {
-                visit(i - width);
-            }
-            if y + 1 < height {
-                visit(i + width);
             }
         }
         found.push(Piece { cells, bounds });
@@ -145,7 +165,6 @@ fn owner(piece: &Piece, map: &ParseMap, people: &[BBox]) -> Option<usize> {
 /// boxes from a detector; with two or more, pieces join only within one.
 pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -> Vec<Region> {
     let labels = map.labels();
-    let (cw, ch) = map.cell_size();
     let mut out = Vec::new();
     for part in Part::items().filter(|p| wanted(*p)) {
         let member = |i: usize| labels[i] == part;
@@ -181,32 +200,79 @@ pub fn regions(map: &ParseMap, wanted: impl Fn(Part) -> bool, people: &[BBox]) -
         let roots: Vec<usize> = (0..found.len()).map(|i| root(&mut group, i)).collect();
         for (leader, _) in roots.iter().enumerate().filter(|(i, r)| i == *r) {
             let mut mask = Mask::empty(map.width, map.height, map.photo_width, map.photo_height);
-            let mut bounds = [usize::MAX, usize::MAX, 0, 0];
+            let mut bounds = NO_BOUNDS;
             let mut score: f32 = 0.0;
             let members = found.iter().zip(&roots).filter(|(_, r)| **r == leader);
             for (piece, _) in members {
                 for &cell in &piece.cells {
                     mask.cells[cell] = true;
                     score = score.max(map.probability(part, cell));
+                    stretch(&mut bounds, cell, map.width);
                 }
-                let b = piece.bounds;
-                bounds = [
-                    bounds[0].min(b[0]),
-                    bounds[1].min(b[1]),
-                    bounds[2].max(b[2]),
-                    bounds[3].max(b[3]),
-                ];
             }
-            let bbox = BBox::new(
-                bounds[0] as f32 * cw,
-                bounds[1] as f32 * ch,
-                (bounds[2] + 1) as f32 * cw,
-                (bounds[3] + 1) as f32 * ch,
-            );
+            let bbox = bbox_of(bounds, map);
             out.push(Region { part, score, bbox, mask });
         }
     }
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+/// Whether `cell`, labelled `label`, may be part of the same garment as a
+/// touching region of `part` that the parser split: a dress read partly as
+/// a top and partly as a skirt, or the reverse. Only these garments are
+/// confused that way.
+fn one_garment_with(part: Part, map: &ParseMap, cell: usize, label: Part) -> bool {
+    let nearer = |a: Part, b: Part| map.probability(a, cell) > map.probability(b, cell);
+    match (part, label) {
+        (Part::FullLength, Part::UpperBody | Part::LowerBody) => true,
+        (Part::LowerBody, Part::FullLength) => nearer(Part::LowerBody, Part::UpperBody),
+        (Part::UpperBody, Part::FullLength) => !nearer(Part::LowerBody, Part::UpperBody),
+        _ => false,
+    }
+}
+
+/// Garment regions grown into the neighbouring cells they may be one
+/// garment with: a second reading of each, next to the parser's own.
+///
+/// The parser's hardest call is a dress against a top over a skirt (or
+/// trousers), and it often makes it cell by cell: the bodice of a dress
+/// read as a top, its hem as a dress, or a skirt's waist as a dress. Then
+/// each region's box is a part of the garment and none is the garment. So
+/// each dress region is also offered grown into the top and skirt cells
+/// that touch it; a skirt or trousers into the touching dress cells that
+/// are nearer a skirt than a top; a top into those nearer a top. A grown
+/// item keeps its region's class and score (it is the same find, read
+/// whole); the box limit and the detector's de-duplication decide which
+/// readings are shown. Regions that grow by less than a piece
+/// (`MIN_CELLS`) give nothing: their box would be the region's own.
+pub fn whole_garments(map: &ParseMap, found: &[Region]) -> Vec<Region> {
+    let labels = map.labels();
+    let mut out = Vec::new();
+    for region in found {
+        let mut mask = region.mask.clone();
+        let mut stack: Vec<usize> = (0..mask.cells.len()).filter(|&i| mask.cells[i]).collect();
+        let mut bounds = NO_BOUNDS;
+        for &i in &stack {
+            stretch(&mut bounds, i, map.width);
+        }
+        let mut grown = 0;
+        while let Some(i) = stack.pop() {
+            for j in neighbours(i, map.width, map.height) {
+                if !mask.cells[j] && one_garment_with(region.part, map, j, labels[j]) {
+                    mask.cells[j] = true;
+                    grown += 1;
+                    stack.push(j);
+                    stretch(&mut bounds, j, map.width);
+                }
+            }
+        }
+        if grown < MIN_CELLS {
+            continue;
+        }
+        let bbox = bbox_of(bounds, map);
+        out.push(Region { part: region.part, score: region.score, bbox, mask });
+    }
     out
 }
 
