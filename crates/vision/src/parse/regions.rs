@@ -227,7 +227,7 @@ fn one_garment_with(part: Part, map: &ParseMap, cell: usize, label: Part) -> boo
     match (part, label) {
         (Part::FullLength, Part::UpperBody | Part::LowerBody) => true,
         (Part::LowerBody, Part::FullLength) => nearer(Part::LowerBody, Part::UpperBody),
-        (Part::UpperBody, Part::FullLength) => !nearer(Part::LowerBody, Part::UpperBody),
+        (Part::UpperBody, Part::FullLength) => nearer(Part::UpperBody, Part::LowerBody),
         _ => false,
     }
 }
@@ -281,7 +281,8 @@ mod tests {
     use super::*;
 
     /// A map whose cells are certain of the classes drawn in `rows`
-    /// (`.` background, `S` shoes, `U` upper body, `B` bag).
+    /// (`.` background, `S` shoes, `U` upper body, `B` bag, `L` lower
+    /// body, `D` full length).
     fn map_of(rows: &[&str], photo: (u32, u32)) -> ParseMap {
         let (width, height) = (rows[0].len(), rows.len());
         let mut probabilities = vec![0.0; Part::COUNT * width * height];
@@ -291,6 +292,8 @@ mod tests {
                     'S' => Part::Shoes,
                     'U' => Part::UpperBody,
                     'B' => Part::Bag,
+                    'L' => Part::LowerBody,
+                    'D' => Part::FullLength,
                     _ => Part::Background,
                 };
                 probabilities[part.index() * width * height + y * width + x] = 0.9;
@@ -383,5 +386,33 @@ mod tests {
         let people = [BBox::new(0.0, 0.0, 30.0, 30.0), BBox::new(30.0, 0.0, 100.0, 30.0)];
         let found = regions(&map, |_| true, &people);
         assert_eq!(found.len(), 2);
+    }
+
+    #[test]
+    fn a_garment_split_between_a_dress_and_a_top_or_skirt_is_also_offered_whole() {
+        // A top, then cells read as a dress, then a skirt: one dress, or a
+        // top over a long skirt. The dress cells are nearer a skirt than a top.
+        let rows = ["..UU..", "..UU..", "..DD..", "..DD..", "..LL..", "..LL..", "......"];
+        let mut map = map_of(&rows, (60, 70));
+        let cells = map.width * map.height;
+        for (i, _) in rows.concat().chars().enumerate().filter(|(_, c)| *c == 'D') {
+            map.probabilities[Part::LowerBody.index() * cells + i] = 0.08;
+            map.probabilities[Part::UpperBody.index() * cells + i] = 0.02;
+        }
+        let found = regions(&map, |_| true, &[]);
+        assert_eq!(found.len(), 3);
+        let whole = whole_garments(&map, &found);
+        let read: Vec<(Part, BBox)> = whole.iter().map(|r| (r.part, r.bbox)).collect();
+        assert_eq!(read.len(), 2, "{read:?}");
+        // The dress takes the top and the skirt; the skirt takes the dress
+        // cells nearer a skirt; the top takes none.
+        assert!(read.contains(&(Part::FullLength, BBox::new(20.0, 0.0, 40.0, 60.0))));
+        assert!(read.contains(&(Part::LowerBody, BBox::new(20.0, 20.0, 40.0, 60.0))));
+        assert!(whole.iter().all(|r| (r.score - 0.9).abs() < 1e-6));
+        let dress = whole.iter().find(|r| r.part == Part::FullLength).unwrap();
+        assert_eq!(dress.mask.cells.iter().filter(|c| **c).count(), 12);
+        // Shoes and bags are not read as one another.
+        let apart = map_of(&["SS.BB", "SS.BB", "SSBB."], (50, 30));
+        assert!(whole_garments(&apart, &regions(&apart, |_| true, &[])).is_empty());
     }
 }
