@@ -368,11 +368,17 @@ function drawBoxes(items) {
   const layer = $('photo-boxes');
   const { width, height } = state.photo;
   const fragment = document.createDocumentFragment();
+  // Smaller boxes stack above larger ones, so a box inside another (a top
+  // inside the dress it may be read as, a bag over a coat) stays clickable;
+  // the order of the buttons, and so of the keyboard, stays best first.
+  const area = (b) => (b.x1 - b.x0) * (b.y1 - b.y0);
+  const bySize = items.map((item, i) => i).sort((a, b) => area(items[b].bbox) - area(items[a].bbox));
   items.forEach((item, i) => {
     const b = item.bbox;
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'item-box';
+    button.style.zIndex = String(1 + bySize.indexOf(i));
     button.style.left = `${(100 * b.x0) / width}%`;
     button.style.top = `${(100 * b.y0) / height}%`;
     button.style.width = `${(100 * (b.x1 - b.x0)) / width}%`;

@@ -265,6 +265,29 @@ async function runMode(run, url, sample, catalogDir, stopServer) {
     const boxes = await page.count('#photo-boxes .item-box');
     check(`[${tag}] items in a street photo are detected and outlined`, !first.error && boxes >= 2 && boxes === first.items.length,
       `${boxes} boxes (${first.items.map((i) => i.class).join(', ')}), detection ${first.q ? first.q.detectMillis.toFixed(0) : '?'} ms on ${await page.evaluate(() => window.lookalike.detectorBackend)}`);
+    // Where two boxes overlap (a bag over a coat, a top inside the dress it
+    // may be read as), the smaller is on top, so neither hides the other.
+    const stacking = await page.evaluate(() => {
+      document.querySelector('#photo-stage').scrollIntoView({ block: 'center' });
+      const inView = (x, y) => x >= 0 && y >= 0 && x < window.innerWidth && y < window.innerHeight;
+      const buttons = [...document.querySelectorAll('#photo-boxes .item-box')];
+      const rects = buttons.map((b) => b.getBoundingClientRect());
+      const out = [];
+      for (let i = 0; i < rects.length; i++) {
+        for (let j = 0; j < rects.length; j++) {
+          const [a, b] = [rects[i], rects[j]];
+          const x0 = Math.max(a.left, b.left), x1 = Math.min(a.right, b.right);
+          const y0 = Math.max(a.top, b.top), y1 = Math.min(a.bottom, b.bottom);
+          const [x, y] = [(x0 + x1) / 2, (y0 + y1) / 2];
+          if (i === j || x1 - x0 < 4 || y1 - y0 < 4 || a.width * a.height >= b.width * b.height || !inView(x, y)) continue;
+          const hit = document.elementFromPoint(x, y);
+          out.push(hit && hit.closest('.item-box') === buttons[i]);
+        }
+      }
+      return out;
+    });
+    check(`[${tag}] overlapping item boxes stack the smaller on top`, stacking.length > 0 && stacking.every(Boolean),
+      `${stacking.filter(Boolean).length} of ${stacking.length} overlaps`);
     // The page's detector (wasm, on this backend) agrees with the native tool's.
     const overlayPath = path.join(catalogDir, `${tag}-overlay.png`);
     const native = JSON.parse(execFileSync(BIN, ['detect', street, '--overlay', overlayPath], { encoding: 'utf8' }));

@@ -9,7 +9,8 @@
 //! - [`Parser`]: the embedder's backbone (frozen, already shipped) and a
 //!   small trained head ([`ParserHead`]), photo in, [`ParseMap`] out;
 //! - [`regions`]: connected regions of the map joined into items, each with
-//!   its box, score and [`Mask`];
+//!   its box, score and [`Mask`]; [`whole_garments`]: a second reading of
+//!   the garments the map split between a dress and a top or skirt;
 //! - [`overlay`]: the items drawn over the photo, as the page shows them;
 //! - `train` (native only): the head's training on cached backbone features.
 //!

@@ -1,5 +1,7 @@
 //! From the parser's grid to items: connected regions of each class,
-//! joined into one item per garment and person.
+//! joined into one item per garment and person ([`regions`]), and the
+//! garments it split between a dress and a top or skirt read whole as
+//! well ([`whole_garments`]).
 //!
 //! A garment is often cut in pieces (a blouse by the arms and a bag strap,
 //! a dress by a belt, a pair of shoes by the gap between the feet), and a
