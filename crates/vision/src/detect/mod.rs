@@ -285,7 +285,7 @@ impl Detector {
         }
         // The parser's reading, then the garments it split read whole.
         let found = regions(&map, |part| options.allows(part.name()), &people);
-        let whole = whole_garments(&map, &found);
+        let whole = whole_garments(&map, &found, &people);
         let items = found
             .into_iter()
             .chain(whole)

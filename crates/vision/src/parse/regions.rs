@@ -149,18 +149,23 @@ pub fn figures(map: &ParseMap) -> usize {
     blobs.iter().filter(|b| b.cells.len() as f32 >= least).count()
 }
 
-/// The person (index into `people`) a piece belongs to: the box holding
-/// its centre, the smallest when several do.
+/// The person (index into `people`) at photo point `(x, y)`: the box holding
+/// it, the smallest when several do.
+fn person_at(x: f32, y: f32, people: &[BBox]) -> Option<usize> {
+    people
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.x0 <= x && x <= p.x1 && p.y0 <= y && y <= p.y1)
+        .min_by(|a, b| a.1.area().total_cmp(&b.1.area()))
+        .map(|(i, _)| i)
+}
+
+/// The person a piece belongs to: the one at its box's centre.
 fn owner(piece: &Piece, map: &ParseMap, people: &[BBox]) -> Option<usize> {
     let (cw, ch) = map.cell_size();
     let cx = (piece.bounds[0] + piece.bounds[2] + 1) as f32 / 2.0 * cw;
     let cy = (piece.bounds[1] + piece.bounds[3] + 1) as f32 / 2.0 * ch;
-    people
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.x0 <= cx && cx <= p.x1 && p.y0 <= cy && cy <= p.y1)
-        .min_by(|a, b| a.1.area().total_cmp(&b.1.area()))
-        .map(|(i, _)| i)
+    person_at(cx, cy, people)
 }
 
 /// The items of the classes `wanted` accepts, best first. `people`: person
@@ -248,10 +253,21 @@ fn one_garment_with(part: Part, map: &ParseMap, cell: usize, label: Part) -> boo
 /// whole); the box limit and the detector's de-duplication decide which
 /// readings are shown. Regions that grow by less than a piece
 /// (`MIN_CELLS`) give nothing: their box would be the region's own.
-pub fn whole_garments(map: &ParseMap, found: &[Region]) -> Vec<Region> {
+/// `people`: as for [`regions`]; with two or more, a region grows only over
+/// its own person's cells, or one woman's dress would take her
+/// neighbour's top.
+pub fn whole_garments(map: &ParseMap, found: &[Region], people: &[BBox]) -> Vec<Region> {
     let labels = map.labels();
+    let (cw, ch) = map.cell_size();
+    let person_of_cell = |cell: usize| {
+        let (x, y) = ((cell % map.width) as f32 + 0.5, (cell / map.width) as f32 + 0.5);
+        person_at(x * cw, y * ch, people)
+    };
     let mut out = Vec::new();
     for region in found {
+        let b = region.bbox;
+        let owner = person_at((b.x0 + b.x1) / 2.0, (b.y0 + b.y1) / 2.0, people);
+        let same_person = |cell: usize| people.len() < 2 || person_of_cell(cell) == owner;
         let mut mask = region.mask.clone();
         let mut stack: Vec<usize> = (0..mask.cells.len()).filter(|&i| mask.cells[i]).collect();
         let mut bounds = NO_BOUNDS;
@@ -261,7 +277,10 @@ pub fn whole_garments(map: &ParseMap, found: &[Region]) -> Vec<Region> {
         let mut grown = 0;
         while let Some(i) = stack.pop() {
             for j in neighbours(i, map.width, map.height) {
-                if !mask.cells[j] && one_garment_with(region.part, map, j, labels[j]) {
+                if !mask.cells[j]
+                    && one_garment_with(region.part, map, j, labels[j])
+                    && same_person(j)
+                {
                     mask.cells[j] = true;
                     grown += 1;
                     stack.push(j);
@@ -403,7 +422,7 @@ mod tests {
         }
         let found = regions(&map, |_| true, &[]);
         assert_eq!(found.len(), 3);
-        let whole = whole_garments(&map, &found);
+        let whole = whole_garments(&map, &found, &[]);
         let read: Vec<(Part, BBox)> = whole.iter().map(|r| (r.part, r.bbox)).collect();
         assert_eq!(read.len(), 2, "{read:?}");
         // The dress takes the top and the skirt; the skirt takes the dress
@@ -415,6 +434,23 @@ mod tests {
         assert_eq!(dress.mask.cells.iter().filter(|c| **c).count(), 12);
         // Shoes and bags are not read as one another.
         let apart = map_of(&["SS.BB", "SS.BB", "SSBB."], (50, 30));
-        assert!(whole_garments(&apart, &regions(&apart, |_| true, &[])).is_empty());
+        assert!(whole_garments(&apart, &regions(&apart, |_| true, &[]), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_garment_is_read_whole_only_on_its_own_person() {
+        // Two women side by side: a dress on the left touching a top on the
+        // right. As one figure, the dress takes the top; as two people, not.
+        let map = map_of(&["DDDUUU", "DDDUUU", "DDD...", "DDD..."], (60, 40));
+        let grown = |people: &[BBox]| {
+            let found = regions(&map, |_| true, people);
+            whole_garments(&map, &found, people)
+                .into_iter()
+                .map(|r| (r.part, r.bbox))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(grown(&[]), [(Part::FullLength, BBox::new(0.0, 0.0, 60.0, 40.0))]);
+        let people = [BBox::new(0.0, 0.0, 30.0, 40.0), BBox::new(30.0, 0.0, 60.0, 40.0)];
+        assert!(grown(&people).is_empty());
     }
 }
