@@ -815,17 +815,7 @@ fn query_image(
     };
     let items = block_on(detector.detect(&rgb, &args.detect.options()?))?;
     let head = match &manifest.labels {
-        Some(path) => {
-            let path = args.site.join(path);
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let head = lookalike_index::LabelHead::from_json(&bytes, &path.display().to_string())?;
-            head.check_input_width(
-                lookalike_vision::model::FEATURE_DIM,
-                &path.display().to_string(),
-            )?;
-            Some(head)
-        }
+        Some(path) => Some(crate::labels::read_label_head(&args.site.join(path))?),
         None => None,
     };
     // Each item's crop (cut out of the street when the parser masked it);

@@ -2,11 +2,22 @@
 //! embeddings and measures it on products it did not train on.
 
 use crate::catalog::Product;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use lookalike_index::LabelHead;
 use lookalike_vision::model::FEATURE_DIM;
 use lookalike_vision::model::label_head;
 use std::collections::HashMap;
+use std::path::Path;
+
+/// A label head record (`train-labels`' JSON), read and checked: a head
+/// for another embedder fails here, not after the embedding.
+pub fn read_label_head(path: &Path) -> Result<LabelHead> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let source = path.display().to_string();
+    let head = LabelHead::from_json(&bytes, &source)?;
+    head.check_input_width(FEATURE_DIM, &source)?;
+    Ok(head)
+}
 
 /// Full passes over the training set; the loss has flattened well before.
 pub const EPOCHS: usize = 150;

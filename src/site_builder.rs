@@ -601,18 +601,8 @@ pub fn build_site(options: &BuildOptions) -> Result<BuildReport> {
         (CropSpec::Detect, ..) => bail!("cropping by detection needs the detector models"),
     };
     drop(detector_graphs); // the weights are shipped from their files
-    let head = options
-        .labels
-        .as_ref()
-        .map(|path| -> Result<LabelHead> {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let head = LabelHead::from_json(&bytes, &path.display().to_string())?;
-            // A head for another embedder fails now, not after the embedding.
-            head.check_input_width(FEATURE_DIM, &path.display().to_string())?;
-            Ok(head)
-        })
-        .transpose()?;
+    let head =
+        options.labels.as_ref().map(|path| crate::labels::read_label_head(path)).transpose()?;
 
     let out = &options.out;
     std::fs::create_dir_all(out.join(site::THUMBS_DIR))
