@@ -21,7 +21,7 @@ use burn::tensor::Device;
 use lookalike::catalog::Columns;
 use lookalike::catalog_embeddings::{catalog_embeddings_of, embed_with_cache};
 use lookalike::crops::CropMode;
-use lookalike::labels::train_labels;
+use lookalike::labels::{read_label_head, train_labels};
 use lookalike::parser_training::{CcpPhoto, is_validation, read_ccp};
 use lookalike_index::{LabelHead, normalized};
 use lookalike_vision::detect::groups::{GROUPS, group_of_class, group_of_label};
@@ -227,16 +227,24 @@ impl Catalog {
     }
 }
 
-/// Per group, the fit of every ground-truth garment (0 for a miss), and
-/// of the found ones.
+/// The subCategory fit of one detector's items: per group over every
+/// ground-truth garment (0 for a miss), over the four fit groups, and over
+/// the garments an item matched.
+struct GroupFit {
+    per_group: BTreeMap<String, f64>,
+    all: f64,
+    found: f64,
+}
+
+/// The fit of each garment's matched item, as searched plainly and with
+/// "same category only": one crop and embedding pass for both.
 fn subcategory_fit(
     photos: &[Photo],
     found: &[Vec<Item>],
     dir: &Path,
     embedder: &Embedder,
     catalog: &Catalog,
-    same_category: bool,
-) -> Result<(BTreeMap<String, f64>, f64, f64)> {
+) -> Result<(GroupFit, GroupFit)> {
     // Crops of the matched items, then one embedding pass.
     let mut crops = Vec::new();
     let mut garments: Vec<(&'static str, Option<usize>)> = Vec::new();
@@ -251,24 +259,30 @@ fn subcategory_fit(
         }
     }
     let vectors = embedder.embed_lanes(&crops, rayon::current_num_threads())?;
-    let mut per_group: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-    let (mut all, mut all_n, mut found_sum, mut found_n) = (0.0, 0, 0.0, 0);
-    for (group, crop) in garments {
-        let fit = crop.map_or(0.0, |c| catalog.fit(&vectors[c], fits(group), same_category));
-        let entry = per_group.entry(group.to_string()).or_default();
-        entry.0 += fit;
-        entry.1 += 1;
-        if FIT_GROUPS.contains(&group) {
-            all += fit;
-            all_n += 1;
-            if crop.is_some() {
-                found_sum += fit;
-                found_n += 1;
+    let fit_of = |same_category: bool| {
+        let mut per_group: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        let (mut all, mut all_n, mut found_sum, mut found_n) = (0.0, 0, 0.0, 0);
+        for &(group, crop) in &garments {
+            let fit = crop.map_or(0.0, |c| catalog.fit(&vectors[c], fits(group), same_category));
+            let entry = per_group.entry(group.to_string()).or_default();
+            entry.0 += fit;
+            entry.1 += 1;
+            if FIT_GROUPS.contains(&group) {
+                all += fit;
+                all_n += 1;
+                if crop.is_some() {
+                    found_sum += fit;
+                    found_n += 1;
+                }
             }
         }
-    }
-    let per_group = per_group.into_iter().map(|(g, (s, n))| (g, s / n.max(1) as f64)).collect();
-    Ok((per_group, all / all_n.max(1) as f64, found_sum / found_n.max(1) as f64))
+        GroupFit {
+            per_group: per_group.into_iter().map(|(g, (s, n))| (g, s / n.max(1) as f64)).collect(),
+            all: all / all_n.max(1) as f64,
+            found: found_sum / found_n.max(1) as f64,
+        }
+    };
+    Ok((fit_of(false), fit_of(true)))
 }
 
 /// Every item of every photo (any score, no limit), and the time per photo
@@ -306,8 +320,7 @@ fn figures(
     photos: &[Photo],
     found: &[Vec<Item>],
     ms_per_photo: f64,
-    fit: (BTreeMap<String, f64>, f64, f64),
-    same_category: (BTreeMap<String, f64>, f64, f64),
+    (fit, same_category): (GroupFit, GroupFit),
 ) -> DetectorFigures {
     let (default, report) = (limited(found, DEFAULT_MAX_BOXES), limited(found, REPORT_MAX_BOXES));
     let per_photo = |d: &[Vec<Item>]| d.iter().map(Vec::len).sum::<usize>() as f64 / d.len() as f64;
@@ -320,11 +333,11 @@ fn figures(
         boxes_per_photo_report: per_photo(&report),
         boxes_per_photo_every_item: per_photo(found),
         ms_per_photo_native: ms_per_photo,
-        fit: fit.0,
-        fit_all: fit.1,
-        fit_found: fit.2,
-        fit_same_category: same_category.0,
-        fit_same_category_all: same_category.1,
+        fit: fit.per_group,
+        fit_all: fit.all,
+        fit_found: fit.found,
+        fit_same_category: same_category.per_group,
+        fit_same_category_all: same_category.all,
     }
 }
 
@@ -450,11 +463,7 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         .iter()
         .map(|p| (p.image.as_str(), p.label.as_deref().unwrap_or_default()))
         .collect();
-    let head_path = options.models_dir.join("labels.json");
-    let head = LabelHead::from_json(
-        &std::fs::read(&head_path).with_context(|| format!("reading {}", head_path.display()))?,
-        &head_path.display().to_string(),
-    )?;
+    let head = read_label_head(&options.models_dir.join("labels.json"))?;
     let catalog = Catalog {
         vectors: catalog
             .vectors
@@ -470,27 +479,24 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         head,
     };
     let at_defaults = |found: &[Vec<Item>]| limited(found, DEFAULT_MAX_BOXES);
-    let fit = |found: &[Vec<Item>], same_category: bool| {
-        subcategory_fit(&photos, found, &dir, &embedder, &catalog, same_category)
-    };
-    let parser_fit = fit(&at_defaults(&parsed), false)?;
-    let parser_same_category_fit = fit(&at_defaults(&parsed), true)?;
+    let fit = |found: &[Vec<Item>]| subcategory_fit(&photos, found, &dir, &embedder, &catalog);
+    let parser_kept = at_defaults(&parsed);
+    let parser_fit = fit(&parser_kept)?;
     // The parser's boxes without the cut-out: what the masks change.
-    let unmasked: Vec<Vec<Item>> = at_defaults(&parsed)
+    let unmasked: Vec<Vec<Item>> = parser_kept
         .into_iter()
         .map(|items| items.into_iter().map(|i| Item { mask: None, ..i }).collect())
         .collect();
-    let parser_boxes_fit = fit(&unmasked, false)?.1;
-    let old_fit = fit(&at_defaults(&old), false)?;
-    let old_same_category_fit = fit(&at_defaults(&old), true)?;
+    let parser_boxes_fit = fit(&unmasked)?.0.all;
+    let old_fit = fit(&at_defaults(&old))?;
 
     let trained = train_labels(&fashion.products, &fashion.vectors, "articleType", 20, 0.2)?;
     let wasm_cpu = wasm_timing(options, &dir.join(&photos[0].file));
 
     let report = DetectReport {
         photos: photos.len(),
-        parser: figures(&photos, &parsed, parsed_ms, parser_fit, parser_same_category_fit),
-        composed: figures(&photos, &old, old_ms, old_fit, old_same_category_fit),
+        parser: figures(&photos, &parsed, parsed_ms, parser_fit),
+        composed: figures(&photos, &old, old_ms, old_fit),
         parser_only_ms_native: parser_only_ms,
         parser_boxes_fit,
         parser_iou,
