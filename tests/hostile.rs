@@ -794,7 +794,6 @@ mod cases {
         mutate_and_run(model, bin, None, &[1, 12, 12, 3], &["out"])
     }
 
-    /// The shipped detector models, mutated the same way and run whole.
     /// The shipped parser head's record, mutated (header bytes, weight
     /// bytes, truncated, extended), loaded onto the real backbone and run
     /// on a small photo: a named error or an answer, never a panic.
@@ -840,9 +839,12 @@ mod cases {
         let map = lookalike_vision::detect::readback::block_on(parser.parse(&photo))
             .map_err(|e| e.to_string())?;
         let items = lookalike_vision::parse::regions(&map, |_| true, &[]);
+        // Reading split garments whole walks the same damaged map.
+        lookalike_vision::parse::whole_garments(&map, &items, &[]);
         Ok(items.len() < 1000)
     }
 
+    /// The shipped detector models, mutated the same way and run whole.
     pub fn detector(case: usize) -> Result {
         let path = super::common::project_file(if case.is_multiple_of(2) {
             "models/nanodet.json"
