@@ -98,6 +98,10 @@ enum Command {
         /// many): for quick checks.
         #[arg(long)]
         limit: Option<usize>,
+        /// Train on only the first N photos of the training split, still
+        /// validating on all of its validation split (a learning curve).
+        #[arg(long, value_name = "N")]
+        training_photos: Option<usize>,
     },
     /// Print the fashion items found in a photo (boxes, classes, scores) as JSON.
     Detect {
@@ -464,7 +468,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::TrainParser { data, out, model, epochs, seed, limit } => {
+        Command::TrainParser { data, out, model, epochs, seed, limit, training_photos } => {
             let args = crate::parser_training::TrainParserArgs {
                 data,
                 out,
@@ -472,8 +476,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 cache_dir: default_cache_dir(),
                 options: TrainOptions { epochs, seed, ..TrainOptions::default() },
                 limit,
+                training_photos,
             };
-            crate::parser_training::train_parser(&args)?;
+            let report = crate::parser_training::train_parser(&args)?.report;
+            println!("validation: {:.3} of cells right; IoU per class:", report.pixel_accuracy);
+            for class in &report.iou {
+                println!("  {:<12} {:.3}  ({} cells)", class.class, class.iou, class.cells);
+            }
             Ok(())
         }
         Command::Detect { image, detect, overlay } => {

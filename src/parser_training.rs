@@ -265,6 +265,11 @@ pub struct TrainParserArgs {
     pub options: TrainOptions,
     /// Train on at most this many photos of each split (tests, quick runs).
     pub limit: Option<usize>,
+    /// Train on only the first this many photos of the training split, and
+    /// validate on the whole validation split: a point of the learning
+    /// curve (`bench parser-curve`). The backbone's features of every photo
+    /// are still computed, so every point reads the same cache.
+    pub training_photos: Option<usize>,
 }
 
 /// What `train-parser` writes next to the head's record (`parser.json`):
@@ -274,7 +279,7 @@ pub struct ParserProvenance {
     pub command: String,
     pub classes: Vec<&'static str>,
     pub backbone_sha256: String,
-    /// SHA-256 over every photo and mask used (both splits), in order.
+    /// SHA-256 over every photo and mask trained or validated on, in order.
     pub data_sha256: String,
     pub training_photos: usize,
     pub validation_photos: usize,
@@ -294,6 +299,15 @@ pub fn train_parser(args: &TrainParserArgs) -> Result<ParserProvenance> {
     if training.is_empty() || validation.is_empty() {
         bail!("{}: too few photos to train and validate", args.data.display());
     }
+    let trained_on = match args.training_photos {
+        None => training.len(),
+        Some(n) if (1..=training.len()).contains(&n) => n,
+        Some(n) => bail!(
+            "--training-photos {n}: the training split of {} has 1 to {} photos",
+            args.data.display(),
+            training.len()
+        ),
+    };
     let device = Device::flex();
     let backbone_bytes = std::fs::read(&args.backbone)
         .with_context(|| format!("reading {}", args.backbone.display()))?;
@@ -311,19 +325,20 @@ pub fn train_parser(args: &TrainParserArgs) -> Result<ParserProvenance> {
         .chain(read_validation.iter().map(|r| (r, false)))
         .collect();
     let features = pyramids(&backbone, &backbone_hash, &jobs, &args.cache_dir)?;
-    let mut data_hash = Sha256::new();
-    for r in &read {
-        data_hash.update(&r.image);
-        data_hash.update(&r.mask);
-    }
     let mut samples = Vec::with_capacity(jobs.len());
     for ((r, flip), pyramid) in jobs.iter().zip(features) {
         samples.push(Sample { pyramid, target: target(r, &classes, shapes.grids[0], *flip)? });
     }
     let validation_samples = samples.split_off(2 * training.len());
+    samples.truncate(2 * trained_on);
+    let mut data_hash = Sha256::new();
+    for r in read_training[..trained_on].iter().chain(read_validation) {
+        data_hash.update(&r.image);
+        data_hash.update(&r.mask);
+    }
     eprintln!(
         "training the parser's head on {} photos, each also mirrored ({} held out for validation), {} epochs",
-        training.len(),
+        trained_on,
         validation_samples.len(),
         args.options.epochs
     );
@@ -345,10 +360,6 @@ pub fn train_parser(args: &TrainParserArgs) -> Result<ParserProvenance> {
             );
         },
     );
-    println!("validation: {:.3} of cells right; IoU per class:", report.pixel_accuracy);
-    for class in &report.iou {
-        println!("  {:<12} {:.3}  ({} cells)", class.class, class.iou, class.cells);
-    }
     let bytes = head_to_burnpack_bytes(&head, &args.out.display().to_string())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -356,13 +367,15 @@ pub fn train_parser(args: &TrainParserArgs) -> Result<ParserProvenance> {
     }
     let provenance = ParserProvenance {
         command: format!(
-            "lookalike train-parser --data <ccp-street-fashion> --epochs {} --seed {}",
-            args.options.epochs, args.options.seed
+            "lookalike train-parser --data <ccp-street-fashion> --epochs {} --seed {}{}",
+            args.options.epochs,
+            args.options.seed,
+            args.training_photos.map(|n| format!(" --training-photos {n}")).unwrap_or_default()
         ),
         classes: Part::ALL.iter().map(|p| p.name()).collect(),
         backbone_sha256: backbone_hash,
         data_sha256: format!("{:x}", data_hash.finalize()),
-        training_photos: training.len(),
+        training_photos: trained_on,
         validation_photos: validation_samples.len(),
         seed: args.options.seed,
         epochs: args.options.epochs,

@@ -1,5 +1,6 @@
 //! The garment parser from the command line: `train-parser` is
-//! deterministic and reports what it learned, `detect` draws the parser's
+//! deterministic, reports what it learned and trains on a chosen share of
+//! its split for a learning curve, `detect` draws the parser's
 //! masks, packshots are searched as the catalog indexed them, and a bad
 //! parser record is refused by name.
 
@@ -108,6 +109,54 @@ fn training_is_deterministic_from_its_seed_and_reports_per_class_iou() {
         &dir.join("cache"),
     ));
     let _: serde_json::Value = serde_json::from_slice(&detected.stdout).unwrap();
+}
+
+/// A learning curve's point: the head trains on the first N training
+/// photos, validates on the same validation photos as a full run, and
+/// reads the backbone's features from the full run's cache.
+#[test]
+fn training_photos_bounds_the_training_split_only() {
+    let dir = temp("curve");
+    let (data, model, cache) = (ccp(), backbone(), dir.join("cache"));
+    let train = |out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let mut args = vec![
+            "train-parser",
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--model",
+            s(&model),
+            "--epochs",
+            "1",
+            "--limit",
+            "12",
+        ];
+        args.extend_from_slice(extra);
+        lookalike(&args, &cache)
+    };
+    let provenance = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+    };
+    ok(train("all.bpk", &[]));
+    let output = ok(train("some.bpk", &["--training-photos", "5"]));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("backbone features: from"));
+    let (all, some) = (provenance("all.json"), provenance("some.json"));
+    assert_eq!(all["training_photos"], 12);
+    assert_eq!(some["training_photos"], 5);
+    assert_eq!(some["validation_photos"], all["validation_photos"]);
+    assert_ne!(some["data_sha256"], all["data_sha256"], "the hash covers what was trained on");
+    assert!(some["command"].as_str().unwrap().ends_with("--training-photos 5"));
+    // More photos than the split has (or none) is refused by name, before any work.
+    for n in ["13", "0"] {
+        let output = train("none.bpk", &["--training-photos", n]);
+        assert!(!output.status.success());
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains(&format!("--training-photos {n}")), "{message}");
+        assert!(message.contains("has 1 to 12 photos"), "{message}");
+    }
+    assert!(!dir.join("none.bpk").exists());
 }
 
 #[test]
