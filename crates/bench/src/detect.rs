@@ -19,7 +19,7 @@
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use lookalike::catalog::Columns;
-use lookalike::catalog_embeddings::{catalog_embeddings_of, embed_with_cache};
+use lookalike::catalog_embeddings::{CachedEmbeddings, catalog_embeddings_of, embed_with_cache};
 use lookalike::crops::CropMode;
 use lookalike::labels::{read_label_head, train_labels};
 use lookalike::parser_training::{CcpPhoto, is_validation, read_ccp};
@@ -389,46 +389,152 @@ fn parser_iou(
         .collect())
 }
 
+/// What every evaluation of a detector reads once: CCP's validation photos
+/// and masks, the embedder, and the fashion catalog the fit searches.
+pub(crate) struct Validation {
+    pub dir: PathBuf,
+    pub ccp: (Vec<CcpPhoto>, Vec<Part>),
+    photos: Vec<Photo>,
+    pub device: Device,
+    pub embedder: Embedder,
+    catalog: Catalog,
+    /// The fashion catalog by articleType, for the label head's accuracy.
+    fashion: CachedEmbeddings,
+}
+
+impl Validation {
+    /// `quick`: the first 30 validation photos only.
+    pub fn load(
+        data_dir: &Path,
+        models_dir: &Path,
+        cache_dir: &Path,
+        model: &Path,
+        quick: bool,
+    ) -> Result<Self> {
+        let dir = data_dir.join("ccp-street-fashion");
+        let ccp = read_ccp(&dir)?;
+        let validation: std::collections::HashSet<&PathBuf> =
+            ccp.0.iter().filter(|p| is_validation(&p.group_id)).map(|p| &p.file).collect();
+        let mut photos = read_ground_truth(&dir.join("boxes.csv"))?;
+        photos.retain(|p| validation.contains(&dir.join(&p.file)));
+        if quick {
+            photos.truncate(30);
+        }
+        if photos.is_empty() {
+            bail!("no validation photos in {}", dir.display());
+        }
+        let device = Device::flex();
+        let embedder = Embedder::new(
+            lookalike_vision::model::weights::from_file(model, &device)?,
+            device.clone(),
+        );
+        let by_subcategory = catalog_embeddings_of(
+            data_dir,
+            cache_dir,
+            model,
+            "fashion-product-images",
+            Some("subCategory"),
+            &CropMode::Foreground,
+        )?;
+        let columns = Columns {
+            id: Some("product_id".into()),
+            image: Some("file".into()),
+            label: Some("articleType".into()),
+        };
+        let fashion = embed_with_cache(
+            &data_dir.join("fashion-product-images/labels.csv"),
+            &columns,
+            cache_dir,
+            model,
+        )?;
+        let article_types: std::collections::HashMap<&str, &str> = fashion
+            .products
+            .iter()
+            .map(|p| (p.image.as_str(), p.label.as_deref().unwrap_or_default()))
+            .collect();
+        let catalog = Catalog {
+            vectors: by_subcategory
+                .vectors
+                .chunks_exact(lookalike_vision::FEATURE_DIM)
+                .map(normalized)
+                .collect(),
+            kinds: by_subcategory
+                .products
+                .iter()
+                .map(|p| p.label.clone().unwrap_or_default())
+                .collect(),
+            article_types: by_subcategory
+                .products
+                .iter()
+                .map(|p| {
+                    article_types.get(p.image.as_str()).copied().unwrap_or_default().to_string()
+                })
+                .collect(),
+            head: read_label_head(&models_dir.join("labels.json"))?,
+        };
+        Ok(Self { dir, ccp, photos, device, embedder, catalog, fashion })
+    }
+
+    pub fn photos(&self) -> usize {
+        self.photos.len()
+    }
+
+    /// The parser on the shipped backbone with the head in `record`.
+    pub fn parser(&self, record: Vec<u8>, name: &str) -> Result<Parser> {
+        let head = lookalike_vision::parse::head_from_burnpack_bytes(
+            record,
+            self.embedder.model(),
+            name,
+            &self.device,
+        )?;
+        Ok(Parser::new(self.embedder.model().clone(), head, self.device.clone()))
+    }
+
+    /// A detector's every item on every photo, and its figures.
+    pub fn figures(&self, detector: &Detector) -> Result<(Vec<Vec<Item>>, DetectorFigures)> {
+        let (found, ms) = detect_all(detector, &self.photos, &self.dir)?;
+        let fit = self.fit(&limited(&found, DEFAULT_MAX_BOXES))?;
+        let figures = figures(&self.photos, &found, ms, fit);
+        Ok((found, figures))
+    }
+
+    fn fit(&self, kept: &[Vec<Item>]) -> Result<(GroupFit, GroupFit)> {
+        subcategory_fit(&self.photos, kept, &self.dir, &self.embedder, &self.catalog)
+    }
+
+    /// Per-class IoU of the parser's grid cells against the masks.
+    pub fn parser_iou(&self, parser: &Parser) -> Result<BTreeMap<String, f64>> {
+        parser_iou(parser, &self.photos, &self.dir, &self.ccp)
+    }
+}
+
 pub fn run(options: &DetectBenchOptions) -> Result<()> {
-    let dir = options.data_dir.join("ccp-street-fashion");
-    let ccp = read_ccp(&dir)?;
-    let validation: std::collections::HashSet<&PathBuf> =
-        ccp.0.iter().filter(|p| is_validation(&p.group_id)).map(|p| &p.file).collect();
-    let mut photos = read_ground_truth(&dir.join("boxes.csv"))?;
-    photos.retain(|p| validation.contains(&dir.join(&p.file)));
-    if options.quick {
-        photos.truncate(30);
-    }
-    if photos.is_empty() {
-        bail!("no validation photos in {}", dir.display());
-    }
+    let bench = Validation::load(
+        &options.data_dir,
+        &options.models_dir,
+        &options.cache_dir,
+        &options.model,
+        options.quick,
+    )?;
     // Every model read once: the embedder's backbone is the parser's too.
-    let device = Device::flex();
+    let device = &bench.device;
     let objects = read_model(&options.models_dir.join("nanodet.json"))?;
     let pose = read_model(&options.models_dir.join("movenet-lightning.json"))?;
-    let embedder = Embedder::new(
-        lookalike_vision::model::weights::from_file(&options.model, &device)?,
-        device.clone(),
-    );
-    let head = lookalike_vision::parse::head_from_burnpack_bytes(
-        std::fs::read(options.models_dir.join("parser.bpk"))?,
-        embedder.model(),
-        "parser.bpk",
-        &device,
-    )?;
-    let parser = Parser::new(embedder.model().clone(), head, device.clone());
-    let parser_only = Detector::new(None, None, &device)?.with_parser(parser.clone());
-    let with_parser = Detector::new(Some(&objects), None, &device)?.with_parser(parser.clone());
-    let composed = Detector::new(Some(&objects), Some(&pose), &device)?;
+    let parser =
+        bench.parser(std::fs::read(options.models_dir.join("parser.bpk"))?, "parser.bpk")?;
+    let parser_only = Detector::new(None, None, device)?.with_parser(parser.clone());
+    let with_parser = Detector::new(Some(&objects), None, device)?.with_parser(parser.clone());
+    let composed = Detector::new(Some(&objects), Some(&pose), device)?;
 
-    eprintln!("detecting on {} validation photos...", photos.len());
-    let (parsed, parsed_ms) = detect_all(&with_parser, &photos, &dir)?;
-    let (_, parser_only_ms) = detect_all(&parser_only, &photos, &dir)?;
-    let (old, old_ms) = detect_all(&composed, &photos, &dir)?;
-    let parser_iou = parser_iou(&parser, &photos, &dir, &ccp)?;
+    eprintln!("detecting on {} validation photos, with the subCategory fit...", bench.photos());
+    let (parsed, parser_figures) = bench.figures(&with_parser)?;
+    let (_, parser_only_ms) = detect_all(&parser_only, &bench.photos, &bench.dir)?;
+    let (old, composed_figures) = bench.figures(&composed)?;
+    let parser_iou = bench.parser_iou(&parser)?;
     if let Some(path) = std::env::var_os("LOOKALIKE_DETECT_DUMP") {
         // Every item of every photo, for looking into misses by hand.
-        let dump: Vec<serde_json::Value> = photos
+        let dump: Vec<serde_json::Value> = bench
+            .photos
             .iter()
             .zip(parsed.iter().zip(&old))
             .map(|(p, (parsed, old))| {
@@ -437,66 +543,21 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
             .collect();
         std::fs::write(&path, serde_json::to_vec(&dump)?)?;
     }
-
-    eprintln!("subCategory fit against the fashion catalog...");
-    let catalog = catalog_embeddings_of(
-        &options.data_dir,
-        &options.cache_dir,
-        &options.model,
-        "fashion-product-images",
-        Some("subCategory"),
-        &CropMode::Foreground,
-    )?;
-    let columns = Columns {
-        id: Some("product_id".into()),
-        image: Some("file".into()),
-        label: Some("articleType".into()),
-    };
-    let fashion = embed_with_cache(
-        &options.data_dir.join("fashion-product-images/labels.csv"),
-        &columns,
-        &options.cache_dir,
-        &options.model,
-    )?;
-    let article_types: std::collections::HashMap<&str, &str> = fashion
-        .products
-        .iter()
-        .map(|p| (p.image.as_str(), p.label.as_deref().unwrap_or_default()))
-        .collect();
-    let head = read_label_head(&options.models_dir.join("labels.json"))?;
-    let catalog = Catalog {
-        vectors: catalog
-            .vectors
-            .chunks_exact(lookalike_vision::FEATURE_DIM)
-            .map(normalized)
-            .collect(),
-        kinds: catalog.products.iter().map(|p| p.label.clone().unwrap_or_default()).collect(),
-        article_types: catalog
-            .products
-            .iter()
-            .map(|p| article_types.get(p.image.as_str()).copied().unwrap_or_default().to_string())
-            .collect(),
-        head,
-    };
-    let at_defaults = |found: &[Vec<Item>]| limited(found, DEFAULT_MAX_BOXES);
-    let fit = |found: &[Vec<Item>]| subcategory_fit(&photos, found, &dir, &embedder, &catalog);
-    let parser_kept = at_defaults(&parsed);
-    let parser_fit = fit(&parser_kept)?;
     // The parser's boxes without the cut-out: what the masks change.
-    let unmasked: Vec<Vec<Item>> = parser_kept
+    let unmasked: Vec<Vec<Item>> = limited(&parsed, DEFAULT_MAX_BOXES)
         .into_iter()
         .map(|items| items.into_iter().map(|i| Item { mask: None, ..i }).collect())
         .collect();
-    let parser_boxes_fit = fit(&unmasked)?.0.all;
-    let old_fit = fit(&at_defaults(&old))?;
+    let parser_boxes_fit = bench.fit(&unmasked)?.0.all;
 
+    let fashion = &bench.fashion;
     let trained = train_labels(&fashion.products, &fashion.vectors, "articleType", 20, 0.2)?;
-    let wasm_cpu = wasm_timing(options, &dir.join(&photos[0].file));
+    let wasm_cpu = wasm_timing(options, &bench.dir.join(&bench.photos[0].file));
 
     let report = DetectReport {
-        photos: photos.len(),
-        parser: figures(&photos, &parsed, parsed_ms, parser_fit),
-        composed: figures(&photos, &old, old_ms, old_fit),
+        photos: bench.photos(),
+        parser: parser_figures,
+        composed: composed_figures,
         parser_only_ms_native: parser_only_ms,
         parser_boxes_fit,
         parser_iou,

@@ -11,6 +11,7 @@
 //! lookalike-bench build                       images per second of the build's stages
 //! lookalike-bench quality                     retrieval quality on the shared catalogs
 //! lookalike-bench detect                      garment detection on street photos
+//! lookalike-bench parser-curve [--quick]      the garment parser trained on a quarter to all of its photos
 //! lookalike-bench web                         the demo site in three browsers
 //! lookalike-bench scale [--quick] [--json]    a paged site of 1,000,000 products over a slow network
 //! ```
@@ -22,6 +23,7 @@ mod ann;
 mod build;
 mod detect;
 mod forest;
+mod parser_curve;
 mod quality;
 mod scale;
 mod truth;
@@ -69,6 +71,8 @@ enum BenchKind {
     Quality,
     /// Garment detection on CCP street photos, and the label head's accuracy.
     Detect,
+    /// The garment parser's learning curve: heads trained on a quarter, half, three quarters and all of CCP's training photos.
+    ParserCurve,
     /// The demo site in headless Chromium: bytes, time to results, photo queries.
     Web,
     /// Paged sites of 100,000 and 1,000,000 synthetic products: build, recall, bytes and latency per query.
@@ -138,6 +142,14 @@ fn run(Bench { what, quick, json, dataset }: Bench) -> Result<()> {
             cache_dir: default_cache_dir(),
             model: project_path(DEFAULT_MODEL),
             project: project_path("."),
+        }),
+        BenchKind::ParserCurve => parser_curve::run(&parser_curve::ParserCurveOptions {
+            quick,
+            json,
+            data_dir,
+            models_dir: project_path("models"),
+            cache_dir: default_cache_dir(),
+            model: project_path(DEFAULT_MODEL),
         }),
     }
 }
