@@ -53,29 +53,23 @@ fn parse(head: Vec<u8>, photo: &image::RgbImage) -> Vec<f32> {
     map.unwrap().probabilities
 }
 
+/// `train-parser` on the first 12 training photos (and 3 validation
+/// photos) with the shipped backbone, writing `out` in `dir`, with its
+/// features cached in `dir/cache`.
+fn train_on_12(dir: &Path, out: &str, extra: &[&str]) -> Output {
+    let (data, model, out) = (ccp(), backbone(), dir.join(out));
+    let mut args = vec!["train-parser", "--data", s(&data), "--out", s(&out), "--model", s(&model)];
+    args.extend_from_slice(&["--limit", "12"]);
+    args.extend_from_slice(extra);
+    lookalike(&args, &dir.join("cache"))
+}
+
 #[test]
 fn training_is_deterministic_from_its_seed_and_reports_per_class_iou() {
     let dir = temp("train");
-    let (data, model) = (ccp(), backbone());
     let train = |out: &str, seed: &str| {
-        let out = dir.join(out);
-        let args = [
-            "train-parser",
-            "--data",
-            s(&data),
-            "--out",
-            s(&out),
-            "--model",
-            s(&model),
-            "--epochs",
-            "2",
-            "--limit",
-            "12",
-            "--seed",
-            seed,
-        ];
-        let output = ok(lookalike(&args, &dir.join("cache")));
-        (std::fs::read(&out).unwrap(), output)
+        let output = ok(train_on_12(&dir, out, &["--epochs", "2", "--seed", seed]));
+        (std::fs::read(dir.join(out)).unwrap(), output)
     };
     let (first, output) = train("a.bpk", "7");
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -117,25 +111,8 @@ fn training_is_deterministic_from_its_seed_and_reports_per_class_iou() {
 #[test]
 fn training_photos_bounds_the_training_split_only() {
     let dir = temp("curve");
-    let (data, model, cache) = (ccp(), backbone(), dir.join("cache"));
-    let train = |out: &str, extra: &[&str]| {
-        let out = dir.join(out);
-        let mut args = vec![
-            "train-parser",
-            "--data",
-            s(&data),
-            "--out",
-            s(&out),
-            "--model",
-            s(&model),
-            "--epochs",
-            "1",
-            "--limit",
-            "12",
-        ];
-        args.extend_from_slice(extra);
-        lookalike(&args, &cache)
-    };
+    let train =
+        |out: &str, extra: &[&str]| train_on_12(&dir, out, &[&["--epochs", "1"], extra].concat());
     let provenance = |name: &str| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap()
     };

@@ -38,13 +38,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub struct DetectBenchOptions {
-    pub quick: bool,
-    pub json: bool,
+/// Where a benchmark of street-photo detection reads from.
+pub struct ValidationFiles {
     pub data_dir: PathBuf,
     pub models_dir: PathBuf,
     pub cache_dir: PathBuf,
+    /// The embedder's record (the parser's backbone).
     pub model: PathBuf,
+    /// The first 30 validation photos only.
+    pub quick: bool,
+}
+
+pub struct DetectBenchOptions {
+    pub files: ValidationFiles,
+    pub json: bool,
     /// The checkout, for the wasm package and bench/wasm_detect.mjs.
     pub project: PathBuf,
 }
@@ -403,21 +410,15 @@ pub(crate) struct Validation {
 }
 
 impl Validation {
-    /// `quick`: the first 30 validation photos only.
-    pub fn load(
-        data_dir: &Path,
-        models_dir: &Path,
-        cache_dir: &Path,
-        model: &Path,
-        quick: bool,
-    ) -> Result<Self> {
+    pub fn load(files: &ValidationFiles) -> Result<Self> {
+        let ValidationFiles { data_dir, models_dir, cache_dir, model, quick } = files;
         let dir = data_dir.join("ccp-street-fashion");
         let ccp = read_ccp(&dir)?;
         let validation: std::collections::HashSet<&PathBuf> =
             ccp.0.iter().filter(|p| is_validation(&p.group_id)).map(|p| &p.file).collect();
         let mut photos = read_ground_truth(&dir.join("boxes.csv"))?;
         photos.retain(|p| validation.contains(&dir.join(&p.file)));
-        if quick {
+        if *quick {
             photos.truncate(30);
         }
         if photos.is_empty() {
@@ -509,19 +510,13 @@ impl Validation {
 }
 
 pub fn run(options: &DetectBenchOptions) -> Result<()> {
-    let bench = Validation::load(
-        &options.data_dir,
-        &options.models_dir,
-        &options.cache_dir,
-        &options.model,
-        options.quick,
-    )?;
+    let bench = Validation::load(&options.files)?;
+    let models_dir = &options.files.models_dir;
     // Every model read once: the embedder's backbone is the parser's too.
     let device = &bench.device;
-    let objects = read_model(&options.models_dir.join("nanodet.json"))?;
-    let pose = read_model(&options.models_dir.join("movenet-lightning.json"))?;
-    let parser =
-        bench.parser(std::fs::read(options.models_dir.join("parser.bpk"))?, "parser.bpk")?;
+    let objects = read_model(&models_dir.join("nanodet.json"))?;
+    let pose = read_model(&models_dir.join("movenet-lightning.json"))?;
+    let parser = bench.parser(std::fs::read(models_dir.join("parser.bpk"))?, "parser.bpk")?;
     let parser_only = Detector::new(None, None, device)?.with_parser(parser.clone());
     let with_parser = Detector::new(Some(&objects), None, device)?.with_parser(parser.clone());
     let composed = Detector::new(Some(&objects), Some(&pose), device)?;
@@ -566,12 +561,7 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         label_head_majority_accuracy: trained.majority_accuracy,
         label_head_tested_on: trained.tested_on,
     };
-    if options.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(())
+    crate::emit(options.json, &report, print_report)
 }
 
 fn print_report(report: &DetectReport) {
@@ -662,8 +652,8 @@ fn wasm_timing(options: &DetectBenchOptions, photo: &Path) -> Option<serde_json:
     }
     let output = std::process::Command::new("node")
         .arg(&script)
-        .arg(&options.models_dir)
-        .arg(&options.model)
+        .arg(&options.files.models_dir)
+        .arg(&options.files.model)
         .arg(photo)
         .output()
         .ok()?;

@@ -135,21 +135,34 @@ fn run(Bench { what, quick, json, dataset }: Bench) -> Result<()> {
             project: project_path("."),
         }),
         BenchKind::Detect => detect::run(&detect::DetectBenchOptions {
-            quick,
+            files: validation_files(data_dir, quick),
             json,
-            data_dir,
-            models_dir: project_path("models"),
-            cache_dir: default_cache_dir(),
-            model: project_path(DEFAULT_MODEL),
             project: project_path("."),
         }),
         BenchKind::ParserCurve => parser_curve::run(&parser_curve::ParserCurveOptions {
-            quick,
+            files: validation_files(data_dir, quick),
             json,
-            data_dir,
-            models_dir: project_path("models"),
-            cache_dir: default_cache_dir(),
-            model: project_path(DEFAULT_MODEL),
         }),
     }
+}
+
+/// The checkout's models and the shared data, for the detection benchmarks.
+fn validation_files(data_dir: PathBuf, quick: bool) -> detect::ValidationFiles {
+    detect::ValidationFiles {
+        data_dir,
+        models_dir: project_path("models"),
+        cache_dir: default_cache_dir(),
+        model: project_path(DEFAULT_MODEL),
+        quick,
+    }
+}
+
+/// A benchmark's report: as one JSON document with `--json`, else as text.
+fn emit<T: serde::Serialize>(json: bool, report: &T, print: fn(&T)) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print(report);
+    }
+    Ok(())
 }

@@ -17,7 +17,7 @@
 //! photos, the parser is limited by its data, not by its decoding. The
 //! slope per doubling says how many photos a target would take.
 
-use crate::detect::{DetectorFigures, Validation};
+use crate::detect::{DetectorFigures, Validation, ValidationFiles};
 use anyhow::{Context, Result};
 use lookalike::parser_training::{TrainParserArgs, is_validation, read_ccp, train_parser};
 use lookalike_vision::detect::Detector;
@@ -25,15 +25,10 @@ use lookalike_vision::model::tfjs::read_model;
 use lookalike_vision::parse::train::TrainOptions;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 pub struct ParserCurveOptions {
-    pub quick: bool,
+    pub files: ValidationFiles,
     pub json: bool,
-    pub data_dir: PathBuf,
-    pub models_dir: PathBuf,
-    pub cache_dir: PathBuf,
-    pub model: PathBuf,
 }
 
 /// Shares of the training split, in eighths.
@@ -66,20 +61,15 @@ pub struct CurveReport {
 const NOT_ITEMS: [&str; 3] = ["background", "skin", "hair"];
 
 pub fn run(options: &ParserCurveOptions) -> Result<()> {
-    let bench = Validation::load(
-        &options.data_dir,
-        &options.models_dir,
-        &options.cache_dir,
-        &options.model,
-        options.quick,
-    )?;
+    let files = &options.files;
+    let bench = Validation::load(files)?;
     let training_split =
         read_ccp(&bench.dir)?.0.iter().filter(|p| !is_validation(&p.group_id)).count();
-    let objects = read_model(&options.models_dir.join("nanodet.json"))?;
-    let heads = options.cache_dir.join("bench/parser-curve");
+    let objects = read_model(&files.models_dir.join("nanodet.json"))?;
+    let heads = files.cache_dir.join("bench/parser-curve");
     std::fs::create_dir_all(&heads).with_context(|| format!("creating {}", heads.display()))?;
-    let epochs = if options.quick { 2 } else { TrainOptions::default().epochs };
-    let eighths: &[usize] = if options.quick { &QUICK_EIGHTHS } else { &EIGHTHS };
+    let epochs = if files.quick { 2 } else { TrainOptions::default().epochs };
+    let eighths: &[usize] = if files.quick { &QUICK_EIGHTHS } else { &EIGHTHS };
     let mut points = Vec::new();
     for eighth in eighths {
         let n = (training_split * eighth).div_ceil(8);
@@ -89,8 +79,8 @@ pub fn run(options: &ParserCurveOptions) -> Result<()> {
         train_parser(&TrainParserArgs {
             data: bench.dir.clone(),
             out: out.clone(),
-            backbone: options.model.clone(),
-            cache_dir: options.cache_dir.clone(),
+            backbone: files.model.clone(),
+            cache_dir: files.cache_dir.clone(),
             options: TrainOptions { epochs, ..TrainOptions::default() },
             limit: None,
             training_photos: Some(n),
@@ -120,12 +110,7 @@ pub fn run(options: &ParserCurveOptions) -> Result<()> {
         });
     }
     let report = CurveReport { validation_photos: bench.photos(), training_split, epochs, points };
-    if options.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(())
+    crate::emit(options.json, &report, print_report)
 }
 
 fn print_report(report: &CurveReport) {
