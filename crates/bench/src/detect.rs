@@ -18,8 +18,8 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use lookalike::catalog::Columns;
-use lookalike::catalog_embeddings::{CachedEmbeddings, catalog_embeddings_of, embed_with_cache};
+use lookalike::catalog::{Columns, metadata_value};
+use lookalike::catalog_embeddings::{catalog_embeddings_of, embed_with_cache};
 use lookalike::crops::CropMode;
 use lookalike::labels::{read_label_head, train_labels};
 use lookalike::parser_training::{CcpPhoto, is_validation, read_ccp};
@@ -405,8 +405,6 @@ pub(crate) struct Validation {
     pub device: Device,
     pub embedder: Embedder,
     catalog: Catalog,
-    /// The fashion catalog by articleType, for the label head's accuracy.
-    fashion: CachedEmbeddings,
 }
 
 impl Validation {
@@ -437,22 +435,6 @@ impl Validation {
             Some("subCategory"),
             &CropMode::Foreground,
         )?;
-        let columns = Columns {
-            id: Some("product_id".into()),
-            image: Some("file".into()),
-            label: Some("articleType".into()),
-        };
-        let fashion = embed_with_cache(
-            &data_dir.join("fashion-product-images/labels.csv"),
-            &columns,
-            cache_dir,
-            model,
-        )?;
-        let article_types: std::collections::HashMap<&str, &str> = fashion
-            .products
-            .iter()
-            .map(|p| (p.image.as_str(), p.label.as_deref().unwrap_or_default()))
-            .collect();
         let catalog = Catalog {
             vectors: by_subcategory
                 .vectors
@@ -467,13 +449,11 @@ impl Validation {
             article_types: by_subcategory
                 .products
                 .iter()
-                .map(|p| {
-                    article_types.get(p.image.as_str()).copied().unwrap_or_default().to_string()
-                })
+                .map(|p| metadata_value(&p.metadata, "articleType").unwrap_or_default())
                 .collect(),
             head: read_label_head(&models_dir.join("labels.json"))?,
         };
-        Ok(Self { dir, ccp, photos, device, embedder, catalog, fashion })
+        Ok(Self { dir, ccp, photos, device, embedder, catalog })
     }
 
     pub fn photos(&self) -> usize {
@@ -545,7 +525,18 @@ pub fn run(options: &DetectBenchOptions) -> Result<()> {
         .collect();
     let parser_boxes_fit = bench.fit(&unmasked)?.0.all;
 
-    let fashion = &bench.fashion;
+    // The label head's accuracy, on whole catalog images by articleType.
+    let columns = Columns {
+        id: Some("product_id".into()),
+        image: Some("file".into()),
+        label: Some("articleType".into()),
+    };
+    let fashion = embed_with_cache(
+        &options.files.data_dir.join("fashion-product-images/labels.csv"),
+        &columns,
+        &options.files.cache_dir,
+        &options.files.model,
+    )?;
     let trained = train_labels(&fashion.products, &fashion.vectors, "articleType", 20, 0.2)?;
     let wasm_cpu = wasm_timing(options, &bench.dir.join(&bench.photos[0].file));
 

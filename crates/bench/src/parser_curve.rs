@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use lookalike::parser_training::{TrainParserArgs, is_validation, read_ccp, train_parser};
 use lookalike_vision::detect::Detector;
 use lookalike_vision::model::tfjs::read_model;
+use lookalike_vision::parse::Part;
 use lookalike_vision::parse::train::TrainOptions;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -56,9 +57,6 @@ pub struct CurveReport {
     pub epochs: usize,
     pub points: Vec<CurvePoint>,
 }
-
-/// Classes that are not items.
-const NOT_ITEMS: [&str; 3] = ["background", "skin", "hair"];
 
 pub fn run(options: &ParserCurveOptions) -> Result<()> {
     let files = &options.files;
@@ -97,7 +95,7 @@ pub fn run(options: &ParserCurveOptions) -> Result<()> {
         let parser_iou = bench.parser_iou(&parser)?;
         let items: Vec<f64> = parser_iou
             .iter()
-            .filter(|(class, _)| !NOT_ITEMS.contains(&class.as_str()))
+            .filter(|(class, _)| Part::from_name(class).is_some_and(Part::is_item))
             .map(|(_, iou)| *iou)
             .collect();
         let item_iou = items.iter().sum::<f64>() / items.len().max(1) as f64;
